@@ -1,0 +1,179 @@
+import { z } from "zod";
+
+/**
+ * The environment variables Perpetual reads. This schema is the only place that knows their names;
+ * `loadConfig` turns the parsed result into the camelCase `Config` the rest of the code uses.
+ */
+
+/** Variables whose values must never be echoed back, not even in a validation error. */
+export const SECRET_VARIABLES = new Set([
+  "SUPABASE_KEY",
+  "SUPABASE_JWT_SECRET",
+  "SUPABASE_SERVICE_ROLE_KEY",
+  "QDRANT_API_KEY",
+  "REDIS_PASSWORD",
+  "REDIS_URL",
+  "DATABASE_URL",
+  "API_KEY_ENCRYPTION_KEY",
+  "API_KEY_ENCRYPTION_KEYS_PREVIOUS",
+  "POLAR_API_KEY",
+  "ADMIN_API_KEY",
+  "METRICS_TOKEN",
+]);
+
+const emptyAsUndefined = (value: unknown) => (typeof value === "string" && value.trim() === "" ? undefined : value);
+
+const optionalString = z.preprocess(emptyAsUndefined, z.string().optional());
+
+const booleanFlag = (fallback: boolean) =>
+  z.preprocess(
+    emptyAsUndefined,
+    z
+      .enum(["true", "false", "1", "0", "yes", "no", "on", "off"], {
+        message: "must be one of true, false, 1, 0, yes, no, on, off",
+      })
+      .optional()
+      .transform((v) => (v === undefined ? fallback : ["true", "1", "yes", "on"].includes(v))),
+  );
+
+const integer = (fallback: number, min: number, max: number) =>
+  z.preprocess(
+    emptyAsUndefined,
+    z
+      .string()
+      .optional()
+      .transform((v, ctx) => {
+        if (v === undefined) return fallback;
+        const n = Number(v);
+        if (!/^-?\d+$/.test(v.trim()) || n < min || n > max) {
+          ctx.addIssue({ code: "custom", message: `must be a whole number from ${min} to ${max}` });
+          return z.NEVER;
+        }
+        return n;
+      }),
+  );
+
+const httpUrl = z.preprocess(
+  emptyAsUndefined,
+  z
+    .string()
+    .optional()
+    .refine((v) => v === undefined || isUrlWithProtocol(v, ["http:", "https:"]), {
+      message: "must be an http:// or https:// URL",
+    }),
+);
+
+function isUrlWithProtocol(value: string, protocols: string[]): boolean {
+  try {
+    return protocols.includes(new URL(value).protocol);
+  } catch {
+    return false;
+  }
+}
+
+const SIZE_UNITS: Record<string, number> = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 };
+
+/** "10mb", "512kb" or a plain byte count. */
+const byteSize = (fallback: number) =>
+  z.preprocess(
+    emptyAsUndefined,
+    z
+      .string()
+      .optional()
+      .transform((v, ctx) => {
+        if (v === undefined) return fallback;
+        const match = /^(\d+)\s*(b|kb|mb|gb)?$/i.exec(v.trim());
+        const bytes = match ? Number(match[1]) * (SIZE_UNITS[(match[2] ?? "b").toLowerCase()] ?? 1) : NaN;
+        if (!Number.isFinite(bytes) || bytes < 1024 || bytes > 1024 ** 3) {
+          ctx.addIssue({ code: "custom", message: 'must be a size from 1kb to 1gb, e.g. "10mb" or "1048576"' });
+          return z.NEVER;
+        }
+        return bytes;
+      }),
+  );
+
+export const envSchema = z.object({
+  NODE_ENV: z.preprocess(emptyAsUndefined, z.enum(["development", "production", "test"]).default("development")),
+  APP_NAME: z.preprocess(emptyAsUndefined, z.string().default("Perpetual")),
+  VERSION: optionalString,
+  DEBUG: booleanFlag(false),
+  MODE: z.preprocess(
+    emptyAsUndefined,
+    z.enum(["proxy", "local"], { message: 'must be "proxy" or "local"' }).default("proxy"),
+  ),
+  API_HOST: z.preprocess(emptyAsUndefined, z.string().default("0.0.0.0")),
+  API_PORT: integer(8000, 0, 65535),
+  API_PREFIX: z.preprocess(
+    emptyAsUndefined,
+    z
+      .string()
+      .regex(/^\/[A-Za-z0-9._~/-]*[^/]$/, { message: 'must start with "/" and not end with "/", e.g. "/v1"' })
+      .default("/v1"),
+  ),
+  DATA_DIR: z.preprocess(emptyAsUndefined, z.string().default("./data")),
+  DATABASE_URL: z.preprocess(
+    emptyAsUndefined,
+    z
+      .string()
+      .optional()
+      .refine((v) => v === undefined || isUrlWithProtocol(v, ["postgres:", "postgresql:"]), {
+        message: "must be a postgres:// or postgresql:// connection URL",
+      }),
+  ),
+  DATABASE_POOL_SIZE: integer(10, 1, 200),
+  SUPABASE_URL: httpUrl,
+  SUPABASE_KEY: optionalString,
+  SUPABASE_JWT_SECRET: optionalString,
+  SUPABASE_SERVICE_ROLE_KEY: optionalString,
+  QDRANT_URL: httpUrl,
+  QDRANT_CLOUD_URL: httpUrl,
+  QDRANT_API_KEY: optionalString,
+  QDRANT_COLLECTION: z.preprocess(
+    emptyAsUndefined,
+    z
+      .string()
+      .regex(/^[A-Za-z0-9_-]{1,200}$/, { message: "must be letters, digits, _ or - (at most 200)" })
+      .default("perpetual_memory"),
+  ),
+  REDIS_URL: z.preprocess(
+    emptyAsUndefined,
+    z
+      .string()
+      .optional()
+      .refine((v) => v === undefined || isUrlWithProtocol(v, ["redis:", "rediss:"]), {
+        message: "must be a redis:// or rediss:// URL",
+      }),
+  ),
+  REDIS_HOST: optionalString,
+  REDIS_PORT: integer(6379, 1, 65535),
+  REDIS_PASSWORD: optionalString,
+  API_KEY_ENCRYPTION_KEY: optionalString,
+  API_KEY_ENCRYPTION_KEYS_PREVIOUS: optionalString,
+  POLAR_API_KEY: optionalString,
+  POLAR_ORGANIZATION_ID: optionalString,
+  RATE_LIMIT_PER_MINUTE: integer(60, 1, 10_000_000),
+  RATE_LIMIT_PER_DAY: integer(10_000, 1, 1_000_000_000),
+  MODEL_NAME: optionalString,
+  LOG_LEVEL: z.preprocess(
+    emptyAsUndefined,
+    z
+      .enum(["error", "warn", "info", "http", "verbose", "debug", "silly"], {
+        message: "must be one of error, warn, info, http, verbose, debug, silly",
+      })
+      .optional(),
+  ),
+  LOG_FORMAT: z.preprocess(
+    emptyAsUndefined,
+    z.enum(["json", "pretty"], { message: 'must be "json" or "pretty"' }).optional(),
+  ),
+  ADMIN_API_KEY: z.preprocess(
+    emptyAsUndefined,
+    z.string().min(32, { message: "must be at least 32 characters when set" }).optional(),
+  ),
+  METRICS_TOKEN: optionalString,
+  MAX_REQUEST_BODY_SIZE: byteSize(10 * 1024 ** 2),
+  REQUEST_TIMEOUT_SECONDS: integer(300, 1, 3600),
+  SHUTDOWN_TIMEOUT_SECONDS: integer(30, 0, 3600),
+});
+
+export type Env = z.infer<typeof envSchema>;

@@ -1,0 +1,131 @@
+import { readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { envSchema, SECRET_VARIABLES } from "./env";
+import { loadTiers, type Tiers } from "./tiers";
+
+export type { Tier, Tiers } from "./tiers";
+
+export interface Config {
+  appName: string;
+  version: string;
+  environment: "development" | "production" | "test";
+  debug: boolean;
+  mode: "proxy" | "local";
+  http: {
+    host: string;
+    port: number;
+    apiPrefix: string;
+    maxBodyBytes: number;
+    requestTimeoutMs: number;
+    shutdownTimeoutMs: number;
+  };
+  log: { level: string; format: "json" | "pretty" };
+  /** Embedded state (PGlite, generated keys) lives here. */
+  dataDir: string;
+  /** Absent means the embedded PGlite database. */
+  database: { url?: string; poolSize: number };
+  supabase: { url?: string; anonKey?: string; jwtSecret?: string; serviceRoleKey?: string };
+  qdrant: { url?: string; apiKey?: string; collection: string };
+  /** Absent means in-process limits. */
+  redis: { url?: string };
+  vault: { currentKey?: string; previousKeys: string[] };
+  polar: { apiKey?: string; organizationId?: string };
+  rateLimitDefaults: { perMinute: number; perDay: number };
+  modelName?: string;
+  adminApiKey?: string;
+  metricsToken?: string;
+  tiers: Tiers;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
+    this.name = "ConfigError";
+  }
+}
+
+export interface LoadConfigOptions {
+  /** Folder with tiers.json and the other non-secret data files. */
+  configDir?: string;
+}
+
+const PROJECT_ROOT = resolve(__dirname, "..", "..");
+
+/** The one reader of the environment. Throws ConfigError listing every problem, never a secret's value. */
+export function loadConfig(env: NodeJS.ProcessEnv, options: LoadConfigOptions = {}): Config {
+  const problems: string[] = [];
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) {
+      const name = String(issue.path[0] ?? "(environment)");
+      // zod messages describe the expectation, never the received value; secrets stay out either way.
+      problems.push(`${name}: ${SECRET_VARIABLES.has(name) ? scrubbed(issue.message) : issue.message}`);
+    }
+  }
+  const configDir = options.configDir ?? join(PROJECT_ROOT, "config");
+  const { tiers, problems: tierProblems } = loadTiers(configDir);
+  problems.push(...tierProblems);
+  if (!parsed.success || !tiers) throw new ConfigError(problems);
+
+  const e = parsed.data;
+  const redisUrl =
+    e.REDIS_URL ?? (e.REDIS_HOST ? redisUrlFromParts(e.REDIS_HOST, e.REDIS_PORT, e.REDIS_PASSWORD) : undefined);
+  const environment = e.NODE_ENV;
+  return {
+    appName: e.APP_NAME,
+    version: e.VERSION ?? packageVersion(),
+    environment,
+    debug: e.DEBUG,
+    mode: e.MODE,
+    http: {
+      host: e.API_HOST,
+      port: e.API_PORT,
+      apiPrefix: e.API_PREFIX,
+      maxBodyBytes: e.MAX_REQUEST_BODY_SIZE,
+      requestTimeoutMs: e.REQUEST_TIMEOUT_SECONDS * 1000,
+      shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_SECONDS * 1000,
+    },
+    log: {
+      level: e.LOG_LEVEL ?? (e.DEBUG ? "debug" : "info"),
+      format: e.LOG_FORMAT ?? (environment === "production" ? "json" : "pretty"),
+    },
+    dataDir: resolve(e.DATA_DIR),
+    database: { url: e.DATABASE_URL, poolSize: e.DATABASE_POOL_SIZE },
+    supabase: {
+      url: e.SUPABASE_URL,
+      anonKey: e.SUPABASE_KEY,
+      jwtSecret: e.SUPABASE_JWT_SECRET,
+      serviceRoleKey: e.SUPABASE_SERVICE_ROLE_KEY,
+    },
+    qdrant: { url: e.QDRANT_URL ?? e.QDRANT_CLOUD_URL, apiKey: e.QDRANT_API_KEY, collection: e.QDRANT_COLLECTION },
+    redis: { url: redisUrl },
+    vault: {
+      currentKey: e.API_KEY_ENCRYPTION_KEY,
+      previousKeys: (e.API_KEY_ENCRYPTION_KEYS_PREVIOUS ?? "")
+        .split(",")
+        .map((k) => k.trim())
+        .filter(Boolean),
+    },
+    polar: { apiKey: e.POLAR_API_KEY, organizationId: e.POLAR_ORGANIZATION_ID },
+    rateLimitDefaults: { perMinute: e.RATE_LIMIT_PER_MINUTE, perDay: e.RATE_LIMIT_PER_DAY },
+    modelName: e.MODEL_NAME,
+    adminApiKey: e.ADMIN_API_KEY,
+    metricsToken: e.METRICS_TOKEN,
+    tiers,
+  };
+}
+
+function redisUrlFromParts(host: string, port: number, password: string | undefined): string {
+  const url = new URL(`redis://${host}:${port}`);
+  if (password) url.password = password;
+  return url.toString();
+}
+
+function scrubbed(message: string): string {
+  return message.replace(/"[^"]*"/g, '"…"');
+}
+
+function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(join(PROJECT_ROOT, "package.json"), "utf8")) as { version?: string };
+  return pkg.version ?? "0.0.0";
+}

@@ -1,0 +1,30 @@
+import express, { type Express } from "express";
+import type { Config } from "../config";
+import type { Database } from "../db";
+import type { Logger } from "../log";
+import { errorHandler, notFoundHandler } from "./error-handler";
+import { type HealthProbes, healthRoutes } from "./health";
+import { requestContext } from "./request-context";
+
+export interface AppDeps {
+  config: Config;
+  db: Database;
+  logger: Logger;
+  probes?: HealthProbes;
+}
+
+/** Builds the HTTP application without listening, so tests can start it on port 0. */
+export function createApp(deps: AppDeps): Express {
+  const { config, db, logger } = deps;
+  const app = express();
+  app.disable("x-powered-by");
+  app.set("etag", false);
+
+  app.use(requestContext(logger));
+  app.use(express.json({ limit: config.http.maxBodyBytes }));
+  app.use(healthRoutes({ db, version: config.version, probes: deps.probes }));
+
+  app.use(notFoundHandler);
+  app.use(errorHandler(logger));
+  return app;
+}

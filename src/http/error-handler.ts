@@ -1,0 +1,56 @@
+import type { NextFunction, Request, Response } from "express";
+import { ApiError, invalidRequest, serverError } from "../errors";
+import type { Logger } from "../log";
+
+/** Errors raised by express.json (body-parser) carry a `type`; each maps to a client error, never a 500. */
+function fromBodyParserError(error: { type?: unknown; limit?: unknown }): ApiError | undefined {
+  switch (error.type) {
+    case "entity.parse.failed":
+      return invalidRequest(
+        "We could not parse the JSON body of your request. Send valid JSON with Content-Type: application/json.",
+        "invalid_json",
+      );
+    case "entity.too.large":
+      return new ApiError(
+        413,
+        `The request body is larger than the limit of ${String(error.limit)} bytes.`,
+        "invalid_request_error",
+        "request_too_large",
+      );
+    case "encoding.unsupported":
+    case "charset.unsupported":
+      return new ApiError(
+        415,
+        "Unsupported content encoding or charset.",
+        "invalid_request_error",
+        "unsupported_encoding",
+      );
+    case "request.aborted":
+    case "request.size.invalid":
+      return invalidRequest("The request body was incomplete.", "incomplete_body");
+    default:
+      return undefined;
+  }
+}
+
+export function notFoundHandler(req: Request, _res: Response, next: NextFunction): void {
+  next(new ApiError(404, `Invalid URL (${req.method} ${req.path})`, "invalid_request_error", "unknown_url"));
+}
+
+/** The single place errors become responses: OpenAI-shaped body, the request id header already set. */
+export function errorHandler(logger: Logger) {
+  return (error: unknown, _req: Request, res: Response, _next: NextFunction): void => {
+    const known =
+      error instanceof ApiError
+        ? error
+        : (fromBodyParserError((error ?? {}) as { type?: unknown; limit?: unknown }) ?? undefined);
+    if (!known) logger.error("unhandled error", { error });
+    const apiError = known ?? serverError();
+    if (res.headersSent) {
+      // Too late for a status code: end what was started so the client is not left waiting.
+      res.end();
+      return;
+    }
+    res.set(apiError.headers).status(apiError.status).json(apiError.toBody());
+  };
+}

@@ -1,0 +1,3 @@
+export { type AppDeps, createApp } from "./app";
+export type { HealthProbes } from "./health";
+export { requestIdOf, setRequestUser } from "./request-context";

@@ -1,0 +1,137 @@
+import OpenAI from "openai";
+import { type Database, migrate, openPglite } from "../../src/db";
+import { startTestApp, type TestApp, testConfig } from "../helpers/app";
+
+function expectOpenAiError(body: unknown, status: { type: string; code: string | null }) {
+  expect(body).toEqual({
+    error: { message: expect.any(String), type: status.type, param: null, code: status.code },
+  });
+}
+
+describe("HTTP shell", () => {
+  let db: Database;
+  let app: TestApp;
+
+  beforeAll(async () => {
+    db = await openPglite();
+    await migrate(db);
+    app = await startTestApp({ db, config: testConfig({ MAX_REQUEST_BODY_SIZE: "2kb" }) });
+  });
+  afterAll(async () => {
+    await app.close();
+    await db.close();
+  });
+
+  test("When the body is malformed JSON, then 400 invalid_json comes back OpenAI-shaped with a request id", async () => {
+    const res = await fetch(`${app.baseUrl}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: '{"model": "gpt-4o", "messages": [',
+    });
+    expect(res.status).toBe(400);
+    expect(res.headers.get("x-request-id")).toMatch(/^req_[0-9a-f]{32}$/);
+    expect(res.headers.get("content-type")).toMatch(/application\/json/);
+    expectOpenAiError(await res.json(), { type: "invalid_request_error", code: "invalid_json" });
+  });
+
+  test("When the route does not exist, then 404 unknown_url names the method and path", async () => {
+    const res = await fetch(`${app.baseUrl}/v1/nope`, { headers: { "x-request-id": "client-trace-42" } });
+    expect(res.status).toBe(404);
+    expect(res.headers.get("x-request-id")).toBe("client-trace-42");
+    const body = (await res.json()) as { error: { message: string } };
+    expectOpenAiError(body, { type: "invalid_request_error", code: "unknown_url" });
+    expect(body.error.message).toBe("Invalid URL (GET /v1/nope)");
+  });
+
+  test("When the body exceeds MAX_REQUEST_BODY_SIZE, then 413 request_too_large", async () => {
+    const res = await fetch(`${app.baseUrl}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "gpt-4o", messages: [{ role: "user", content: "x".repeat(4096) }] }),
+    });
+    expect(res.status).toBe(413);
+    expect(res.headers.get("x-request-id")).toBeTruthy();
+    expectOpenAiError(await res.json(), { type: "invalid_request_error", code: "request_too_large" });
+  });
+
+  test("When the caller's x-request-id is not a plain token, then a fresh one replaces it", async () => {
+    const res = await fetch(`${app.baseUrl}/health`, { headers: { "x-request-id": "<script>alert(1)</script>" } });
+    expect(res.headers.get("x-request-id")).toMatch(/^req_/);
+  });
+
+  test("When the official openai SDK gets our error, then it reads status, code and request id", async () => {
+    const client = new OpenAI({ apiKey: "sk-perp-test", baseURL: `${app.baseUrl}/v1`, maxRetries: 0 });
+    const error = await client.models.retrieve("gpt-4o").catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(OpenAI.NotFoundError);
+    const apiError = error as InstanceType<typeof OpenAI.NotFoundError>;
+    expect(apiError.status).toBe(404);
+    expect(apiError.code).toBe("unknown_url");
+    expect(apiError.type).toBe("invalid_request_error");
+    expect(apiError.requestID).toMatch(/^req_/);
+  });
+
+  test("When /health is called, then it reports the seed's fields with their real state", async () => {
+    const res = await fetch(`${app.baseUrl}/health`);
+    expect(res.status).toBe(200);
+    const body = await res.json();
+    expect(body).toEqual({
+      status: "healthy",
+      version: expect.stringMatching(/^\d+\.\d+\.\d+/),
+      uptime_seconds: expect.any(Number),
+      models_loaded: false,
+      vector_db_connected: false,
+    });
+  });
+
+  test("When the database is migrated and reachable, then /ready is 200", async () => {
+    const res = await fetch(`${app.baseUrl}/ready`);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ status: "ready", database: "ok" });
+  });
+
+  test("When requests are served, then each gets one log line with method, path, status, latency and request id", async () => {
+    await fetch(`${app.baseUrl}/health`, { headers: { "x-request-id": "log-line-check" } });
+    await new Promise((r) => setTimeout(r, 20));
+    const lines = app
+      .logs()
+      .split("\n")
+      .map((line) => JSON.parse(line) as Record<string, unknown>)
+      .filter((entry) => entry.request_id === "log-line-check" && entry.message === "request");
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatchObject({ method: "GET", path: "/health", status: 200, level: "info" });
+    expect(typeof lines[0]!.latency_ms).toBe("number");
+  });
+});
+
+describe("Readiness", () => {
+  test("When migrations are pending, then /ready is 503 until they are applied", async () => {
+    const db = await openPglite();
+    const app = await startTestApp({ db });
+    try {
+      const before = await fetch(`${app.baseUrl}/ready`);
+      expect(before.status).toBe(503);
+      expect(await before.json()).toEqual({ status: "unavailable", database: "migrations pending" });
+      await migrate(db);
+      expect((await fetch(`${app.baseUrl}/ready`)).status).toBe(200);
+    } finally {
+      await app.close();
+      await db.close();
+    }
+  });
+
+  test("When the database is unreachable, then /ready is 503 and /health still answers", async () => {
+    const db = await openPglite();
+    await migrate(db);
+    const app = await startTestApp({ db });
+    try {
+      expect((await fetch(`${app.baseUrl}/ready`)).status).toBe(200);
+      await db.close();
+      const res = await fetch(`${app.baseUrl}/ready`);
+      expect(res.status).toBe(503);
+      expect(await res.json()).toEqual({ status: "unavailable", database: "unreachable" });
+      expect((await fetch(`${app.baseUrl}/health`)).status).toBe(200);
+    } finally {
+      await app.close();
+    }
+  });
+});

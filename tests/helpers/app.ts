@@ -1,0 +1,43 @@
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type Config, loadConfig } from "../../src/config";
+import type { Database } from "../../src/db";
+import { createApp, type HealthProbes } from "../../src/http";
+import type { Logger } from "../../src/log";
+import { listen } from "../../src/server";
+import { captureLogger } from "./logs";
+
+export function testConfig(env: Record<string, string> = {}): Config {
+  return loadConfig({
+    NODE_ENV: "test",
+    API_HOST: "127.0.0.1",
+    API_PORT: "0",
+    DATA_DIR: mkdtempSync(join(tmpdir(), "perpetual-data-")),
+    ...env,
+  });
+}
+
+export interface TestApp {
+  baseUrl: string;
+  logs: () => string;
+  close: () => Promise<void>;
+}
+
+/** The real app on an ephemeral loopback port. */
+export async function startTestApp(options: {
+  db: Database;
+  config?: Config;
+  logger?: Logger;
+  probes?: HealthProbes;
+}): Promise<TestApp> {
+  const captured = captureLogger();
+  const config = options.config ?? testConfig();
+  const app = createApp({ config, db: options.db, logger: options.logger ?? captured.logger, probes: options.probes });
+  const running = await listen(app, { host: "127.0.0.1", port: 0, requestTimeoutMs: config.http.requestTimeoutMs });
+  return {
+    baseUrl: `http://127.0.0.1:${running.port}`,
+    logs: captured.text,
+    close: () => running.drain(1_000),
+  };
+}
