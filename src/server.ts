@@ -27,16 +27,14 @@ export function listen(
 
 function drain(server: Server, timeoutMs: number): Promise<void> {
   return new Promise((resolve) => {
-    const forceTimer = setTimeout(() => {
-      server.closeAllConnections();
-      resolve();
-    }, timeoutMs);
-    forceTimer.unref();
+    // Keep-alive sockets hold close() open: close each one as soon as its last response is done.
+    const closeIdle = setInterval(() => server.closeIdleConnections(), 50);
+    const forceTimer = setTimeout(() => server.closeAllConnections(), timeoutMs);
     server.close(() => {
+      clearInterval(closeIdle);
       clearTimeout(forceTimer);
       resolve();
     });
-    // Keep-alive sockets with no request in flight would hold close() open until they time out.
     server.closeIdleConnections();
   });
 }

@@ -33,7 +33,6 @@ export interface Config {
   rateLimitDefaults: { perMinute: number; perDay: number };
   modelName?: string;
   adminApiKey?: string;
-  metricsToken?: string;
   tiers: Tiers;
 }
 
@@ -110,7 +109,6 @@ export function loadConfig(env: NodeJS.ProcessEnv, options: LoadConfigOptions = 
     rateLimitDefaults: { perMinute: e.RATE_LIMIT_PER_MINUTE, perDay: e.RATE_LIMIT_PER_DAY },
     modelName: e.MODEL_NAME,
     adminApiKey: e.ADMIN_API_KEY,
-    metricsToken: e.METRICS_TOKEN,
     tiers,
   };
 }

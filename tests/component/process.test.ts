@@ -1,0 +1,117 @@
+import { mkdtempSync } from "node:fs";
+import { request } from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createTestDatabase } from "../helpers/postgres";
+import { collect, runCli, spawnEntry, waitForOutput } from "../helpers/processes";
+
+jest.setTimeout(60_000);
+
+function freshDataDir(): string {
+  return mkdtempSync(join(tmpdir(), "perpetual-proc-"));
+}
+
+describe("The server process on embedded defaults", () => {
+  test("When started with no configuration, then it serves /health, refuses a second user of its data, and drains on SIGTERM", async () => {
+    const dataDir = freshDataDir();
+    const env = {
+      DATA_DIR: dataDir,
+      API_PORT: "0",
+      API_HOST: "127.0.0.1",
+      LOG_FORMAT: "json",
+      NODE_ENV: "development",
+    };
+    const server = spawnEntry("src/main.ts", [], env);
+    const { output, finished } = collect(server);
+    const [, port] = await waitForOutput(output, /"url":"http:\/\/127\.0\.0\.1:(\d+)"/);
+    const base = `http://127.0.0.1:${port}`;
+
+    const health = await fetch(`${base}/health`);
+    expect(health.status).toBe(200);
+    expect(await health.json()).toMatchObject({ status: "healthy", models_loaded: false, vector_db_connected: false });
+    expect((await fetch(`${base}/ready`)).status).toBe(200);
+
+    const cli = await runCli(["migrate"], { DATA_DIR: dataDir });
+    expect(cli.code).toBe(1);
+    expect(cli.stderr).toMatch(/open in another Perpetual process \(pid \d+\)/);
+
+    // A request whose body is still arriving when SIGTERM comes must be answered before the process exits.
+    const inFlight = new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = request(
+        `${base}/v1/not-a-route`,
+        { method: "POST", headers: { "content-type": "application/json", "content-length": "14" } },
+        (res) => {
+          let body = "";
+          res.on("data", (d: Buffer) => {
+            body += d.toString();
+          });
+          res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+        },
+      );
+      req.on("error", reject);
+      req.write('{"half": ');
+      setTimeout(() => {
+        server.kill("SIGTERM");
+        setTimeout(() => req.end("true}"), 300);
+      }, 200);
+    });
+    const answered = await inFlight;
+    expect(answered.status).toBe(404);
+    expect(JSON.parse(answered.body)).toMatchObject({ error: { code: "unknown_url" } });
+
+    const exit = await finished;
+    expect(exit.code).toBe(0);
+    expect(output()).toContain('"message":"stopped"');
+    await expect(fetch(`${base}/health`)).rejects.toThrow();
+
+    const afterwards = await runCli(["migrate"], { DATA_DIR: dataDir });
+    expect(afterwards.stdout).toContain("Database is up to date.");
+    expect(afterwards.code).toBe(0);
+  });
+
+  test("When the configuration is invalid, then it exits 1 listing each problem without secret values", async () => {
+    const { finished } = collect(
+      spawnEntry("src/main.ts", [], {
+        DATA_DIR: freshDataDir(),
+        API_PORT: "http",
+        ADMIN_API_KEY: "too-short-secret-value",
+      }),
+    );
+    const exit = await finished;
+    expect(exit.code).toBe(1);
+    expect(exit.stderr).toContain("API_PORT: must be a whole number from 0 to 65535");
+    expect(exit.stderr).toContain("ADMIN_API_KEY: must be at least 32 characters when set");
+    expect(exit.stderr).not.toContain("too-short-secret-value");
+  });
+});
+
+describe("The CLI", () => {
+  test("When migrate runs against PostgreSQL 15 twice, then it applies then reports up to date", async () => {
+    const database = await createTestDatabase();
+    try {
+      const first = await runCli(["migrate"], { DATABASE_URL: database.url });
+      expect(first.code).toBe(0);
+      expect(first.stdout).toMatch(/Applied 2 migration\(s\)/);
+      const second = await runCli(["migrate"], { DATABASE_URL: database.url });
+      expect(second.stdout).toContain("Database is up to date.");
+    } finally {
+      await database.drop();
+    }
+  });
+
+  test("When the database is unreachable, then migrate fails with exit 1 and no password in the message", async () => {
+    const result = await runCli(["migrate"], { DATABASE_URL: "postgres://app:pw-should-not-show@127.0.0.1:1/db" });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/^Error: /);
+    expect(result.stderr).not.toContain("pw-should-not-show");
+  });
+
+  test("When asked for help or given an unknown command, then it answers with usage and the right exit code", async () => {
+    const help = await runCli(["--help"], {});
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain("migrate");
+    const unknown = await runCli(["frobnicate"], {});
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain('Unknown command "frobnicate"');
+  });
+});
