@@ -35,21 +35,29 @@ const booleanFlag = (fallback: boolean) =>
       .transform((v) => (v === undefined ? fallback : ["true", "1", "yes", "on"].includes(v))),
   );
 
-const integer = (fallback: number, min: number, max: number) =>
+/** An optional variable read from its text form; `parse` returns undefined when the text is not acceptable. */
+const parsedFrom = <T>(fallback: T, parse: (text: string) => T | undefined, message: string) =>
   z.preprocess(
     emptyAsUndefined,
     z
       .string()
       .optional()
-      .transform((v, ctx) => {
-        if (v === undefined) return fallback;
-        const n = Number(v);
-        if (!/^-?\d+$/.test(v.trim()) || n < min || n > max) {
-          ctx.addIssue({ code: "custom", message: `must be a whole number from ${min} to ${max}` });
+      .transform((text, ctx) => {
+        if (text === undefined) return fallback;
+        const value = parse(text.trim());
+        if (value === undefined) {
+          ctx.addIssue({ code: "custom", message });
           return z.NEVER;
         }
-        return n;
+        return value;
       }),
+  );
+
+const integer = (fallback: number, min: number, max: number) =>
+  parsedFrom(
+    fallback,
+    (text) => (/^-?\d+$/.test(text) && Number(text) >= min && Number(text) <= max ? Number(text) : undefined),
+    `must be a whole number from ${min} to ${max}`,
   );
 
 const httpUrl = z.preprocess(
@@ -72,23 +80,16 @@ function isUrlWithProtocol(value: string, protocols: string[]): boolean {
 
 const SIZE_UNITS: Record<string, number> = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 };
 
-/** "10mb", "512kb" or a plain byte count. */
+/** "10mb", "512kb" or a plain byte count, from 1kb to 1gb. */
 const byteSize = (fallback: number) =>
-  z.preprocess(
-    emptyAsUndefined,
-    z
-      .string()
-      .optional()
-      .transform((v, ctx) => {
-        if (v === undefined) return fallback;
-        const match = /^(\d+)\s*(b|kb|mb|gb)?$/i.exec(v.trim());
-        const bytes = match ? Number(match[1]) * (SIZE_UNITS[(match[2] ?? "b").toLowerCase()] ?? 1) : NaN;
-        if (!Number.isFinite(bytes) || bytes < 1024 || bytes > 1024 ** 3) {
-          ctx.addIssue({ code: "custom", message: 'must be a size from 1kb to 1gb, e.g. "10mb" or "1048576"' });
-          return z.NEVER;
-        }
-        return bytes;
-      }),
+  parsedFrom(
+    fallback,
+    (text) => {
+      const match = /^(\d+)\s*(b|kb|mb|gb)?$/i.exec(text);
+      const bytes = match ? Number(match[1]) * (SIZE_UNITS[(match[2] ?? "b").toLowerCase()] ?? 1) : Number.NaN;
+      return bytes >= 1024 && bytes <= 1024 ** 3 ? bytes : undefined;
+    },
+    'must be a size from 1kb to 1gb, e.g. "10mb" or "1048576"',
   );
 
 export const envSchema = z.object({
