@@ -4,11 +4,13 @@ module.exports = {
   roots: ["<rootDir>/tests"],
   testMatch: ["**/*.test.ts"],
   transform: {
-    "^.+\\.ts$": [
+    "^.+\\.[tj]s$": [
       "@swc/jest",
       { jsc: { parser: { syntax: "typescript" }, target: "es2022" }, module: { type: "commonjs" } },
     ],
   },
+  // jose ships only ES modules; Jest's CommonJS sandbox needs them compiled like our own sources.
+  transformIgnorePatterns: ["/node_modules/(?!jose/)"],
   testTimeout: 30_000,
   maxWorkers: 2,
 };

@@ -3,6 +3,7 @@ import { migrate, openDatabase } from "./db";
 import { createApp } from "./http";
 import { createLogger, redactText } from "./log";
 import { listen, onShutdownSignal } from "./server";
+import { createServices } from "./services";
 
 /** Wires the real dependencies, applies migrations in embedded mode, listens, and drains on SIGTERM. */
 async function main(): Promise<void> {
@@ -14,7 +15,8 @@ async function main(): Promise<void> {
     logger.info("embedded database ready", { data_dir: config.dataDir, migrations_applied: applied.length });
   }
 
-  const app = createApp({ config, db, logger });
+  const services = createServices(config, db, logger);
+  const app = createApp({ config, db, logger, services });
   const running = await listen(app, { ...config.http });
   logger.info(`${config.appName} listening`, {
     url: `http://${config.http.host}:${running.port}`,

@@ -125,6 +125,11 @@ export const envSchema = z.object({
   SUPABASE_KEY: optionalString,
   SUPABASE_JWT_SECRET: optionalString,
   SUPABASE_SERVICE_ROLE_KEY: optionalString,
+  SUPABASE_AUTH_VERIFY: z.preprocess(
+    emptyAsUndefined,
+    z.enum(["local", "remote"], { message: 'must be "local" or "remote"' }).default("local"),
+  ),
+  AUTH_CACHE_TTL_SECONDS: integer(5, 0, 300),
   QDRANT_URL: httpUrl,
   QDRANT_CLOUD_URL: httpUrl,
   QDRANT_API_KEY: optionalString,

@@ -1,8 +1,10 @@
 import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { envSchema, SECRET_VARIABLES } from "./env";
+import { loadProviders, type ProviderSettings } from "./providers";
 import { loadTiers, type Tiers } from "./tiers";
 
+export type { ProviderSettings } from "./providers";
 export type { Tier, Tiers } from "./tiers";
 
 export interface Config {
@@ -34,6 +36,12 @@ export interface Config {
   modelName?: string;
   adminApiKey?: string;
   tiers: Tiers;
+  providers: ReadonlyMap<string, ProviderSettings>;
+  auth: {
+    /** Seconds a credential lookup is reused in-process: the longest a revocation takes on other replicas. */
+    cacheTtlMs: number;
+    supabaseVerify: "local" | "remote";
+  };
 }
 
 export class ConfigError extends Error {
@@ -64,7 +72,16 @@ export function loadConfig(env: NodeJS.ProcessEnv, options: LoadConfigOptions = 
   const configDir = options.configDir ?? join(PROJECT_ROOT, "config");
   const { tiers, problems: tierProblems } = loadTiers(configDir);
   problems.push(...tierProblems);
-  if (!parsed.success || !tiers) throw new ConfigError(problems);
+  const { providers, problems: providerProblems } = loadProviders(configDir);
+  problems.push(...providerProblems);
+  if (
+    parsed.success &&
+    parsed.data.SUPABASE_AUTH_VERIFY === "remote" &&
+    !(parsed.data.SUPABASE_URL && parsed.data.SUPABASE_KEY)
+  ) {
+    problems.push("SUPABASE_AUTH_VERIFY: remote needs SUPABASE_URL and SUPABASE_KEY");
+  }
+  if (!parsed.success || !tiers || !providers || problems.length > 0) throw new ConfigError(problems);
 
   const e = parsed.data;
   const redisUrl =
@@ -110,6 +127,8 @@ export function loadConfig(env: NodeJS.ProcessEnv, options: LoadConfigOptions = 
     modelName: e.MODEL_NAME,
     adminApiKey: e.ADMIN_API_KEY,
     tiers,
+    providers,
+    auth: { cacheTtlMs: e.AUTH_CACHE_TTL_SECONDS * 1000, supabaseVerify: e.SUPABASE_AUTH_VERIFY },
   };
 }
 

@@ -1,6 +1,5 @@
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { z } from "zod";
+import { readJsonConfig } from "./files";
 
 const budget = z.number().int().positive().nullable();
 
@@ -34,21 +33,10 @@ export interface Tiers {
 
 /** Problems are returned, not thrown, so they can be reported together with the environment's. */
 export function loadTiers(configDir: string): { tiers?: Tiers; problems: string[] } {
-  const path = join(configDir, "tiers.json");
-  let raw: unknown;
-  try {
-    raw = JSON.parse(readFileSync(path, "utf8"));
-  } catch (error) {
-    return { problems: [`${path}: cannot be read as JSON (${(error as Error).message})`] };
-  }
-  const parsed = tiersFileSchema.safeParse(raw);
-  if (!parsed.success) {
-    return {
-      problems: parsed.error.issues.map((issue) => `${path}: ${issue.path.join(".") || "(root)"}: ${issue.message}`),
-    };
-  }
+  const { data, problems } = readJsonConfig(configDir, "tiers.json", tiersFileSchema);
+  if (!data) return { problems };
   const byName = new Map<string, Tier>();
-  for (const [name, t] of Object.entries(parsed.data.tiers)) {
+  for (const [name, t] of Object.entries(data.tiers)) {
     byName.set(name, {
       name,
       requestsPerMinute: t.requests_per_minute,
@@ -57,5 +45,5 @@ export function loadTiers(configDir: string): { tiers?: Tiers; problems: string[
       tokensPerDay: t.tokens_per_day,
     });
   }
-  return { tiers: { defaultTier: parsed.data.default_tier, byName }, problems: [] };
+  return { tiers: { defaultTier: data.default_tier, byName }, problems: [] };
 }

@@ -2,14 +2,18 @@ import express, { type Express } from "express";
 import type { Config } from "../config";
 import type { Database } from "../db";
 import type { Logger } from "../log";
+import type { Services } from "../services";
 import { errorHandler, notFoundHandler } from "./error-handler";
 import { type HealthProbes, healthRoutes } from "./health";
 import { requestContext } from "./request-context";
+import { accountRoutes } from "./routes/account";
+import { adminRoutes } from "./routes/admin";
 
 export interface AppDeps {
   config: Config;
   db: Database;
   logger: Logger;
+  services: Services;
   probes?: HealthProbes;
 }
 
@@ -23,6 +27,11 @@ export function createApp(deps: AppDeps): Express {
   app.use(requestContext(logger));
   app.use(express.json({ limit: config.http.maxBodyBytes }));
   app.use(healthRoutes({ db, version: config.version, probes: deps.probes }));
+  app.use(config.http.apiPrefix, accountRoutes({ db, ...deps.services }));
+  app.use(
+    "/admin",
+    adminRoutes({ db, tiers: config.tiers, logger, adminApiKey: config.adminApiKey, ...deps.services }),
+  );
 
   app.use(notFoundHandler);
   app.use(errorHandler(logger));

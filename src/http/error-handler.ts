@@ -1,6 +1,7 @@
 import type { NextFunction, Request, Response } from "express";
 import { ApiError, invalidRequest, serverError } from "../errors";
 import type { Logger } from "../log";
+import { EncryptionError } from "../vault";
 
 /** Errors raised by express.json (body-parser) carry a `type`; each maps to a client error, never a 500. */
 function fromBodyParserError(error: { type?: unknown; limit?: unknown }): ApiError | undefined {
@@ -43,7 +44,10 @@ export function errorHandler(logger: Logger) {
     const known =
       error instanceof ApiError
         ? error
-        : (fromBodyParserError((error ?? {}) as { type?: unknown; limit?: unknown }) ?? undefined);
+        : error instanceof EncryptionError
+          ? new ApiError(500, "Encryption error", "server_error", "encryption_error")
+          : fromBodyParserError((error ?? {}) as { type?: unknown; limit?: unknown });
+    if (error instanceof EncryptionError) logger.error("stored provider key could not be decrypted");
     if (!known) logger.error("unhandled error", { error });
     const apiError = known ?? serverError();
     if (res.headersSent) {

@@ -6,6 +6,7 @@ import type { Database } from "../../src/db";
 import { createApp, type HealthProbes } from "../../src/http";
 import type { Logger } from "../../src/log";
 import { listen } from "../../src/server";
+import { createServices, type Services } from "../../src/services";
 import { captureLogger } from "./logs";
 
 export function testConfig(env: Record<string, string> = {}): Config {
@@ -20,6 +21,7 @@ export function testConfig(env: Record<string, string> = {}): Config {
 
 export interface TestApp {
   baseUrl: string;
+  services: Services;
   logs: () => string;
   close: () => Promise<void>;
 }
@@ -33,10 +35,13 @@ export async function startTestApp(options: {
 }): Promise<TestApp> {
   const captured = captureLogger();
   const config = options.config ?? testConfig();
-  const app = createApp({ config, db: options.db, logger: options.logger ?? captured.logger, probes: options.probes });
+  const logger = options.logger ?? captured.logger;
+  const services = createServices(config, options.db, logger);
+  const app = createApp({ config, db: options.db, logger, services, probes: options.probes });
   const running = await listen(app, { host: "127.0.0.1", port: 0, requestTimeoutMs: config.http.requestTimeoutMs });
   return {
     baseUrl: `http://127.0.0.1:${running.port}`,
+    services,
     logs: captured.text,
     close: () => running.drain(1_000),
   };

@@ -1,0 +1,195 @@
+import { createHash } from "node:crypto";
+import type { Tiers } from "../config";
+import type { Database } from "../db";
+import { ApiError } from "../errors";
+import type { Logger } from "../log";
+import { provisionUser } from "./accounts";
+import { hashApiKey, isWellFormedApiKey, looksLikeApiKey } from "./api-key-format";
+import { InvalidTokenError, type JwtVerifier } from "./jwt";
+
+/** Who is calling, as every later pipeline step needs it. Holds no secret. */
+export interface Principal {
+  userId: string;
+  email: string | null;
+  tier: string;
+  via: "api_key" | "jwt";
+  apiKeyId: string | null;
+  /** Per-key overrides of the tier's request limits (null: the tier decides). */
+  keyLimits: { requestsPerMinute: number | null; requestsPerDay: number | null };
+}
+
+// One message for unknown, revoked, expired and malformed credentials: nothing to tell them apart.
+const invalidCredentials = () =>
+  new ApiError(
+    401,
+    "Incorrect API key provided. Use a Perpetual API key (sk-perp-…) or a valid Supabase access token.",
+    "invalid_request_error",
+    "invalid_api_key",
+  );
+const missingCredentials = () =>
+  new ApiError(
+    401,
+    "You didn't provide an API key. Send it in the Authorization header: Authorization: Bearer sk-perp-…",
+    "invalid_request_error",
+    "invalid_api_key",
+  );
+const accountDisabled = () =>
+  new ApiError(
+    403,
+    "This account is disabled. Contact the operator of this service.",
+    "permission_error",
+    "account_disabled",
+  );
+
+type Resolved = { principal: Principal } | { failure: "invalid" | "disabled" };
+
+interface CacheEntry {
+  resolved: Resolved;
+  expiresAt: number;
+}
+
+export interface AuthenticatorOptions {
+  db: Database;
+  tiers: Tiers;
+  jwt?: JwtVerifier;
+  logger: Logger;
+  /** How long a lookup is reused in this process. Bounds how late a revocation takes effect on other replicas. */
+  cacheTtlMs: number;
+  now?: () => number;
+}
+
+const MAX_CACHE_ENTRIES = 50_000;
+const LAST_USED_INTERVAL_MS = 60_000;
+
+/**
+ * Turns an Authorization header into a Principal. Lookups (hash → key row, JWT → user row) are cached for
+ * `cacheTtlMs` so the hot path makes no database round trip; a revocation made on this replica evicts at once,
+ * one made elsewhere is honoured when the entry expires (a few seconds).
+ */
+export class Authenticator {
+  private readonly cache = new Map<string, CacheEntry>();
+  private readonly lastUsedWritten = new Map<string, number>();
+  private readonly now: () => number;
+
+  constructor(private readonly options: AuthenticatorOptions) {
+    this.now = options.now ?? Date.now;
+  }
+
+  async authenticate(authorization: string | undefined): Promise<Principal> {
+    const token = bearerToken(authorization);
+    if (!token) throw missingCredentials();
+    const cacheKey = createHash("sha256").update(token).digest("base64url");
+    const now = this.now();
+    let entry = this.cache.get(cacheKey);
+    if (!entry || entry.expiresAt <= now) {
+      const { resolved, validUntil } = await this.resolve(token);
+      entry = { resolved, expiresAt: Math.min(now + this.options.cacheTtlMs, validUntil) };
+      this.remember(cacheKey, entry);
+    }
+    if ("failure" in entry.resolved)
+      throw entry.resolved.failure === "disabled" ? accountDisabled() : invalidCredentials();
+    const { principal } = entry.resolved;
+    if (principal.apiKeyId) this.touch(principal.apiKeyId, now);
+    return principal;
+  }
+
+  /** Drops cached lookups for a user (after revoking keys, disabling, changing tier or deleting the account). */
+  forgetUser(userId: string): void {
+    for (const [key, entry] of this.cache) {
+      if ("principal" in entry.resolved && entry.resolved.principal.userId === userId) this.cache.delete(key);
+    }
+  }
+
+  private async resolve(token: string): Promise<{ resolved: Resolved; validUntil: number }> {
+    if (looksLikeApiKey(token)) return this.resolveApiKey(token);
+    if (this.options.jwt?.enabled && token.split(".").length === 3) return this.resolveJwt(token);
+    return { resolved: { failure: "invalid" }, validUntil: Number.POSITIVE_INFINITY };
+  }
+
+  private async resolveApiKey(token: string): Promise<{ resolved: Resolved; validUntil: number }> {
+    const never = Number.POSITIVE_INFINITY;
+    if (!isWellFormedApiKey(token)) return { resolved: { failure: "invalid" }, validUntil: never };
+    const rows = await this.options.db.query<{
+      id: string;
+      user_id: string;
+      email: string | null;
+      key_tier: string | null;
+      user_tier: string;
+      user_active: boolean;
+      expires_at: Date | null;
+      rate_limit_per_minute: number | null;
+      rate_limit_per_day: number | null;
+    }>(
+      `select k.id, k.user_id, u.email, k.tier as key_tier, u.tier as user_tier, u.is_active as user_active,
+              k.expires_at, k.rate_limit_per_minute, k.rate_limit_per_day
+         from api_keys k join users u on u.id = k.user_id
+        where k.key_hash = $1 and k.is_active and (k.expires_at is null or k.expires_at > now())`,
+      [hashApiKey(token)],
+    );
+    const row = rows[0];
+    if (!row) return { resolved: { failure: "invalid" }, validUntil: never };
+    const validUntil = row.expires_at ? row.expires_at.getTime() : never;
+    if (!row.user_active) return { resolved: { failure: "disabled" }, validUntil };
+    const principal: Principal = {
+      userId: row.user_id,
+      email: row.email,
+      tier: this.knownTier(row.key_tier ?? row.user_tier),
+      via: "api_key",
+      apiKeyId: row.id,
+      keyLimits: { requestsPerMinute: row.rate_limit_per_minute, requestsPerDay: row.rate_limit_per_day },
+    };
+    return { resolved: { principal }, validUntil };
+  }
+
+  private async resolveJwt(token: string): Promise<{ resolved: Resolved; validUntil: number }> {
+    let identity: Awaited<ReturnType<JwtVerifier["verify"]>>;
+    try {
+      identity = await this.options.jwt!.verify(token);
+    } catch (error) {
+      if (!(error instanceof InvalidTokenError)) throw error;
+      this.options.logger.debug("jwt rejected", { reason: error.message });
+      return { resolved: { failure: "invalid" }, validUntil: Number.POSITIVE_INFINITY };
+    }
+    const validUntil = identity.expiresAt * 1000;
+    const user = await provisionUser(this.options.db, identity.userId, identity.email, this.options.tiers.defaultTier);
+    if (!user.isActive) return { resolved: { failure: "disabled" }, validUntil };
+    const principal: Principal = {
+      userId: user.id,
+      email: user.email,
+      tier: this.knownTier(user.tier),
+      via: "jwt",
+      apiKeyId: null,
+      keyLimits: { requestsPerMinute: null, requestsPerDay: null },
+    };
+    return { resolved: { principal }, validUntil };
+  }
+
+  /** A tier removed from config falls back to the default rather than locking users out. */
+  private knownTier(tier: string): string {
+    return this.options.tiers.byName.has(tier) ? tier : this.options.tiers.defaultTier;
+  }
+
+  private remember(cacheKey: string, entry: CacheEntry): void {
+    this.cache.delete(cacheKey);
+    if (this.cache.size >= MAX_CACHE_ENTRIES) this.cache.delete(this.cache.keys().next().value as string);
+    this.cache.set(cacheKey, entry);
+  }
+
+  /** Updates last_used at most once a minute per key per process, off the request path. */
+  private touch(apiKeyId: string, now: number): void {
+    if (now - (this.lastUsedWritten.get(apiKeyId) ?? 0) < LAST_USED_INTERVAL_MS) return;
+    this.lastUsedWritten.set(apiKeyId, now);
+    setImmediate(() => {
+      this.options.db
+        .query("update api_keys set last_used = now() where id = $1", [apiKeyId])
+        .catch((error: unknown) =>
+          this.options.logger.warn("could not record last_used", { api_key_id: apiKeyId, error }),
+        );
+    });
+  }
+}
+
+function bearerToken(header: string | undefined): string | undefined {
+  const match = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
+  return match?.[1];
+}

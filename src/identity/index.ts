@@ -1,0 +1,4 @@
+export * from "./accounts";
+export { API_KEY_PREFIX } from "./api-key-format";
+export { Authenticator, type Principal } from "./authenticator";
+export { InvalidTokenError, type JwtSettings, JwtVerifier } from "./jwt";

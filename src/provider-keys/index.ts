@@ -1,0 +1,92 @@
+import type { Database } from "../db";
+import { ApiError, invalidRequest } from "../errors";
+import type { Vault } from "../vault";
+
+export interface ProviderKeyView {
+  provider: string;
+  last4: string;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+type Row = { provider: string; key_last4: string; created_at: Date; updated_at: Date };
+const toView = (r: Row): ProviderKeyView => ({
+  provider: r.provider,
+  last4: r.key_last4,
+  createdAt: r.created_at,
+  updatedAt: r.updated_at,
+});
+
+export const noProviderKey = (provider: string) =>
+  new ApiError(
+    400,
+    `No API key found for provider ${provider}. Add one with POST /v1/provider-keys/add.`,
+    "invalid_request_error",
+    "provider_key_missing",
+    "model",
+    { "x-should-retry": "false" },
+  );
+
+/**
+ * Users' own provider keys: sealed by the vault, stored one row per user and provider, always read and written
+ * as the user (RLS), so one user's request can never reach another's key.
+ */
+export class ProviderKeys {
+  constructor(
+    private readonly db: Database,
+    private readonly vault: Vault,
+    private readonly providers: ReadonlySet<string>,
+  ) {}
+
+  assertKnownProvider(provider: string): void {
+    if (!this.providers.has(provider)) {
+      throw invalidRequest(
+        `Unknown provider "${provider}". Supported: ${[...this.providers].sort().join(", ")}.`,
+        "unknown_provider",
+        "provider",
+      );
+    }
+  }
+
+  /** Adds or replaces the user's key for that provider. */
+  async add(userId: string, provider: string, apiKey: string): Promise<ProviderKeyView> {
+    this.assertKnownProvider(provider);
+    const sealed = this.vault.seal(userId, provider, apiKey);
+    const rows = await this.db.asUser(userId, (tx) =>
+      tx.query<Row>(
+        `insert into user_provider_keys (user_id, provider, encrypted_key, key_last4) values ($1, $2, $3, $4)
+         on conflict (user_id, provider) do update
+           set encrypted_key = excluded.encrypted_key, key_last4 = excluded.key_last4, updated_at = now()
+         returning provider, key_last4, created_at, updated_at`,
+        [userId, provider, sealed, apiKey.slice(-4)],
+      ),
+    );
+    return toView(rows[0]!);
+  }
+
+  async list(userId: string): Promise<ProviderKeyView[]> {
+    const rows = await this.db.asUser(userId, (tx) =>
+      tx.query<Row>("select provider, key_last4, created_at, updated_at from user_provider_keys order by provider"),
+    );
+    return rows.map(toView);
+  }
+
+  /** True when a key was deleted. */
+  async remove(userId: string, provider: string): Promise<boolean> {
+    const rows = await this.db.asUser(userId, (tx) =>
+      tx.query("delete from user_provider_keys where provider = $1 returning 1", [provider]),
+    );
+    return rows.length > 0;
+  }
+
+  /** The plaintext key, for the provider call and nothing else. */
+  async reveal(userId: string, provider: string): Promise<string> {
+    const rows = await this.db.asUser(userId, (tx) =>
+      tx.query<{ encrypted_key: string }>("select encrypted_key from user_provider_keys where provider = $1", [
+        provider,
+      ]),
+    );
+    if (!rows[0]) throw noProviderKey(provider);
+    return this.vault.open(userId, provider, rows[0].encrypted_key);
+  }
+}

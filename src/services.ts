@@ -1,0 +1,29 @@
+import { createClient } from "@supabase/supabase-js";
+import type { Config } from "./config";
+import type { Database } from "./db";
+import { Authenticator, JwtVerifier } from "./identity";
+import type { Logger } from "./log";
+import { ProviderKeys } from "./provider-keys";
+import { openVault, type Vault } from "./vault";
+
+/** The application's long-lived services, built once from config (by main.ts, the CLI and component tests). */
+export interface Services {
+  vault: Vault;
+  authenticator: Authenticator;
+  providerKeys: ProviderKeys;
+}
+
+export function createServices(config: Config, db: Database, logger: Logger): Services {
+  const vault = openVault({ ...config.vault, embedded: !config.database.url, dataDir: config.dataDir }, logger);
+  const { url, anonKey, jwtSecret } = config.supabase;
+  const supabase =
+    url && anonKey
+      ? createClient(url, anonKey, {
+          auth: { persistSession: false, autoRefreshToken: false, detectSessionInUrl: false },
+        })
+      : undefined;
+  const jwt = new JwtVerifier({ supabaseUrl: url, jwtSecret, verify: config.auth.supabaseVerify }, supabase);
+  const authenticator = new Authenticator({ db, tiers: config.tiers, jwt, logger, cacheTtlMs: config.auth.cacheTtlMs });
+  const providerKeys = new ProviderKeys(db, vault, new Set(config.providers.keys()));
+  return { vault, authenticator, providerKeys };
+}
