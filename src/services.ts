@@ -1,4 +1,4 @@
-import { createClient } from "@supabase/supabase-js";
+import { AuthClient } from "@supabase/auth-js";
 import type { Config } from "./config";
 import type { Database } from "./db";
 import { Authenticator, JwtVerifier } from "./identity";
@@ -16,13 +16,19 @@ export interface Services {
 export function createServices(config: Config, db: Database, logger: Logger): Services {
   const vault = openVault({ ...config.vault, embedded: !config.database.url, dataDir: config.dataDir }, logger);
   const { url, anonKey, jwtSecret } = config.supabase;
-  const supabase =
+  // Supabase's own auth client (the `auth` part of supabase-js, without its realtime client, which needs a
+  // WebSocket implementation Node 20 lacks): used for `getUser` when SUPABASE_AUTH_VERIFY=remote.
+  const supabaseAuth =
     url && anonKey
-      ? createClient(url, anonKey, {
-          auth: { persistSession: false, autoRefreshToken: false, detectSessionInUrl: false },
+      ? new AuthClient({
+          url: `${url.replace(/\/+$/, "")}/auth/v1`,
+          headers: { apikey: anonKey },
+          persistSession: false,
+          autoRefreshToken: false,
+          detectSessionInUrl: false,
         })
       : undefined;
-  const jwt = new JwtVerifier({ supabaseUrl: url, jwtSecret, verify: config.auth.supabaseVerify }, supabase);
+  const jwt = new JwtVerifier({ supabaseUrl: url, jwtSecret, verify: config.auth.supabaseVerify }, supabaseAuth);
   const authenticator = new Authenticator({ db, tiers: config.tiers, jwt, logger, cacheTtlMs: config.auth.cacheTtlMs });
   const providerKeys = new ProviderKeys(db, vault, new Set(config.providers.keys()));
   return { vault, authenticator, providerKeys };

@@ -1,66 +1,52 @@
-import { parseArgs } from "node:util";
-import { ConfigError, loadConfig } from "../config";
-import { migrate, openDatabase } from "../db";
+import { ConfigError } from "../config";
 import { redactText } from "../log";
+import { commands, type Output, UsageError } from "./commands";
 
 const USAGE = `Usage: npm run cli -- <command> [options]
 
 Commands:
-  migrate        Apply pending SQL migrations from supabase/migrations to the configured database
-                 (DATABASE_URL, or the embedded database under DATA_DIR when it is unset).
-  help           Show this help.
+  migrate                      Apply pending SQL migrations (DATABASE_URL, or the embedded database in DATA_DIR).
+  users create --email E [--tier T]
+                               Create a user and print their first API key (shown once).
+  users list [--limit N] [--offset N]
+  users invite --email E [--tier T]
+                               Invite through Supabase Auth (needs SUPABASE_URL, SUPABASE_SERVICE_ROLE_KEY).
+  keys create --user ID|EMAIL [--name N] [--tier T] [--rate-limit-per-minute N] [--rate-limit-per-day N]
+                               Issue another API key for a user (printed once).
+  keys list --user ID|EMAIL    List a user's keys, masked.
+  keys revoke KEY_ID           Revoke a key.
+  vault rotate                 Re-encrypt every stored provider key under API_KEY_ENCRYPTION_KEY (resumable,
+                               safe while the server runs; keep old keys in API_KEY_ENCRYPTION_KEYS_PREVIOUS).
+  help                         Show this help.
 
-Options:
-  -h, --help     Show this help.
-
+In embedded mode (no DATABASE_URL) the database belongs to one process: stop the server first, or use the
+admin API (/admin/*) while it runs.
 Exit codes: 0 success, 1 failure, 2 usage error.`;
 
-type Command = (args: string[]) => Promise<number>;
-
-const commands: Record<string, Command> = {
-  async migrate() {
-    const config = loadConfig(process.env);
-    const db = await openDatabase(config);
-    try {
-      const applied = await migrate(db);
-      console.log(
-        applied.length === 0
-          ? "Database is up to date."
-          : `Applied ${applied.length} migration(s): ${applied.join(", ")}`,
-      );
-      return 0;
-    } finally {
-      await db.close();
-    }
-  },
-  async help() {
-    console.log(USAGE);
-    return 0;
-  },
-};
-
-export async function runCli(argv: string[]): Promise<number> {
-  const { positionals, values } = parseArgs({
-    args: argv,
-    options: { help: { type: "boolean", short: "h" } },
-    allowPositionals: true,
-    strict: false,
-  });
-  const [name, ...rest] = positionals;
-  if (values.help || !name) {
-    console.log(USAGE);
-    return name || values.help ? 0 : 2;
+export async function runCli(argv: string[], io: Output = { out: console.log, err: console.error }): Promise<number> {
+  const words = argv.filter((a) => !a.startsWith("-"));
+  if (argv.length === 0 || argv.includes("--help") || argv.includes("-h") || words[0] === "help") {
+    io.out(USAGE);
+    return argv.length === 0 ? 2 : 0;
   }
+  const two = `${words[0]} ${words[1] ?? ""}`.trim();
+  const name = commands[two] ? two : words[0]!;
   const command = commands[name];
   if (!command) {
-    console.error(`Unknown command "${name}".\n\n${USAGE}`);
+    io.err(`Unknown command "${two}".\n\n${USAGE}`);
     return 2;
   }
+  const rest = [...argv];
+  for (const word of name.split(" ")) rest.splice(rest.indexOf(word), 1);
   try {
-    return await command(rest);
+    return await command(rest, io);
   } catch (error) {
-    if (error instanceof ConfigError) console.error(error.message);
-    else console.error(`Error: ${redactText(error instanceof Error ? error.message : String(error))}`);
+    if (error instanceof UsageError) {
+      io.err(`Error: ${error.message}\n\nRun "npm run cli -- --help" for usage.`);
+      return 2;
+    }
+    if (error instanceof ConfigError) io.err(error.message);
+    else io.err(`Error: ${redactText(error instanceof Error ? error.message : String(error))}`);
     return 1;
   }
 }

@@ -1,4 +1,4 @@
-import type { SupabaseClient } from "@supabase/supabase-js";
+import type { GoTrueClient } from "@supabase/auth-js";
 import { createRemoteJWKSet, decodeProtectedHeader, type JWTPayload, jwtVerify } from "jose";
 
 export interface JwtSettings {
@@ -34,7 +34,7 @@ export class JwtVerifier {
 
   constructor(
     private readonly settings: JwtSettings,
-    private readonly supabase?: SupabaseClient,
+    private readonly supabaseAuth?: GoTrueClient,
   ) {
     if (settings.jwtSecret) this.secret = new TextEncoder().encode(settings.jwtSecret);
     if (settings.supabaseUrl) {
@@ -88,8 +88,8 @@ export class JwtVerifier {
   }
 
   private async verifyWithSupabase(token: string, payload: JWTPayload): Promise<void> {
-    if (!this.supabase) throw new InvalidTokenError("remote verification is not configured");
-    const { data, error } = await this.supabase.auth.getUser(token);
+    if (!this.supabaseAuth) throw new InvalidTokenError("remote verification is not configured");
+    const { data, error } = await this.supabaseAuth.getUser(token);
     if (error || !data.user || data.user.id !== payload.sub)
       throw new InvalidTokenError("session not valid at Supabase");
   }

@@ -1,0 +1,211 @@
+import { parseArgs } from "node:util";
+import { AuthAdminApi } from "@supabase/auth-js";
+import { type Config, loadConfig } from "../config";
+import { type Database, migrate, openDatabase } from "../db";
+import {
+  createApiKey,
+  createUser,
+  findUser,
+  findUserByEmail,
+  listApiKeys,
+  listUsers,
+  provisionUser,
+  revokeApiKey,
+  type User,
+} from "../identity";
+import { createLogger } from "../log";
+import { openVault, rotateProviderKeys } from "../vault";
+
+/** A usage mistake: printed with the usage text, exit code 2. */
+export class UsageError extends Error {}
+
+export interface Output {
+  out: (line: string) => void;
+  err: (line: string) => void;
+}
+
+type Command = (args: string[], io: Output) => Promise<number>;
+
+async function withDatabase<T>(fn: (db: Database, config: Config) => Promise<T>): Promise<T> {
+  const config = loadConfig(process.env);
+  const db = await openDatabase(config);
+  try {
+    return await fn(db, config);
+  } finally {
+    await db.close();
+  }
+}
+
+function options<T extends Record<string, { type: "string" | "boolean" }>>(args: string[], spec: T) {
+  try {
+    return parseArgs({ args, options: spec, allowPositionals: true, strict: true });
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+}
+
+function required(value: string | boolean | undefined, flag: string): string {
+  if (typeof value !== "string" || value.trim() === "") throw new UsageError(`${flag} is required`);
+  return value.trim();
+}
+
+function positiveInteger(value: string | boolean | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (typeof value !== "string" || !Number.isInteger(n) || n <= 0)
+    throw new UsageError(`${flag} must be a positive whole number`);
+  return n;
+}
+
+function assertTier(config: Config, tier: string | undefined): void {
+  if (tier !== undefined && !config.tiers.byName.has(tier)) {
+    throw new UsageError(`unknown tier "${tier}"; tiers: ${[...config.tiers.byName.keys()].join(", ")}`);
+  }
+}
+
+async function userByIdOrEmail(db: Database, idOrEmail: string): Promise<User> {
+  const user = idOrEmail.includes("@")
+    ? await findUserByEmail(db, idOrEmail)
+    : await findUser(db, idOrEmail).catch(() => undefined);
+  if (!user) throw new UsageError(`no user "${idOrEmail}"`);
+  return user;
+}
+
+const describeUser = (u: User) =>
+  `${u.id}  ${u.email ?? "(no email)"}  tier=${u.tier}${u.isActive ? "" : "  DISABLED"}`;
+
+export const commands: Record<string, Command> = {
+  async migrate(_args, io) {
+    return withDatabase(async (db) => {
+      const applied = await migrate(db);
+      io.out(
+        applied.length === 0
+          ? "Database is up to date."
+          : `Applied ${applied.length} migration(s): ${applied.join(", ")}`,
+      );
+      return 0;
+    });
+  },
+
+  async "users create"(args, io) {
+    const { values } = options(args, { email: { type: "string" }, tier: { type: "string" } });
+    const email = required(values.email, "--email");
+    return withDatabase(async (db, config) => {
+      assertTier(config, values.tier);
+      const existing = await findUserByEmail(db, email);
+      if (existing) throw new UsageError(`a user with email ${email} already exists (${existing.id})`);
+      const { user, key } = await db.transaction(async (tx) => {
+        const user = await createUser(tx, email, values.tier ?? config.tiers.defaultTier);
+        return { user, key: await createApiKey(tx, user.id, { name: "default" }) };
+      });
+      io.out(`Created user ${user.id} (${user.email}, tier ${user.tier}).`);
+      io.out(`API key (shown only once, store it now): ${key.key}`);
+      return 0;
+    });
+  },
+
+  async "users list"(args, io) {
+    const { values } = options(args, { limit: { type: "string" }, offset: { type: "string" } });
+    return withDatabase(async (db) => {
+      const users = await listUsers(
+        db,
+        positiveInteger(values.limit, "--limit") ?? 1000,
+        Number(values.offset ?? 0) || 0,
+      );
+      for (const user of users) io.out(describeUser(user));
+      if (users.length === 0) io.out("No users.");
+      return 0;
+    });
+  },
+
+  async "users invite"(args, io) {
+    const { values } = options(args, { email: { type: "string" }, tier: { type: "string" } });
+    const email = required(values.email, "--email");
+    const config = loadConfig(process.env);
+    const { url, serviceRoleKey } = config.supabase;
+    if (!url || !serviceRoleKey) throw new UsageError("users invite needs SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY");
+    assertTier(config, values.tier);
+    const admin = new AuthAdminApi({
+      url: `${url.replace(/\/+$/, "")}/auth/v1`,
+      headers: { apikey: serviceRoleKey, authorization: `Bearer ${serviceRoleKey}` },
+    });
+    const { data, error } = await admin.inviteUserByEmail(email);
+    if (error || !data.user) {
+      io.err(`Supabase Auth refused the invitation: ${error?.message ?? "no user returned"}`);
+      return 1;
+    }
+    const invitedId = data.user.id;
+    return withDatabase(async (db) => {
+      const user = await provisionUser(db, invitedId, email, values.tier ?? config.tiers.defaultTier);
+      io.out(`Invited ${email}: Supabase Auth sent the invitation; user ${user.id} (tier ${user.tier}).`);
+      return 0;
+    });
+  },
+
+  async "keys create"(args, io) {
+    const { values } = options(args, {
+      user: { type: "string" },
+      name: { type: "string" },
+      tier: { type: "string" },
+      "rate-limit-per-minute": { type: "string" },
+      "rate-limit-per-day": { type: "string" },
+    });
+    const who = required(values.user, "--user");
+    return withDatabase(async (db, config) => {
+      assertTier(config, values.tier);
+      const user = await userByIdOrEmail(db, who);
+      const key = await createApiKey(db, user.id, {
+        name: values.name,
+        tier: values.tier ?? null,
+        rateLimitPerMinute: positiveInteger(values["rate-limit-per-minute"], "--rate-limit-per-minute") ?? null,
+        rateLimitPerDay: positiveInteger(values["rate-limit-per-day"], "--rate-limit-per-day") ?? null,
+      });
+      io.out(`Created API key ${key.id} (${key.name}) for ${user.email ?? user.id}.`);
+      io.out(`API key (shown only once, store it now): ${key.key}`);
+      return 0;
+    });
+  },
+
+  async "keys list"(args, io) {
+    const { values } = options(args, { user: { type: "string" } });
+    const who = required(values.user, "--user");
+    return withDatabase(async (db) => {
+      const user = await userByIdOrEmail(db, who);
+      const keys = await listApiKeys(db, user.id);
+      for (const k of keys) {
+        io.out(
+          `${k.id}  ${k.display}  ${k.name}  ${k.isActive ? "active" : "revoked"}  last used ${k.lastUsed?.toISOString() ?? "never"}`,
+        );
+      }
+      if (keys.length === 0) io.out("No API keys.");
+      return 0;
+    });
+  },
+
+  async "keys revoke"(args, io) {
+    const { positionals } = options(args, {});
+    const keyId = required(positionals[0], "the key id");
+    return withDatabase(async (db) => {
+      const revoked = await revokeApiKey(db, keyId).catch(() => undefined);
+      if (!revoked) throw new UsageError(`no API key with id ${keyId}`);
+      io.out(`Revoked API key ${keyId}. Running servers stop accepting it within AUTH_CACHE_TTL_SECONDS.`);
+      return 0;
+    });
+  },
+
+  async "vault rotate"(_args, io) {
+    return withDatabase(async (db, config) => {
+      const logger = createLogger({ level: "warn", format: "pretty" });
+      const vault = openVault({ ...config.vault, embedded: !config.database.url, dataDir: config.dataDir }, logger);
+      const report = await rotateProviderKeys(db, vault);
+      io.out(`Re-encrypted ${report.rotated} provider key(s) under master key ${vault.currentKeyId}.`);
+      if (report.failed.length > 0) {
+        io.err(
+          `${report.failed.length} provider key(s) could not be decrypted with the configured keys: ${report.failed.join(", ")}`,
+        );
+        return 1;
+      }
+      return 0;
+    });
+  },
+};
