@@ -8,6 +8,7 @@ export interface JsonResponse<T = Record<string, unknown>> {
 
 export function jsonClient(baseUrl: string) {
   const transcript: string[] = [];
+  // biome-ignore lint/suspicious/noExplicitAny: tests read arbitrary JSON fields and assert on them
   async function call<T = Record<string, any>>(
     method: string,
     path: string,
