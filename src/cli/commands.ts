@@ -26,10 +26,15 @@ export interface Output {
 
 type Command = (args: string[], io: Output) => Promise<number>;
 
-async function withDatabase<T>(fn: (db: Database, config: Config) => Promise<T>): Promise<T> {
+async function withDatabase<T>(
+  fn: (db: Database, config: Config) => Promise<T>,
+  { migrateEmbedded = true } = {},
+): Promise<T> {
   const config = loadConfig(process.env);
   const db = await openDatabase(config);
   try {
+    // The embedded database is migrated by whoever opens it first, CLI or server, as it has no separate deploy step.
+    if (migrateEmbedded && db.kind === "pglite") await migrate(db);
     return await fn(db, config);
   } finally {
     await db.close();

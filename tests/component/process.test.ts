@@ -85,6 +85,44 @@ describe("The server process on embedded defaults", () => {
   });
 });
 
+describe("A newcomer on embedded defaults", () => {
+  test("When they create a user with the CLI and start the server, then they can add, list and delete a provider key, and a revoked key gets 401", async () => {
+    const dataDir = freshDataDir();
+    const created = await runCli(["users", "create", "--email", "new@example.com"], { DATA_DIR: dataDir });
+    expect(created.code).toBe(0);
+    const key = /(sk-perp-\w{40})/.exec(created.stdout)![1]!;
+
+    const server = spawnEntry("src/main.ts", [], { DATA_DIR: dataDir, API_PORT: "0", API_HOST: "127.0.0.1", LOG_FORMAT: "json" });
+    const { output, finished } = collect(server);
+    try {
+      const [, port] = await waitForOutput(output, /"url":"http:\/\/127\.0\.0\.1:(\d+)"/);
+      const base = `http://127.0.0.1:${port}/v1`;
+      const auth = (token: string) => ({ authorization: `Bearer ${token}`, "content-type": "application/json" });
+      const providerKey = "sk-proj-newcomer-0123456789abcdef";
+      const added = await fetch(`${base}/provider-keys/add`, {
+        method: "POST",
+        headers: auth(key),
+        body: JSON.stringify({ provider: "openai", api_key: providerKey }),
+      });
+      expect(added.status).toBe(200);
+      const listed = await (await fetch(`${base}/provider-keys`, { headers: auth(key) })).text();
+      expect(listed).toContain('"last4":"cdef"');
+      expect(listed).not.toContain(providerKey);
+      expect((await fetch(`${base}/provider-keys/openai`, { method: "DELETE", headers: auth(key) })).status).toBe(200);
+
+      const keys = (await (await fetch(`${base}/api-keys`, { headers: auth(key) })).json()) as { data: Array<{ id: string }> };
+      expect((await fetch(`${base}/api-keys/${keys.data[0]!.id}`, { method: "DELETE", headers: auth(key) })).status).toBe(200);
+      const refused = await fetch(`${base}/me`, { headers: auth(key) });
+      expect(refused.status).toBe(401);
+      expect(((await refused.json()) as { error: { code: string } }).error.code).toBe("invalid_api_key");
+      expect(output()).not.toContain(providerKey);
+    } finally {
+      server.kill("SIGTERM");
+      await finished;
+    }
+  });
+});
+
 describe("The CLI", () => {
   test("When migrate runs against PostgreSQL 15 twice, then it applies then reports up to date", async () => {
     const database = await createTestDatabase();
