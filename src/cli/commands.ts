@@ -81,15 +81,18 @@ const describeUser = (u: User) =>
 
 export const commands: Record<string, Command> = {
   async migrate(_args, io) {
-    return withDatabase(async (db) => {
-      const applied = await migrate(db);
-      io.out(
-        applied.length === 0
-          ? "Database is up to date."
-          : `Applied ${applied.length} migration(s): ${applied.join(", ")}`,
-      );
-      return 0;
-    });
+    return withDatabase(
+      async (db) => {
+        const applied = await migrate(db);
+        io.out(
+          applied.length === 0
+            ? "Database is up to date."
+            : `Applied ${applied.length} migration(s): ${applied.join(", ")}`,
+        );
+        return 0;
+      },
+      { migrateEmbedded: false },
+    );
   },
 
   async "users create"(args, io) {
