@@ -137,6 +137,12 @@ describe("The CLI", () => {
     }
   });
 
+  test("When migrate runs on a fresh embedded database, then it reports the migrations it applied", async () => {
+    const result = await runCli(["migrate"], { DATA_DIR: freshDataDir() });
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/Applied 2 migration\(s\)/);
+  });
+
   test("When the database is unreachable, then migrate fails with exit 1 and no password in the message", async () => {
     const result = await runCli(["migrate"], { DATABASE_URL: "postgres://app:pw-should-not-show@127.0.0.1:1/db" });
     expect(result.code).toBe(1);
