@@ -1,5 +1,5 @@
 import type { NextFunction, Request, Response } from "express";
-import { ApiError, invalidRequest, serverError } from "../errors";
+import { ApiError, invalidRequest, serverError, serviceUnavailable } from "../errors";
 import type { Logger } from "../log";
 import { EncryptionError } from "../vault";
 
@@ -34,22 +34,54 @@ function fromBodyParserError(error: { type?: unknown; limit?: unknown }): ApiErr
   }
 }
 
+// Connection-level failures of the database: the request may succeed later, so 503 rather than 500.
+const UNAVAILABLE_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ETIMEDOUT",
+  "EPIPE",
+  "57P01",
+  "57P03",
+  "08000",
+  "08001",
+  "08003",
+  "08006",
+]);
+
+function isDatabaseUnavailable(error: unknown): boolean {
+  if (typeof error !== "object" || error === null) return false;
+  const { code, message } = error as { code?: unknown; message?: unknown };
+  return (
+    (typeof code === "string" && UNAVAILABLE_CODES.has(code)) ||
+    (typeof message === "string" &&
+      /Connection terminated|PGlite is closed|timeout exceeded when trying to connect/.test(message))
+  );
+}
+
 export function notFoundHandler(req: Request, _res: Response, next: NextFunction): void {
   next(new ApiError(404, `Invalid URL (${req.method} ${req.path})`, "invalid_request_error", "unknown_url"));
+}
+
+function toApiError(error: unknown, logger: Logger): ApiError {
+  if (error instanceof ApiError) return error;
+  if (error instanceof EncryptionError) {
+    logger.error("stored provider key could not be decrypted");
+    return new ApiError(500, "Encryption error", "server_error", "encryption_error");
+  }
+  if (isDatabaseUnavailable(error)) {
+    logger.warn("database unavailable", { error });
+    return serviceUnavailable("The service is temporarily unavailable. Please retry shortly.");
+  }
+  const fromBody = fromBodyParserError((error ?? {}) as { type?: unknown; limit?: unknown });
+  if (fromBody) return fromBody;
+  logger.error("unhandled error", { error });
+  return serverError();
 }
 
 /** The single place errors become responses: OpenAI-shaped body, the request id header already set. */
 export function errorHandler(logger: Logger) {
   return (error: unknown, _req: Request, res: Response, _next: NextFunction): void => {
-    const known =
-      error instanceof ApiError
-        ? error
-        : error instanceof EncryptionError
-          ? new ApiError(500, "Encryption error", "server_error", "encryption_error")
-          : fromBodyParserError((error ?? {}) as { type?: unknown; limit?: unknown });
-    if (error instanceof EncryptionError) logger.error("stored provider key could not be decrypted");
-    if (!known) logger.error("unhandled error", { error });
-    const apiError = known ?? serverError();
+    const apiError = toApiError(error, logger);
     if (res.headersSent) {
       // Too late for a status code: end what was started so the client is not left waiting.
       res.end();

@@ -135,3 +135,19 @@ describe("Readiness", () => {
     }
   });
 });
+
+describe("Database outage on an authenticated route", () => {
+  test("When the database is gone, then an API request gets 503 service_unavailable, not 500", async () => {
+    const db = await openPglite();
+    await migrate(db);
+    const app = await startTestApp({ db, config: testConfig({ AUTH_CACHE_TTL_SECONDS: "0" }) });
+    try {
+      await db.close();
+      const res = await fetch(`${app.baseUrl}/v1/me`, { headers: { authorization: `Bearer sk-perp-${"B".repeat(40)}` } });
+      expect(res.status).toBe(503);
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe("service_unavailable");
+    } finally {
+      await app.close();
+    }
+  });
+});
