@@ -143,7 +143,9 @@ describe("Database outage on an authenticated route", () => {
     const app = await startTestApp({ db, config: testConfig({ AUTH_CACHE_TTL_SECONDS: "0" }) });
     try {
       await db.close();
-      const res = await fetch(`${app.baseUrl}/v1/me`, { headers: { authorization: `Bearer sk-perp-${"B".repeat(40)}` } });
+      const res = await fetch(`${app.baseUrl}/v1/me`, {
+        headers: { authorization: `Bearer sk-perp-${"B".repeat(40)}` },
+      });
       expect(res.status).toBe(503);
       expect(((await res.json()) as { error: { code: string } }).error.code).toBe("service_unavailable");
     } finally {

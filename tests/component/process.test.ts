@@ -92,7 +92,12 @@ describe("A newcomer on embedded defaults", () => {
     expect(created.code).toBe(0);
     const key = /(sk-perp-\w{40})/.exec(created.stdout)![1]!;
 
-    const server = spawnEntry("src/main.ts", [], { DATA_DIR: dataDir, API_PORT: "0", API_HOST: "127.0.0.1", LOG_FORMAT: "json" });
+    const server = spawnEntry("src/main.ts", [], {
+      DATA_DIR: dataDir,
+      API_PORT: "0",
+      API_HOST: "127.0.0.1",
+      LOG_FORMAT: "json",
+    });
     const { output, finished } = collect(server);
     try {
       const [, port] = await waitForOutput(output, /"url":"http:\/\/127\.0\.0\.1:(\d+)"/);
@@ -110,8 +115,12 @@ describe("A newcomer on embedded defaults", () => {
       expect(listed).not.toContain(providerKey);
       expect((await fetch(`${base}/provider-keys/openai`, { method: "DELETE", headers: auth(key) })).status).toBe(200);
 
-      const keys = (await (await fetch(`${base}/api-keys`, { headers: auth(key) })).json()) as { data: Array<{ id: string }> };
-      expect((await fetch(`${base}/api-keys/${keys.data[0]!.id}`, { method: "DELETE", headers: auth(key) })).status).toBe(200);
+      const keys = (await (await fetch(`${base}/api-keys`, { headers: auth(key) })).json()) as {
+        data: Array<{ id: string }>;
+      };
+      expect(
+        (await fetch(`${base}/api-keys/${keys.data[0]!.id}`, { method: "DELETE", headers: auth(key) })).status,
+      ).toBe(200);
       const refused = await fetch(`${base}/me`, { headers: auth(key) });
       expect(refused.status).toBe(401);
       expect(((await refused.json()) as { error: { code: string } }).error.code).toBe("invalid_api_key");
