@@ -27,6 +27,7 @@ async function main(): Promise<void> {
 
   onShutdownSignal(logger, async () => {
     await running.drain(config.http.shutdownTimeoutMs);
+    await services.usage.close();
     await db.close();
     logger.info("stopped");
   });

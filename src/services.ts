@@ -1,9 +1,12 @@
+import { join } from "node:path";
 import { AuthClient } from "@supabase/auth-js";
+import { ChatPipeline } from "./chat/pipeline";
 import type { Config } from "./config";
 import type { Database } from "./db";
 import { Authenticator, JwtVerifier } from "./identity";
 import type { Logger } from "./log";
 import { ProviderKeys } from "./provider-keys";
+import { UsageRecorder } from "./usage";
 import { openVault, type Vault } from "./vault";
 
 /** The application's long-lived services, built once from config (by main.ts, the CLI and component tests). */
@@ -11,6 +14,8 @@ export interface Services {
   vault: Vault;
   authenticator: Authenticator;
   providerKeys: ProviderKeys;
+  usage: UsageRecorder;
+  chat: ChatPipeline;
 }
 
 export function createServices(config: Config, db: Database, logger: Logger): Services {
@@ -30,6 +35,9 @@ export function createServices(config: Config, db: Database, logger: Logger): Se
       : undefined;
   const jwt = new JwtVerifier({ supabaseUrl: url, jwtSecret, verify: config.auth.supabaseVerify }, supabaseAuth);
   const authenticator = new Authenticator({ db, tiers: config.tiers, jwt, logger, cacheTtlMs: config.auth.cacheTtlMs });
-  const providerKeys = new ProviderKeys(db, vault, new Set(config.providers.keys()));
-  return { vault, authenticator, providerKeys };
+  const providerKeys = new ProviderKeys(db, vault, new Set(config.providers.keys()), config.auth.cacheTtlMs);
+  const usage = new UsageRecorder({ db, logger, spoolPath: join(config.dataDir, "usage-spool.ndjson") });
+  usage.start();
+  const chat = new ChatPipeline({ config, providerKeys, usage });
+  return { vault, authenticator, providerKeys, usage, chat };
 }

@@ -1,10 +1,10 @@
 import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { envSchema, SECRET_VARIABLES } from "./env";
-import { loadProviders, type ProviderSettings } from "./providers";
+import { loadProviders, type ModelPricing, type ProviderSettings } from "./providers";
 import { loadTiers, type Tiers } from "./tiers";
 
-export type { ProviderSettings } from "./providers";
+export { baseUrlVariable, type ModelPricing, type ProviderSettings } from "./providers";
 export type { Tier, Tiers } from "./tiers";
 
 export interface Config {
@@ -37,6 +37,8 @@ export interface Config {
   adminApiKey?: string;
   tiers: Tiers;
   providers: ReadonlyMap<string, ProviderSettings>;
+  /** Known models by id: serving provider and prices. */
+  models: ReadonlyMap<string, ModelPricing>;
   auth: {
     /** Seconds a credential lookup is reused in-process: the longest a revocation takes on other replicas. */
     cacheTtlMs: number;
@@ -72,7 +74,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, options: LoadConfigOptions = 
   const configDir = options.configDir ?? join(PROJECT_ROOT, "config");
   const { tiers, problems: tierProblems } = loadTiers(configDir);
   problems.push(...tierProblems);
-  const { providers, problems: providerProblems } = loadProviders(configDir);
+  const { providers, models, problems: providerProblems } = loadProviders(configDir, env);
   problems.push(...providerProblems);
   if (
     parsed.success &&
@@ -81,7 +83,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, options: LoadConfigOptions = 
   ) {
     problems.push("SUPABASE_AUTH_VERIFY: remote needs SUPABASE_URL and SUPABASE_KEY");
   }
-  if (!parsed.success || !tiers || !providers || problems.length > 0) throw new ConfigError(problems);
+  if (!parsed.success || !tiers || !providers || !models || problems.length > 0) throw new ConfigError(problems);
 
   const e = parsed.data;
   const redisUrl =
@@ -128,6 +130,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, options: LoadConfigOptions = 
     adminApiKey: e.ADMIN_API_KEY,
     tiers,
     providers,
+    models,
     auth: { cacheTtlMs: e.AUTH_CACHE_TTL_SECONDS * 1000, supabaseVerify: e.SUPABASE_AUTH_VERIFY },
   };
 }

@@ -1,6 +1,7 @@
 import type { NextFunction, Request, Response } from "express";
 import { ApiError, invalidRequest, serverError, serviceUnavailable } from "../errors";
 import type { Logger } from "../log";
+import { UpstreamError } from "../providers";
 import { EncryptionError } from "../vault";
 
 /** Errors raised by express.json (body-parser) carry a `type`; each maps to a client error, never a 500. */
@@ -62,8 +63,41 @@ export function notFoundHandler(req: Request, _res: Response, next: NextFunction
   next(new ApiError(404, `Invalid URL (${req.method} ${req.path})`, "invalid_request_error", "unknown_url"));
 }
 
-function toApiError(error: unknown, logger: Logger): ApiError {
+/** A provider's failure as our client sees it: 4xx kept (429 with its retry-after), 5xx → 502, timeouts → 504. */
+function fromUpstreamError(error: UpstreamError): ApiError {
+  const { provider, status, details } = error;
+  if (status === 0) {
+    const timeout = details.code === "upstream_timeout";
+    return new ApiError(timeout ? 504 : 502, error.message, "server_error", details.code ?? "upstream_unreachable");
+  }
+  if (status === 429) {
+    return new ApiError(429, `${provider}: ${error.message}`, "rate_limit_error", "rate_limit_exceeded", null, {
+      ...(details.retryAfter ? { "retry-after": details.retryAfter } : {}),
+    });
+  }
+  if (status >= 400 && status < 500) {
+    return new ApiError(
+      status,
+      `${provider}: ${error.message}`,
+      details.type ?? "invalid_request_error",
+      details.code ?? null,
+      details.param ?? null,
+    );
+  }
+  return new ApiError(
+    502,
+    `${provider} returned an error (${status}): ${error.message}`,
+    "server_error",
+    "upstream_error",
+  );
+}
+
+export function toApiError(error: unknown, logger: Logger): ApiError {
   if (error instanceof ApiError) return error;
+  if (error instanceof UpstreamError) {
+    logger.warn("provider error", { provider: error.provider, upstream_status: error.status, message: error.message });
+    return fromUpstreamError(error);
+  }
   if (error instanceof EncryptionError) {
     logger.error("stored provider key could not be decrypted");
     return new ApiError(500, "Encryption error", "server_error", "encryption_error");

@@ -32,10 +32,15 @@ export const noProviderKey = (provider: string) =>
  * as the user (RLS), so one user's request can never reach another's key.
  */
 export class ProviderKeys {
+  // Sealed values only (never plaintext), so a completion needs no database round trip for its key.
+  private readonly sealedCache = new Map<string, { sealed: string | null; expiresAt: number }>();
+
   constructor(
     private readonly db: Database,
     private readonly vault: Vault,
     private readonly providers: ReadonlySet<string>,
+    /** How long a stored key is reused in-process; a change made on another replica is seen after this. */
+    private readonly cacheTtlMs = 5_000,
   ) {}
 
   assertKnownProvider(provider: string): void {
@@ -61,6 +66,7 @@ export class ProviderKeys {
         [userId, provider, sealed, apiKey.slice(-4)],
       ),
     );
+    this.sealedCache.delete(`${userId}/${provider}`);
     return toView(rows[0]!);
   }
 
@@ -76,7 +82,13 @@ export class ProviderKeys {
     const rows = await this.db.asUser(userId, (tx) =>
       tx.query("delete from user_provider_keys where provider = $1 returning 1", [provider]),
     );
+    this.sealedCache.delete(`${userId}/${provider}`);
     return rows.length > 0;
+  }
+
+  /** Drops cached keys of a user (account deleted). */
+  forgetUser(userId: string): void {
+    for (const key of this.sealedCache.keys()) if (key.startsWith(`${userId}/`)) this.sealedCache.delete(key);
   }
 
   /** The plaintext key, for the provider call and nothing else. */

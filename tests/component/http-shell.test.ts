@@ -61,7 +61,7 @@ describe("HTTP shell", () => {
 
   test("When the official openai SDK gets our error, then it reads status, code and request id", async () => {
     const client = new OpenAI({ apiKey: "sk-perp-test", baseURL: `${app.baseUrl}/v1`, maxRetries: 0 });
-    const error = await client.models.retrieve("gpt-4o").catch((e: unknown) => e);
+    const error = await client.files.list().catch((e: unknown) => e);
     expect(error).toBeInstanceOf(OpenAI.NotFoundError);
     const apiError = error as InstanceType<typeof OpenAI.NotFoundError>;
     expect(apiError.status).toBe(404);

@@ -2,6 +2,7 @@ import { mkdtempSync } from "node:fs";
 import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { readMigrations } from "../../src/db";
 import { createTestDatabase } from "../helpers/postgres";
 import { collect, runCli, spawnEntry, waitForOutput } from "../helpers/processes";
 
@@ -138,7 +139,7 @@ describe("The CLI", () => {
     try {
       const first = await runCli(["migrate"], { DATABASE_URL: database.url });
       expect(first.code).toBe(0);
-      expect(first.stdout).toMatch(/Applied 2 migration\(s\)/);
+      expect(first.stdout).toContain(`Applied ${readMigrations().length} migration(s)`);
       const second = await runCli(["migrate"], { DATABASE_URL: database.url });
       expect(second.stdout).toContain("Database is up to date.");
     } finally {
@@ -149,7 +150,7 @@ describe("The CLI", () => {
   test("When migrate runs on a fresh embedded database, then it reports the migrations it applied", async () => {
     const result = await runCli(["migrate"], { DATA_DIR: freshDataDir() });
     expect(result.code).toBe(0);
-    expect(result.stdout).toMatch(/Applied 2 migration\(s\)/);
+    expect(result.stdout).toContain(`Applied ${readMigrations().length} migration(s)`);
   });
 
   test("When the database is unreachable, then migrate fails with exit 1 and no password in the message", async () => {

@@ -43,6 +43,9 @@ export async function startTestApp(options: {
     baseUrl: `http://127.0.0.1:${running.port}`,
     services,
     logs: captured.text,
-    close: () => running.drain(1_000),
+    close: async () => {
+      await running.drain(1_000);
+      await services.usage.close();
+    },
   };
 }

@@ -11,8 +11,8 @@ import {
   revokeApiKey,
 } from "../../identity";
 import type { ProviderKeys } from "../../provider-keys";
+import { parseBody, uuidParam } from "../../validation";
 import { principalOf, requireUser } from "../authentication";
-import { parseBody, uuidParam } from "../validation";
 import { accountJson, apiKeyJson, createdApiKeyJson, list, providerKeyJson } from "./views";
 
 const newApiKeySchema = z.strictObject({
@@ -56,6 +56,7 @@ export function accountRoutes({ db, authenticator, providerKeys }: AccountRoutes
     const { userId } = principalOf(res);
     const deleted = await db.asUser(userId, (tx) => deleteAccount(tx, userId));
     authenticator.forgetUser(userId);
+    providerKeys.forgetUser(userId);
     res.json({ id: userId, object: "user", deleted: true, deleted_rows: deleted });
   });
 

@@ -17,7 +17,7 @@ import {
   updateUser,
 } from "../../identity";
 import type { Logger } from "../../log";
-import { parseBody, uuidParam } from "../validation";
+import { parseBody, uuidParam } from "../../validation";
 import { apiKeyJson, createdApiKeyJson, list, userJson } from "./views";
 
 export interface AdminRoutesDeps {

@@ -1,5 +1,5 @@
 import type { z } from "zod";
-import { invalidRequest, notFound } from "../errors";
+import { invalidRequest, notFound } from "./errors";
 
 /** Parses a request body with a zod schema; the first problem becomes a 400 naming the parameter. */
 export function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {

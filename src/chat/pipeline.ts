@@ -1,0 +1,247 @@
+import type { Config } from "../config";
+import { ApiError, invalidRequest } from "../errors";
+import type { Principal } from "../identity";
+import type { ProviderKeys } from "../provider-keys";
+import {
+  adapterFor,
+  type CallTarget,
+  type ChatChunk,
+  type ChatCompletion,
+  type ChatUsage,
+  type EmbeddingRequest,
+  type EmbeddingResponse,
+  type Route,
+  routeModel,
+  UpstreamError,
+} from "../providers";
+import { costOf, type UsageRecorder } from "../usage";
+import { mockCompletion, mockStream } from "./mock";
+import { type ParsedChatRequest, parseChatRequest, parseEmbeddingRequest } from "./request";
+import { estimatePromptTokens, estimateTokens } from "./tokens";
+
+export interface ChatInput {
+  principal: Principal;
+  body: unknown;
+  requestId: string;
+  conversationId: string | null;
+  endpoint: string;
+  /** Aborted when the client goes away: the provider call is cancelled with it. */
+  signal: AbortSignal;
+}
+
+export type ChatResult =
+  | { stream: false; completion: ChatCompletion }
+  | { stream: true; model: string; chunks: AsyncIterable<ChatChunk> };
+
+export interface ChatPipelineDeps {
+  config: Pick<Config, "providers" | "models" | "http">;
+  providerKeys: ProviderKeys;
+  usage: UsageRecorder;
+}
+
+const MOCK_PROVIDER = "mock";
+
+/**
+ * POST /v1/chat/completions, in the order of the architecture:
+ * (request context and authentication happen in the HTTP layer, before this)
+ * 1. validate the request        2. resolve the target: model → provider, the user's own key
+ * 3. call the provider           4. record usage and cost (off the response path, never lost)
+ * Rate limits and memory recall join between 1 and 3 as those features land.
+ */
+export class ChatPipeline {
+  constructor(private readonly deps: ChatPipelineDeps) {}
+
+  async run(input: ChatInput): Promise<ChatResult> {
+    const started = performance.now();
+    const request = parseChatRequest(input.body);
+    const route = request.mockResponse === undefined ? this.route(request.model) : undefined;
+    const record = (outcome: Outcome) => this.record(input, request, route, started, outcome);
+
+    if (request.mockResponse !== undefined) return this.answerWithMock(input, request, record);
+
+    const adapter = adapterFor(route!.provider);
+    const options = { signal: input.signal, timeoutMs: this.deps.config.http.requestTimeoutMs };
+    try {
+      const target = await this.resolveTarget(input.principal, route!);
+      if (!request.stream) {
+        const completion = await adapter.complete(target, request.body, options);
+        record({
+          usage: completion.usage,
+          statusCode: 200,
+          completionText: completion.choices[0]?.message.content ?? "",
+        });
+        return { stream: false, completion };
+      }
+      const chunks = await adapter.stream(target, request.body, options);
+      return {
+        stream: true,
+        model: request.model,
+        chunks: this.observe(chunks, request, input.signal, started, record),
+      };
+    } catch (error) {
+      record(failureOutcome(error, input.signal));
+      throw error;
+    }
+  }
+
+  /** POST /v1/embeddings: same routing, keys and usage recording, no streaming. */
+  async embed(input: ChatInput): Promise<EmbeddingResponse> {
+    const started = performance.now();
+    const body = parseEmbeddingRequest(input.body);
+    const route = this.route(body.model);
+    const adapter = adapterFor(route.provider);
+    const request = {
+      body: { model: body.model, messages: [] },
+      model: body.model,
+      stream: false,
+      clientWantsUsage: false,
+    } as unknown as ParsedChatRequest;
+    const record = (outcome: Outcome) => this.record(input, request, route, started, outcome);
+    if (!adapter.embed) {
+      throw invalidRequest(
+        `The provider ${route.provider.name} does not offer embeddings.`,
+        "unsupported_endpoint",
+        "model",
+      );
+    }
+    try {
+      const target = await this.resolveTarget(input.principal, route);
+      const response = await adapter.embed(target, body as EmbeddingRequest, {
+        signal: input.signal,
+        timeoutMs: this.deps.config.http.requestTimeoutMs,
+      });
+      const tokens = response.usage?.prompt_tokens ?? 0;
+      record({ usage: { prompt_tokens: tokens, completion_tokens: 0, total_tokens: tokens }, statusCode: 200 });
+      return response;
+    } catch (error) {
+      record(failureOutcome(error, input.signal));
+      throw error;
+    }
+  }
+
+  private route(model: string): Route {
+    return routeModel(model, this.deps.config.providers, this.deps.config.models);
+  }
+
+  private async resolveTarget(principal: Principal, route: Route): Promise<CallTarget> {
+    const apiKey = await this.deps.providerKeys.reveal(principal.userId, route.provider.name);
+    return { provider: route.provider.name, baseUrl: route.provider.baseUrl, apiKey, model: route.model };
+  }
+
+  private answerWithMock(input: ChatInput, request: ParsedChatRequest, record: (o: Outcome) => void): ChatResult {
+    const text = request.mockResponse ?? "";
+    const usage = estimatedUsage(request, text);
+    const id = `chatcmpl-mock-${input.requestId}`;
+    const created = Math.floor(Date.now() / 1000);
+    record({ usage, statusCode: 200, estimated: true, completionText: text });
+    if (!request.stream) return { stream: false, completion: mockCompletion(id, created, request.model, text, usage) };
+    const chunks = mockStream(id, created, request.model, text, request.clientWantsUsage ? usage : undefined);
+    return { stream: true, model: request.model, chunks };
+  }
+
+  /** Passes chunks through as they come, noting time to first token and usage; records when the stream ends. */
+  private async *observe(
+    source: AsyncIterable<ChatChunk>,
+    request: ParsedChatRequest,
+    signal: AbortSignal,
+    started: number,
+    record: (o: Outcome) => void,
+  ): AsyncIterable<ChatChunk> {
+    let usage: ChatUsage | undefined;
+    let firstTokenMs: number | null = null;
+    let text = "";
+    let outcome: Outcome | undefined;
+    try {
+      for await (const chunk of source) {
+        firstTokenMs ??= Math.round(performance.now() - started);
+        if (chunk.usage) usage = chunk.usage;
+        const delta = chunk.choices[0]?.delta?.content;
+        if (delta) text += delta;
+        if (!request.clientWantsUsage && chunk.usage) {
+          // We asked for usage upstream; a client who did not ask must not see the extra chunk.
+          if (chunk.choices.length === 0) continue;
+          yield { ...chunk, usage: undefined };
+          continue;
+        }
+        yield chunk;
+      }
+      outcome = { usage, statusCode: 200, completionText: text, firstTokenMs };
+    } catch (error) {
+      outcome = { ...failureOutcome(error, signal), usage, completionText: text, firstTokenMs };
+      throw error;
+    } finally {
+      // Reached without an outcome when the consumer stopped early: the client went away mid-stream.
+      record(
+        outcome ?? { usage, statusCode: 499, errorCode: "client_closed_request", completionText: text, firstTokenMs },
+      );
+    }
+  }
+
+  private record(
+    input: ChatInput,
+    request: ParsedChatRequest,
+    route: Route | undefined,
+    started: number,
+    outcome: Outcome,
+  ) {
+    const provider = route?.provider.name ?? MOCK_PROVIDER;
+    const model = route?.model ?? request.model;
+    const reported = outcome.usage;
+    const estimated = outcome.estimated === true || (!reported && outcome.statusCode < 400);
+    const usage = reported ?? (estimated ? estimatedUsage(request, outcome.completionText ?? "") : undefined);
+    const tokens = {
+      promptTokens: usage?.prompt_tokens ?? 0,
+      completionTokens: usage?.completion_tokens ?? 0,
+      cachedTokens: usage?.prompt_tokens_details?.cached_tokens ?? 0,
+    };
+    const cost =
+      provider === MOCK_PROVIDER
+        ? { costUsd: 0, known: true }
+        : costOf(this.deps.config.models, provider, model, tokens);
+    this.deps.usage.record({
+      requestId: input.requestId,
+      userId: input.principal.userId,
+      apiKeyId: input.principal.apiKeyId,
+      endpoint: input.endpoint,
+      provider,
+      model,
+      ...tokens,
+      totalTokens: tokens.promptTokens + tokens.completionTokens,
+      costUsd: cost.costUsd,
+      costUnknown: !cost.known,
+      usageEstimated: estimated,
+      latencyMs: Math.round(performance.now() - started),
+      timeToFirstTokenMs: outcome.firstTokenMs ?? null,
+      statusCode: outcome.statusCode,
+      errorCode: outcome.errorCode ?? null,
+      stream: request.stream,
+      conversationId: input.conversationId,
+      retrievalCalls: 0,
+      retrievalLatencyMs: 0,
+      createdAt: new Date().toISOString(),
+    });
+  }
+}
+
+interface Outcome {
+  usage?: ChatUsage | null;
+  statusCode: number;
+  errorCode?: string | null;
+  estimated?: boolean;
+  completionText?: string;
+  firstTokenMs?: number | null;
+}
+
+function estimatedUsage(request: ParsedChatRequest, completionText: string): ChatUsage {
+  const prompt = estimatePromptTokens(request.body.messages as Array<{ content?: unknown }>);
+  const completion = estimateTokens(completionText);
+  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+}
+
+function failureOutcome(error: unknown, signal: AbortSignal): Outcome {
+  if (signal.aborted) return { statusCode: 499, errorCode: "client_closed_request" };
+  if (error instanceof UpstreamError)
+    return { statusCode: error.status || 502, errorCode: error.details.code ?? "upstream_error" };
+  if (error instanceof ApiError) return { statusCode: error.status, errorCode: error.code };
+  return { statusCode: 500, errorCode: "internal_error" };
+}

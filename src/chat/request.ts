@@ -1,0 +1,60 @@
+import { z } from "zod";
+import type { ChatRequest } from "../providers";
+import { parseBody } from "../validation";
+
+const contentPart = z.looseObject({ type: z.string() });
+const message = z.looseObject({
+  role: z.enum(["system", "developer", "user", "assistant", "tool", "function"], {
+    message: "must be one of system, developer, user, assistant, tool",
+  }),
+  content: z.union([z.string(), z.array(contentPart), z.null()]).optional(),
+});
+
+/** The fields we check; every other field is passed to the provider untouched. */
+const chatRequestSchema = z.looseObject({
+  model: z.string().trim().min(1, { message: "is required" }).max(256),
+  messages: z.array(message).min(1, { message: "must contain at least one message" }),
+  stream: z.boolean().optional(),
+  stream_options: z.looseObject({ include_usage: z.boolean().optional() }).nullable().optional(),
+  max_tokens: z.number().int().positive().nullable().optional(),
+  max_completion_tokens: z.number().int().positive().nullable().optional(),
+  temperature: z.number().min(0).max(2).nullable().optional(),
+  top_p: z.number().min(0).max(1).nullable().optional(),
+  n: z.number().int().min(1).max(128).nullable().optional(),
+  /** Perpetual's own: answer with this text without calling a provider (for users' integration tests). */
+  mock_response: z.string().max(1_000_000).optional(),
+});
+
+export interface ParsedChatRequest {
+  /** What goes upstream: the client's body minus Perpetual's own fields. */
+  body: ChatRequest;
+  model: string;
+  stream: boolean;
+  clientWantsUsage: boolean;
+  mockResponse?: string;
+}
+
+export function parseChatRequest(raw: unknown): ParsedChatRequest {
+  const { mock_response: mockResponse, ...body } = parseBody(chatRequestSchema, raw);
+  return {
+    body: body as unknown as ChatRequest,
+    model: body.model,
+    stream: body.stream === true,
+    clientWantsUsage: body.stream_options?.include_usage === true,
+    mockResponse,
+  };
+}
+
+const embeddingRequestSchema = z.looseObject({
+  model: z.string().trim().min(1, { message: "is required" }).max(256),
+  input: z.union([
+    z.string(),
+    z.array(z.string()).min(1),
+    z.array(z.number().int()).min(1),
+    z.array(z.array(z.number().int()).min(1)).min(1),
+  ]),
+});
+
+export function parseEmbeddingRequest(raw: unknown) {
+  return parseBody(embeddingRequestSchema, raw);
+}

@@ -1,0 +1,53 @@
+import Anthropic from "@anthropic-ai/sdk";
+import { toUpstreamError } from "../openai";
+import type { CallOptions, CallTarget, ProviderAdapter } from "../types";
+import type { ChatChunk } from "../wire";
+import { type AnthropicMessage, AnthropicToOpenAIStream, fromAnthropicMessage, toAnthropicRequest } from "./translate";
+
+/** Anthropic's Messages API through the official SDK, presented in OpenAI's wire format. */
+export function anthropicAdapter(): ProviderAdapter {
+  const clientFor = (target: CallTarget, options: CallOptions) =>
+    new Anthropic({ apiKey: target.apiKey, baseURL: target.baseUrl, maxRetries: 0, timeout: options.timeoutMs });
+  const now = () => Math.floor(Date.now() / 1000);
+
+  return {
+    async complete(target, request, options) {
+      const body = toAnthropicRequest(request, target.model);
+      try {
+        const message = await clientFor(target, options).messages.create(
+          { ...body, stream: false } as Anthropic.MessageCreateParamsNonStreaming,
+          { signal: options.signal },
+        );
+        return fromAnthropicMessage(message as unknown as AnthropicMessage, now());
+      } catch (error) {
+        throw toUpstreamError(target.provider, error);
+      }
+    },
+
+    async stream(target, request, options) {
+      const body = toAnthropicRequest(request, target.model);
+      let events: AsyncIterable<Anthropic.RawMessageStreamEvent>;
+      try {
+        events = await clientFor(target, options).messages.create(
+          { ...body, stream: true } as Anthropic.MessageCreateParamsStreaming,
+          { signal: options.signal },
+        );
+      } catch (error) {
+        throw toUpstreamError(target.provider, error);
+      }
+      return translateStream(target.provider, events, new AnthropicToOpenAIStream(now()));
+    },
+  };
+}
+
+async function* translateStream(
+  provider: string,
+  events: AsyncIterable<Anthropic.RawMessageStreamEvent>,
+  translator: AnthropicToOpenAIStream,
+): AsyncIterable<ChatChunk> {
+  try {
+    for await (const event of events) yield* translator.translate(event as unknown as Record<string, unknown>);
+  } catch (error) {
+    throw toUpstreamError(provider, error);
+  }
+}

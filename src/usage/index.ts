@@ -1,0 +1,2 @@
+export { costOf, type TokenUsage } from "./cost";
+export { type UsageRecord, UsageRecorder } from "./recorder";
