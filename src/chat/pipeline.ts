@@ -165,7 +165,10 @@ export class ChatPipeline {
         }
         yield chunk;
       }
-      outcome = { usage, statusCode: 200, completionText: text, firstTokenMs };
+      // An SDK stream whose request was aborted ends quietly: the client left.
+      outcome = signal.aborted
+        ? { usage, statusCode: 499, errorCode: "client_closed_request", completionText: text, firstTokenMs }
+        : { usage, statusCode: 200, completionText: text, firstTokenMs };
     } catch (error) {
       outcome = { ...failureOutcome(error, signal), usage, completionText: text, firstTokenMs };
       throw error;

@@ -93,12 +93,18 @@ export class ProviderKeys {
 
   /** The plaintext key, for the provider call and nothing else. */
   async reveal(userId: string, provider: string): Promise<string> {
-    const rows = await this.db.asUser(userId, (tx) =>
-      tx.query<{ encrypted_key: string }>("select encrypted_key from user_provider_keys where provider = $1", [
-        provider,
-      ]),
-    );
-    if (!rows[0]) throw noProviderKey(provider);
-    return this.vault.open(userId, provider, rows[0].encrypted_key);
+    const cacheKey = `${userId}/${provider}`;
+    let entry = this.sealedCache.get(cacheKey);
+    if (!entry || entry.expiresAt <= Date.now()) {
+      const rows = await this.db.asUser(userId, (tx) =>
+        tx.query<{ encrypted_key: string }>("select encrypted_key from user_provider_keys where provider = $1", [
+          provider,
+        ]),
+      );
+      entry = { sealed: rows[0]?.encrypted_key ?? null, expiresAt: Date.now() + this.cacheTtlMs };
+      if (this.cacheTtlMs > 0) this.sealedCache.set(cacheKey, entry);
+    }
+    if (!entry.sealed) throw noProviderKey(provider);
+    return this.vault.open(userId, provider, entry.sealed);
   }
 }

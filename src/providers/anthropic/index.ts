@@ -1,5 +1,5 @@
 import Anthropic from "@anthropic-ai/sdk";
-import { toUpstreamError } from "../openai";
+import { toUpstreamError } from "../errors";
 import type { CallOptions, CallTarget, ProviderAdapter } from "../types";
 import type { ChatChunk } from "../wire";
 import { type AnthropicMessage, AnthropicToOpenAIStream, fromAnthropicMessage, toAnthropicRequest } from "./translate";
@@ -20,7 +20,7 @@ export function anthropicAdapter(): ProviderAdapter {
         );
         return fromAnthropicMessage(message as unknown as AnthropicMessage, now());
       } catch (error) {
-        throw toUpstreamError(target.provider, error);
+        throw toUpstreamError(target.provider, error, Anthropic);
       }
     },
 
@@ -33,7 +33,7 @@ export function anthropicAdapter(): ProviderAdapter {
           { signal: options.signal },
         );
       } catch (error) {
-        throw toUpstreamError(target.provider, error);
+        throw toUpstreamError(target.provider, error, Anthropic);
       }
       return translateStream(target.provider, events, new AnthropicToOpenAIStream(now()));
     },
@@ -48,6 +48,6 @@ async function* translateStream(
   try {
     for await (const event of events) yield* translator.translate(event as unknown as Record<string, unknown>);
   } catch (error) {
-    throw toUpstreamError(provider, error);
+    throw toUpstreamError(provider, error, Anthropic, true);
   }
 }

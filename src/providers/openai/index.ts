@@ -1,7 +1,7 @@
 import OpenAI from "openai";
-import { redactText } from "../../log";
-import { type CallOptions, type CallTarget, type ProviderAdapter, UpstreamError } from "../types";
-import type { ChatChunk, ChatRequest } from "../wire";
+import { toUpstreamError } from "../errors";
+import type { CallOptions, CallTarget, ProviderAdapter } from "../types";
+import type { ChatChunk } from "../wire";
 
 /** OpenAI and every OpenAI-compatible server (Groq, Mistral, Together, DeepSeek, OpenRouter, vLLM) via the SDK. */
 export function openAiAdapter(): ProviderAdapter {
@@ -19,7 +19,7 @@ export function openAiAdapter(): ProviderAdapter {
         } as OpenAI.Chat.ChatCompletionCreateParamsNonStreaming;
         return await clientFor(target, options).chat.completions.create(body, { signal: options.signal });
       } catch (error) {
-        throw toUpstreamError(target.provider, error);
+        throw toUpstream(target.provider, error);
       }
     },
 
@@ -35,7 +35,7 @@ export function openAiAdapter(): ProviderAdapter {
       try {
         stream = await clientFor(target, options).chat.completions.create(body, { signal: options.signal });
       } catch (error) {
-        throw toUpstreamError(target.provider, error);
+        throw toUpstream(target.provider, error);
       }
       return mapErrors(target.provider, stream);
     },
@@ -47,59 +47,19 @@ export function openAiAdapter(): ProviderAdapter {
           { signal: options.signal },
         );
       } catch (error) {
-        throw toUpstreamError(target.provider, error);
+        throw toUpstream(target.provider, error);
       }
     },
   };
 }
 
+const toUpstream = (provider: string, error: unknown, midStream = false) =>
+  toUpstreamError(provider, error, OpenAI, midStream);
+
 async function* mapErrors<T>(provider: string, source: AsyncIterable<T>): AsyncIterable<T> {
   try {
     yield* source;
   } catch (error) {
-    throw toUpstreamError(provider, error);
+    throw toUpstream(provider, error, true);
   }
-}
-
-/** Shared by the Anthropic adapter: both SDKs come from the same generator and have the same error classes. */
-export function toUpstreamError(provider: string, error: unknown): unknown {
-  if (error instanceof UpstreamError) return error;
-  const e = error as {
-    name?: string;
-    status?: number;
-    message?: string;
-    error?: {
-      message?: string;
-      type?: string;
-      code?: string | null;
-      param?: string | null;
-      error?: { message?: string; type?: string };
-    };
-    headers?: Headers | Record<string, string>;
-  };
-  if (e?.name === "APIUserAbortError" || e?.name === "AbortError") return error;
-  if (e?.name === "APIConnectionTimeoutError")
-    return new UpstreamError(provider, 0, `${provider} did not answer in time.`, { code: "upstream_timeout" });
-  if (typeof e?.status !== "number") {
-    if (e?.name === "APIConnectionError")
-      return new UpstreamError(provider, 0, `Could not reach ${provider}.`, { code: "upstream_unreachable" });
-    if (e?.name === "APIError") {
-      // An error event in the middle of a stream: the SDK raises it without a status.
-      const body = e.error?.error ?? e.error;
-      return new UpstreamError(provider, 500, redactText(body?.message ?? e.message ?? "stream error"), {
-        type: body?.type,
-      });
-    }
-    return error;
-  }
-  // OpenAI nests {error: {...}}; Anthropic's body is {type: "error", error: {...}}.
-  const body = e.error?.error ?? e.error;
-  const headers = e.headers;
-  const retryAfter = headers instanceof Headers ? headers.get("retry-after") : headers?.["retry-after"];
-  return new UpstreamError(provider, e.status, redactText(body?.message ?? e.message ?? `HTTP ${e.status}`), {
-    type: body?.type,
-    code: (e.error as { code?: string | null } | undefined)?.code ?? null,
-    param: (e.error as { param?: string | null } | undefined)?.param ?? null,
-    retryAfter: retryAfter ?? undefined,
-  });
 }

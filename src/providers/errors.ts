@@ -1,0 +1,55 @@
+import { redactText } from "../log";
+import { UpstreamError } from "./types";
+
+type ErrorClass = abstract new (...args: never[]) => Error;
+
+/** The error classes an official SDK exports (openai and @anthropic-ai/sdk share the same generator and shapes). */
+export interface SdkErrorClasses {
+  APIError: ErrorClass;
+  APIConnectionError: ErrorClass;
+  APIConnectionTimeoutError: ErrorClass;
+  APIUserAbortError: ErrorClass;
+}
+
+interface SdkApiError {
+  status?: number;
+  message: string;
+  error?: {
+    message?: string;
+    type?: string;
+    code?: string | null;
+    param?: string | null;
+    error?: { message?: string; type?: string };
+  };
+  headers?: Headers;
+}
+
+/**
+ * Turns an SDK error into an UpstreamError with nothing secret in it. Aborts (the client left) pass through
+ * unchanged. `midStream`: the provider had already started answering, so any failure is a stream error.
+ */
+export function toUpstreamError(provider: string, error: unknown, sdk: SdkErrorClasses, midStream = false): unknown {
+  if (error instanceof UpstreamError || error instanceof sdk.APIUserAbortError) return error;
+  if (!(error instanceof sdk.APIError)) return error;
+  const e = error as unknown as SdkApiError;
+  const failure = error as object;
+  if (midStream) {
+    return new UpstreamError(provider, 500, redactText(e.message || "the stream broke off"), {
+      code: "upstream_stream_error",
+    });
+  }
+  if (failure instanceof sdk.APIConnectionTimeoutError) {
+    return new UpstreamError(provider, 0, `${provider} did not answer in time.`, { code: "upstream_timeout" });
+  }
+  if (failure instanceof sdk.APIConnectionError || typeof e.status !== "number") {
+    return new UpstreamError(provider, 0, `Could not reach ${provider}.`, { code: "upstream_unreachable" });
+  }
+  // OpenAI's body is {error: {...}} (the SDK hands us the inner object); Anthropic's is {type: "error", error: {...}}.
+  const body = e.error?.error ?? e.error;
+  return new UpstreamError(provider, e.status, redactText(body?.message ?? e.message), {
+    type: body?.type,
+    code: e.error?.code ?? null,
+    param: e.error?.param ?? null,
+    retryAfter: e.headers?.get("retry-after") ?? undefined,
+  });
+}

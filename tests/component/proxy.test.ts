@@ -1,0 +1,345 @@
+import { randomBytes } from "node:crypto";
+import OpenAI from "openai";
+import { type Database, migrate, openPostgres } from "../../src/db";
+import { createApiKey, createUser } from "../../src/identity";
+import { FAKE_USAGE, type FakeOpenAiUpstream, startFakeOpenAiUpstream } from "../fakes/openai-upstream";
+import { startTestApp, type TestApp, testConfig } from "../helpers/app";
+import { createTestDatabase } from "../helpers/postgres";
+
+interface Caller {
+  userId: string;
+  key: string;
+  providerKey: string;
+  client: OpenAI;
+}
+
+describe("OpenAI-compatible proxy with the official openai SDK, on PostgreSQL 15", () => {
+  let database: { url: string; drop: () => Promise<void> };
+  let db: Database;
+  let upstream: FakeOpenAiUpstream;
+  let app: TestApp;
+  let alice: Caller;
+  let bob: Caller;
+
+  async function caller(email: string, withKey = true): Promise<Caller> {
+    const user = await createUser(db, email, "free");
+    const key = (await createApiKey(db, user.id)).key;
+    const providerKey = `sk-proj-${randomBytes(16).toString("hex")}`;
+    if (withKey) await app.services.providerKeys.add(user.id, "openai", providerKey);
+    const client = new OpenAI({ apiKey: key, baseURL: `${app.baseUrl}/v1`, maxRetries: 0 });
+    return { userId: user.id, key, providerKey, client };
+  }
+
+  async function usageRow(requestId: string) {
+    await app.services.usage.flush();
+    const rows = await db.query<Record<string, unknown>>("select * from usage_logs where request_id = $1", [requestId]);
+    return rows;
+  }
+
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    db = openPostgres({ url: database.url, poolSize: 5 });
+    await migrate(db);
+    upstream = await startFakeOpenAiUpstream();
+    app = await startTestApp({
+      db,
+      config: testConfig({
+        DATABASE_URL: database.url,
+        API_KEY_ENCRYPTION_KEY: randomBytes(32).toString("base64"),
+        OPENAI_BASE_URL: upstream.url,
+        GROQ_BASE_URL: upstream.url,
+      }),
+    });
+    alice = await caller("alice@example.com");
+    bob = await caller("bob@example.com");
+  });
+
+  afterAll(async () => {
+    await app.close();
+    await upstream.close();
+    await db.close();
+    await database.drop();
+  });
+
+  test("When a chat completion is created, then the answer, the usage and the cost come from the provider", async () => {
+    const { data, response } = await alice.client.chat.completions
+      .create({ model: "gpt-4o", messages: [{ role: "user", content: "hello" }] })
+      .withResponse();
+    expect(data.choices[0]?.message.content).toBe("Echo: hello");
+    expect(data.usage).toEqual(FAKE_USAGE);
+    const sent = upstream.received.at(-1)!;
+    expect(sent.authorization).toBe(`Bearer ${alice.providerKey}`);
+    expect(sent.body).toEqual({ model: "gpt-4o", messages: [{ role: "user", content: "hello" }], stream: false });
+    const [row] = await usageRow(response.headers.get("x-request-id")!);
+    expect(row).toMatchObject({
+      user_id: alice.userId,
+      provider: "openai",
+      model: "gpt-4o",
+      endpoint: "/v1/chat/completions",
+      prompt_tokens: 11,
+      completion_tokens: 7,
+      cached_tokens: 3,
+      total_tokens: 18,
+      status_code: 200,
+      stream: false,
+      usage_estimated: false,
+      cost_unknown: false,
+    });
+    // 8 uncached input at $2.50/M + 3 cached at $1.25/M + 7 output at $10/M
+    expect(Number(row!.cost_usd)).toBeCloseTo((8 * 2.5 + 3 * 1.25 + 7 * 10) / 1e6, 10);
+  });
+
+  test("When a completion is streamed, then chunks arrive in order, usage is recorded, and the client sees no usage chunk it did not ask for", async () => {
+    const { data: stream, response } = await alice.client.chat.completions
+      .create({ model: "gpt-4o", messages: [{ role: "user", content: "hello there" }], stream: true })
+      .withResponse();
+    expect(response.headers.get("content-type")).toMatch(/text\/event-stream/);
+    expect(response.headers.get("x-accel-buffering")).toBe("no");
+    const chunks: OpenAI.Chat.ChatCompletionChunk[] = [];
+    for await (const chunk of stream) chunks.push(chunk);
+    expect(chunks[0]?.choices[0]?.delta.role).toBe("assistant");
+    expect(chunks.map((c) => c.choices[0]?.delta.content ?? "").join("")).toBe("Echo: hello there");
+    expect(chunks.at(-1)?.choices[0]?.finish_reason).toBe("stop");
+    expect(chunks.every((c) => !c.usage && c.choices.length > 0)).toBe(true);
+    expect(upstream.received.at(-1)!.body.stream_options).toEqual({ include_usage: true });
+    const [row] = await usageRow(response.headers.get("x-request-id")!);
+    expect(row).toMatchObject({
+      prompt_tokens: 11,
+      completion_tokens: 7,
+      cached_tokens: 3,
+      stream: true,
+      status_code: 200,
+    });
+    expect(row!.time_to_first_token_ms).not.toBeNull();
+  });
+
+  test("When the client asks for include_usage, then the final usage chunk is passed through", async () => {
+    const stream = await alice.client.chat.completions.create({
+      model: "gpt-4o",
+      messages: [{ role: "user", content: "count" }],
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    const chunks: OpenAI.Chat.ChatCompletionChunk[] = [];
+    for await (const chunk of stream) chunks.push(chunk);
+    expect(chunks.at(-1)).toMatchObject({ choices: [], usage: FAKE_USAGE });
+  });
+
+  test("When two users call, then each upstream request carries exactly the caller's own key", async () => {
+    const before = upstream.received.length;
+    await bob.client.chat.completions.create({ model: "gpt-4o", messages: [{ role: "user", content: "bob" }] });
+    await alice.client.chat.completions.create({ model: "gpt-4o", messages: [{ role: "user", content: "alice" }] });
+    const [fromBob, fromAlice] = upstream.received.slice(before);
+    expect(fromBob!.authorization).toBe(`Bearer ${bob.providerKey}`);
+    expect(fromAlice!.authorization).toBe(`Bearer ${alice.providerKey}`);
+    expect(
+      upstream.received
+        .filter((r) => r.authorization === `Bearer ${alice.providerKey}`)
+        .every((r) => JSON.stringify(r.body).includes("bob") === false),
+    ).toBe(true);
+  });
+
+  test("When a tool call is streamed, then the tool-call deltas reach the client intact", async () => {
+    const stream = await alice.client.chat.completions.create({
+      model: "openai/tool-call",
+      messages: [{ role: "user", content: "weather?" }],
+      tools: [
+        {
+          type: "function",
+          function: { name: "get_weather", parameters: { type: "object", properties: { city: { type: "string" } } } },
+        },
+      ],
+      stream: true,
+    });
+    let args = "";
+    let name = "";
+    for await (const chunk of stream) {
+      for (const call of chunk.choices[0]?.delta.tool_calls ?? []) {
+        name ||= call.function?.name ?? "";
+        args += call.function?.arguments ?? "";
+      }
+    }
+    expect([name, JSON.parse(args)]).toEqual(["get_weather", { city: "Paris" }]);
+    expect(upstream.received.at(-1)!.body.model).toBe("tool-call");
+  });
+
+  describe("errors reach the SDK as its typed errors", () => {
+    test("When the Perpetual key is wrong, then AuthenticationError", async () => {
+      const client = new OpenAI({ apiKey: `sk-perp-${"x".repeat(40)}`, baseURL: `${app.baseUrl}/v1`, maxRetries: 0 });
+      await expect(
+        client.chat.completions.create({ model: "gpt-4o", messages: [{ role: "user", content: "x" }] }),
+      ).rejects.toBeInstanceOf(OpenAI.AuthenticationError);
+    });
+
+    test("When the model is unknown, then NotFoundError model_not_found", async () => {
+      const error = await alice.client.chat.completions
+        .create({ model: "no-such-model", messages: [{ role: "user", content: "x" }] })
+        .catch((e) => e);
+      expect(error).toBeInstanceOf(OpenAI.NotFoundError);
+      expect(error.code).toBe("model_not_found");
+      expect(error.param).toBe("model");
+    });
+
+    test("When the user has no key for the provider, then BadRequestError 'No API key found for provider' and x-should-retry false", async () => {
+      const error = await alice.client.chat.completions
+        .create({ model: "claude-sonnet-4-5", messages: [{ role: "user", content: "x" }] })
+        .catch((e) => e);
+      expect(error).toBeInstanceOf(OpenAI.BadRequestError);
+      expect(error.message).toContain("No API key found for provider anthropic");
+      expect(error.headers.get("x-should-retry")).toBe("false");
+    });
+
+    test("When the body is invalid, then BadRequestError names the parameter", async () => {
+      const error = await alice.client.chat.completions.create({ model: "gpt-4o", messages: [] }).catch((e) => e);
+      expect(error).toBeInstanceOf(OpenAI.BadRequestError);
+      expect(error.param).toBe("messages");
+    });
+
+    test("When the provider rate-limits, then RateLimitError with the provider's retry-after", async () => {
+      const error = await alice.client.chat.completions
+        .create({ model: "openai/fail-429", messages: [{ role: "user", content: "x" }] })
+        .catch((e) => e);
+      expect(error).toBeInstanceOf(OpenAI.RateLimitError);
+      expect(error.headers.get("retry-after")).toBe("7");
+      expect(error.message).toContain("openai");
+    });
+
+    test("When the provider fails with 500, then 502 upstream_error naming the provider", async () => {
+      const error = await alice.client.chat.completions
+        .create({ model: "openai/fail-500", messages: [{ role: "user", content: "x" }] })
+        .catch((e) => e);
+      expect(error).toBeInstanceOf(OpenAI.InternalServerError);
+      expect(error.status).toBe(502);
+      expect(error.code).toBe("upstream_error");
+    });
+
+    test("When the provider rejects the request, then the 400 is kept; when it rejects the user's key, no key material leaks", async () => {
+      const bad = await alice.client.chat.completions
+        .create({ model: "openai/fail-400", messages: [{ role: "user", content: "x" }] })
+        .catch((e) => e);
+      expect(bad).toBeInstanceOf(OpenAI.BadRequestError);
+      expect(bad.message).toContain("openai: Invalid value for 'temperature'");
+      upstream.acceptedKeys = new Set(["sk-proj-something-else"]);
+      try {
+        const rejected = await alice.client.chat.completions
+          .create({ model: "gpt-4o", messages: [{ role: "user", content: "x" }] })
+          .catch((e) => e);
+        expect(rejected.status).toBe(401);
+        expect(JSON.stringify(rejected.error)).not.toContain(alice.providerKey.slice(8, 20));
+      } finally {
+        upstream.acceptedKeys = undefined;
+      }
+    });
+
+    test("When the provider sends an error event mid-stream, then the SDK raises it and the usage row records the failure", async () => {
+      const { data: stream, response } = await alice.client.chat.completions
+        .create({
+          model: "openai/error-mid-stream",
+          messages: [{ role: "user", content: "one two three four" }],
+          stream: true,
+        })
+        .withResponse();
+      const seen: string[] = [];
+      await expect(
+        (async () => {
+          for await (const chunk of stream) seen.push(chunk.choices[0]?.delta.content ?? "");
+        })(),
+      ).rejects.toThrow(/crashed mid-stream/);
+      expect(seen.join("")).toContain("Echo:");
+      const [row] = await usageRow(response.headers.get("x-request-id")!);
+      expect(row!.status_code).toBeGreaterThanOrEqual(500);
+    });
+  });
+
+  test("When the client disconnects mid-stream, then the upstream call is aborted and one usage row is still written", async () => {
+    const controller = new AbortController();
+    const abortedBefore = upstream.abortedStreams();
+    const { data: stream, response } = await alice.client.chat.completions
+      .create(
+        {
+          model: "openai/slow-stream",
+          messages: [{ role: "user", content: "a b c d e f g h i j k l m n o p" }],
+          stream: true,
+        },
+        { signal: controller.signal },
+      )
+      .withResponse();
+    // The SDK ends the iteration quietly when its own signal aborts.
+    for await (const _chunk of stream) controller.abort();
+    const requestId = response.headers.get("x-request-id")!;
+    for (let i = 0; i < 50 && (await usageRow(requestId)).length === 0; i++)
+      await new Promise((r) => setTimeout(r, 50));
+    const rows = await usageRow(requestId);
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({ status_code: 499, error_code: "client_closed_request", stream: true });
+    for (let i = 0; i < 50 && upstream.abortedStreams() === abortedBefore; i++)
+      await new Promise((r) => setTimeout(r, 20));
+    expect(upstream.abortedStreams()).toBe(abortedBefore + 1);
+  });
+
+  test("When embeddings are requested, then vectors come back and usage is recorded", async () => {
+    const { data, response } = await alice.client.embeddings
+      .create({ model: "text-embedding-3-small", input: ["a", "b"] })
+      .withResponse();
+    expect(data.data).toHaveLength(2);
+    expect(data.data[0]?.embedding).toHaveLength(8);
+    const [row] = await usageRow(response.headers.get("x-request-id")!);
+    expect(row).toMatchObject({
+      endpoint: "/v1/embeddings",
+      prompt_tokens: 10,
+      total_tokens: 10,
+      model: "text-embedding-3-small",
+    });
+  });
+
+  test("When models are listed, then only models of providers with a stored key appear", async () => {
+    const models = [];
+    for await (const model of alice.client.models.list()) models.push(model);
+    const ids = models.map((m) => m.id);
+    expect(ids).toContain("gpt-4o");
+    expect(ids).not.toContain("claude-sonnet-4-5");
+    expect(models.find((m) => m.id === "gpt-4o")?.owned_by).toBe("openai");
+    const retrieved = await alice.client.models.retrieve("gpt-4o");
+    expect(retrieved.id).toBe("gpt-4o");
+  });
+
+  test("When mock_response is set, then no provider is called and the usage row costs nothing", async () => {
+    const carol = await caller("carol@example.com", false);
+    const before = upstream.received.length;
+    const { data, response } = await carol.client.chat.completions
+      .create({
+        model: "gpt-4o",
+        messages: [{ role: "user", content: "hi" }],
+        mock_response: "Mocked answer here.",
+      } as OpenAI.Chat.ChatCompletionCreateParamsNonStreaming)
+      .withResponse();
+    expect(data.choices[0]?.message.content).toBe("Mocked answer here.");
+    const stream = await carol.client.chat.completions.create({
+      model: "gpt-4o",
+      messages: [{ role: "user", content: "hi" }],
+      stream: true,
+      mock_response: "Streamed mock.",
+    } as OpenAI.Chat.ChatCompletionCreateParamsStreaming);
+    let text = "";
+    for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? "";
+    expect(text).toBe("Streamed mock.");
+    expect(upstream.received.length).toBe(before);
+    const [row] = await usageRow(response.headers.get("x-request-id")!);
+    expect(row).toMatchObject({ provider: "mock", cost_unknown: false, usage_estimated: true, status_code: 200 });
+    expect(Number(row!.cost_usd)).toBe(0);
+    expect(Number(row!.completion_tokens)).toBeGreaterThan(0);
+  });
+
+  test("When requests are recorded, then the users' running totals follow the usage rows", async () => {
+    await app.services.usage.flush();
+    const [user] = await db.query<{ total_requests: number; total_tokens: number }>(
+      "select total_requests, total_tokens from users where id = $1",
+      [alice.userId],
+    );
+    const [sums] = await db.query<{ n: number; t: number }>(
+      "select count(*)::int as n, coalesce(sum(total_tokens), 0)::int as t from usage_logs where user_id = $1",
+      [alice.userId],
+    );
+    expect([Number(user!.total_requests), Number(user!.total_tokens)]).toEqual([sums!.n, sums!.t]);
+  });
+});

@@ -1,0 +1,239 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+
+/**
+ * An OpenAI-compatible upstream (OpenAI, Groq, vLLM, …) that speaks the real wire format: JSON completions, SSE
+ * chunks with `data: [DONE]`, the usage chunk when `stream_options.include_usage` is set, OpenAI error bodies.
+ * The model name picks a behaviour, so one server covers every case:
+ *   fail-400 | fail-401 | fail-429 (retry-after: 7) | fail-500 | slow-first-byte (300 ms) | slow-stream (40 ms per
+ *   chunk) | cut-mid-stream (socket destroyed) | error-mid-stream (a data: {"error"} event) | hang | no-usage |
+ *   tool-call. Anything else echoes the last user message.
+ * Every request is recorded (path, authorization header, body) so tests can assert what left Perpetual.
+ */
+export interface ReceivedRequest {
+  path: string;
+  authorization: string | undefined;
+  body: Record<string, unknown>;
+}
+
+export interface FakeOpenAiUpstream {
+  url: string;
+  received: ReceivedRequest[];
+  /** When set, only these bearer keys are accepted (401 invalid_api_key otherwise). */
+  acceptedKeys: Set<string> | undefined;
+  /** Sockets currently open from Perpetual. */
+  openConnections(): number;
+  /** Streamed responses whose reader went away before the end (Perpetual aborted the call). */
+  abortedStreams(): number;
+  close(): Promise<void>;
+}
+
+export const FAKE_USAGE = {
+  prompt_tokens: 11,
+  completion_tokens: 7,
+  total_tokens: 18,
+  prompt_tokens_details: { cached_tokens: 3 },
+};
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function sendError(
+  res: ServerResponse,
+  status: number,
+  type: string,
+  message: string,
+  code: string | null,
+  headers: Record<string, string> = {},
+) {
+  res.writeHead(status, { "content-type": "application/json", ...headers });
+  res.end(JSON.stringify({ error: { message, type, param: null, code } }));
+}
+
+function lastUserText(body: Record<string, unknown>): string {
+  const messages = (body.messages as Array<{ role: string; content: unknown }>) ?? [];
+  const last = [...messages].reverse().find((m) => m.role === "user");
+  if (!last) return "";
+  if (typeof last.content === "string") return last.content;
+  return ((last.content as Array<{ type: string; text?: string }>) ?? []).map((p) => p.text ?? "").join("");
+}
+
+export async function startFakeOpenAiUpstream(): Promise<FakeOpenAiUpstream> {
+  const received: ReceivedRequest[] = [];
+  const sockets = new Set<import("node:net").Socket>();
+  const state: { acceptedKeys: Set<string> | undefined } = { acceptedKeys: undefined };
+  let aborted = 0;
+
+  const server: Server = createServer(async (req: IncomingMessage, res: ServerResponse) => {
+    let text = "";
+    for await (const chunk of req) text += chunk;
+    const body = text ? (JSON.parse(text) as Record<string, unknown>) : {};
+    const path = new URL(req.url ?? "/", "http://x").pathname;
+    received.push({ path, authorization: req.headers.authorization, body });
+    const key = /^Bearer (.+)$/.exec(req.headers.authorization ?? "")?.[1];
+    if (state.acceptedKeys && (!key || !state.acceptedKeys.has(key))) {
+      return sendError(
+        res,
+        401,
+        "invalid_request_error",
+        `Incorrect API key provided: ${key?.slice(0, 3)}***${key?.slice(-4)}.`,
+        "invalid_api_key",
+      );
+    }
+    if (req.method === "GET" && path.endsWith("/models")) {
+      res.writeHead(200, { "content-type": "application/json" });
+      return res.end(
+        JSON.stringify({ object: "list", data: [{ id: "fake-model", object: "model", created: 0, owned_by: "fake" }] }),
+      );
+    }
+    if (path.endsWith("/embeddings")) {
+      const inputs = Array.isArray(body.input) ? body.input : [body.input];
+      res.writeHead(200, { "content-type": "application/json" });
+      return res.end(
+        JSON.stringify({
+          object: "list",
+          model: body.model,
+          data: inputs.map((_, index) => {
+            const vector = Array.from({ length: 8 }, (_, i) => (index + 1) * 0.1 + i * 0.01);
+            // Like OpenAI: base64 of little-endian float32 when asked (the SDK's default), numbers otherwise.
+            const embedding =
+              body.encoding_format === "base64"
+                ? Buffer.from(new Float32Array(vector).buffer).toString("base64")
+                : vector;
+            return { object: "embedding", index, embedding };
+          }),
+          usage: { prompt_tokens: inputs.length * 5, total_tokens: inputs.length * 5 },
+        }),
+      );
+    }
+    if (!path.endsWith("/chat/completions"))
+      return sendError(res, 404, "invalid_request_error", `Unknown path ${path}`, "unknown_url");
+
+    const model = String(body.model);
+    switch (model) {
+      case "fail-400":
+        return sendError(res, 400, "invalid_request_error", "Invalid value for 'temperature'.", "invalid_value");
+      case "fail-401":
+        return sendError(
+          res,
+          401,
+          "invalid_request_error",
+          "Incorrect API key provided: sk-***abcd.",
+          "invalid_api_key",
+        );
+      case "fail-429":
+        return sendError(res, 429, "requests", "Rate limit reached for requests", "rate_limit_exceeded", {
+          "retry-after": "7",
+        });
+      case "fail-500":
+        return sendError(res, 500, "server_error", "The server had an error while processing your request.", null);
+      case "hang":
+        return; // never answers
+      case "slow-first-byte":
+        await sleep(300);
+        break;
+    }
+
+    const id = `chatcmpl-fake${received.length}`;
+    const created = 1_700_000_000;
+    const reply = `Echo: ${lastUserText(body)}`;
+    const toolCall = model === "tool-call";
+    const usage = model === "no-usage" ? undefined : FAKE_USAGE;
+
+    if (body.stream !== true) {
+      res.writeHead(200, { "content-type": "application/json" });
+      return res.end(
+        JSON.stringify({
+          id,
+          object: "chat.completion",
+          created,
+          model,
+          choices: [
+            {
+              index: 0,
+              message: toolCall
+                ? {
+                    role: "assistant",
+                    content: null,
+                    tool_calls: [
+                      {
+                        id: "call_1",
+                        type: "function",
+                        function: { name: "get_weather", arguments: '{"city":"Paris"}' },
+                      },
+                    ],
+                  }
+                : { role: "assistant", content: reply },
+              finish_reason: toolCall ? "tool_calls" : "stop",
+              logprobs: null,
+            },
+          ],
+          ...(usage ? { usage } : {}),
+        }),
+      );
+    }
+
+    res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
+    res.on("close", () => {
+      if (!res.writableFinished) aborted++;
+    });
+    const send = (payload: unknown) => res.write(`data: ${JSON.stringify(payload)}\n\n`);
+    const chunk = (delta: Record<string, unknown>, finish: string | null = null) => ({
+      id,
+      object: "chat.completion.chunk",
+      created,
+      model,
+      choices: [{ index: 0, delta, finish_reason: finish, logprobs: null }],
+    });
+    send(chunk({ role: "assistant", content: "" }));
+    if (toolCall) {
+      send(
+        chunk({
+          tool_calls: [{ index: 0, id: "call_1", type: "function", function: { name: "get_weather", arguments: "" } }],
+        }),
+      );
+      send(chunk({ tool_calls: [{ index: 0, function: { arguments: '{"city":' } }] }));
+      send(chunk({ tool_calls: [{ index: 0, function: { arguments: '"Paris"}' } }] }));
+      send(chunk({}, "tool_calls"));
+    } else {
+      const pieces = reply.match(/\S+\s*/g) ?? [];
+      for (const [i, piece] of pieces.entries()) {
+        if (model === "slow-stream") await sleep(40);
+        if (res.destroyed) return;
+        send(chunk({ content: piece }));
+        if (i === 1 && model === "cut-mid-stream") return res.destroy();
+        if (i === 1 && model === "error-mid-stream") {
+          send({ error: { message: "The model crashed mid-stream.", type: "server_error", param: null, code: null } });
+          return res.end();
+        }
+      }
+      send(chunk({}, "stop"));
+    }
+    const options = body.stream_options as { include_usage?: boolean } | undefined;
+    if (options?.include_usage && usage)
+      send({ id, object: "chat.completion.chunk", created, model, choices: [], usage });
+    res.end("data: [DONE]\n\n");
+  });
+  server.on("connection", (socket) => {
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const address = server.address();
+  const port = typeof address === "object" && address ? address.port : 0;
+  return {
+    url: `http://127.0.0.1:${port}/v1`,
+    received,
+    get acceptedKeys() {
+      return state.acceptedKeys;
+    },
+    set acceptedKeys(keys) {
+      state.acceptedKeys = keys;
+    },
+    openConnections: () => sockets.size,
+    abortedStreams: () => aborted,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
