@@ -8,6 +8,7 @@ import { type HealthProbes, healthRoutes } from "./health";
 import { requestContext } from "./request-context";
 import { accountRoutes } from "./routes/account";
 import { adminRoutes } from "./routes/admin";
+import { anthropicRoutes } from "./routes/anthropic-api";
 import { openAiRoutes } from "./routes/openai-api";
 
 export interface AppDeps {
@@ -30,6 +31,7 @@ export function createApp(deps: AppDeps): Express {
   app.use(healthRoutes({ db, version: config.version, probes: deps.probes }));
   app.use(config.http.apiPrefix, accountRoutes({ db, ...deps.services }));
   app.use(config.http.apiPrefix, openAiRoutes({ config, logger, ...deps.services }));
+  app.use(config.http.apiPrefix, anthropicRoutes({ logger, ...deps.services }));
   app.use(
     "/admin",
     adminRoutes({ db, tiers: config.tiers, logger, adminApiKey: config.adminApiKey, ...deps.services }),

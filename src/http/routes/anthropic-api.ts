@@ -1,0 +1,103 @@
+import { Router } from "express";
+import { z } from "zod";
+import type { ChatPipeline } from "../../chat/pipeline";
+import type { ApiError } from "../../errors";
+import type { Authenticator } from "../../identity";
+import type { Logger } from "../../log";
+import {
+  type AnthropicRequest,
+  fromAnthropicRequest,
+  OpenAIToAnthropicStream,
+  toAnthropicMessage,
+} from "../../providers/anthropic/translate";
+import { parseBody } from "../../validation";
+import { authenticateRequest } from "../authentication";
+import { clientGoneSignal } from "../client-signal";
+import { toApiError } from "../error-handler";
+import { requestIdOf } from "../request-context";
+import { SseWriter } from "../sse";
+
+const anthropicRequestSchema = z.looseObject({
+  model: z.string().trim().min(1, { message: "is required" }),
+  max_tokens: z.number().int().positive(),
+  messages: z
+    .array(
+      z.looseObject({
+        role: z.enum(["user", "assistant"]),
+        content: z.union([z.string(), z.array(z.looseObject({ type: z.string() }))]),
+      }),
+    )
+    .min(1),
+  system: z.union([z.string(), z.array(z.looseObject({ type: z.string() }))]).optional(),
+  stream: z.boolean().optional(),
+});
+
+const ANTHROPIC_ERROR_TYPES: Record<number, string> = {
+  400: "invalid_request_error",
+  401: "authentication_error",
+  402: "billing_error",
+  403: "permission_error",
+  404: "not_found_error",
+  413: "request_too_large",
+  429: "rate_limit_error",
+  504: "timeout_error",
+  529: "overloaded_error",
+};
+
+/** Anthropic's error body, which @anthropic-ai/sdk reads: {"type": "error", "error": {"type", "message"}}. */
+function anthropicErrorBody(error: ApiError) {
+  return { type: "error", error: { type: ANTHROPIC_ERROR_TYPES[error.status] ?? "api_error", message: error.message } };
+}
+
+export interface AnthropicRoutesDeps {
+  authenticator: Authenticator;
+  chat: ChatPipeline;
+  logger: Logger;
+}
+
+/** POST /v1/messages: Anthropic's Messages API in front of any provider, translated to and from the chat pipeline. */
+export function anthropicRoutes({ authenticator, chat, logger }: AnthropicRoutesDeps): Router {
+  const router = Router();
+
+  router.post("/messages", async (req, res) => {
+    try {
+      const principal = await authenticateRequest(authenticator, req, res);
+      const request = parseBody(anthropicRequestSchema, req.body) as unknown as AnthropicRequest;
+      const body = fromAnthropicRequest(request);
+      // The usage chunk is needed for message_delta's usage: ask for it through the pipeline.
+      if (request.stream) Object.assign(body, { stream_options: { include_usage: true } });
+      const signal = clientGoneSignal(res);
+      const result = await chat.run({
+        principal,
+        body,
+        requestId: requestIdOf(res),
+        conversationId: null,
+        endpoint: "/v1/messages",
+        signal,
+      });
+      if (!result.stream) {
+        res.json(toAnthropicMessage(result.completion));
+        return;
+      }
+      const sse = new SseWriter(res);
+      sse.open();
+      const translator = new OpenAIToAnthropicStream(`msg_${requestIdOf(res).replace(/^req_/, "")}`, request.model);
+      try {
+        for await (const chunk of result.chunks) {
+          if (sse.closed) break;
+          for (const event of translator.translate(chunk)) await sse.event(String(event.type), event);
+        }
+        for (const event of translator.finish()) await sse.event(String(event.type), event);
+      } catch (error) {
+        if (!signal.aborted) await sse.event("error", anthropicErrorBody(toApiError(error, logger)));
+      }
+      sse.end();
+    } catch (error) {
+      if (res.headersSent) throw error;
+      const apiError = toApiError(error, logger);
+      res.set(apiError.headers).status(apiError.status).json(anthropicErrorBody(apiError));
+    }
+  });
+
+  return router;
+}
