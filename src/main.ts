@@ -16,6 +16,7 @@ async function main(): Promise<void> {
   }
 
   const services = createServices(config, db, logger);
+  await services.pool?.start();
   const app = createApp({ config, db, logger, services });
   const running = await listen(app, { ...config.http });
   logger.info(`${config.appName} listening`, {
@@ -27,6 +28,7 @@ async function main(): Promise<void> {
 
   onShutdownSignal(logger, async () => {
     await running.drain(config.http.shutdownTimeoutMs);
+    services.pool?.stop();
     await services.usage.close();
     await db.close();
     logger.info("stopped");

@@ -1,9 +1,11 @@
 import { join } from "node:path";
 import { AuthClient } from "@supabase/auth-js";
 import { ChatPipeline } from "./chat/pipeline";
+import { LocalTargets, ProxyTargets, type Targets } from "./chat/targets";
 import type { Config } from "./config";
 import type { Database } from "./db";
 import { Authenticator, JwtVerifier } from "./identity";
+import { VllmPool } from "./local/pool";
 import type { Logger } from "./log";
 import { ProviderKeys } from "./provider-keys";
 import { UsageRecorder } from "./usage";
@@ -15,7 +17,10 @@ export interface Services {
   authenticator: Authenticator;
   providerKeys: ProviderKeys;
   usage: UsageRecorder;
+  targets: Targets;
   chat: ChatPipeline;
+  /** Local mode only: the vLLM servers (start() runs the first health check). */
+  pool?: VllmPool;
 }
 
 export function createServices(config: Config, db: Database, logger: Logger): Services {
@@ -38,6 +43,21 @@ export function createServices(config: Config, db: Database, logger: Logger): Se
   const providerKeys = new ProviderKeys(db, vault, new Set(config.providers.keys()), config.auth.cacheTtlMs);
   const usage = new UsageRecorder({ db, logger, spoolPath: join(config.dataDir, "usage-spool.ndjson") });
   usage.start();
-  const chat = new ChatPipeline({ config, providerKeys, usage });
-  return { vault, authenticator, providerKeys, usage, chat };
+  const pool =
+    config.mode === "local"
+      ? new VllmPool({
+          urls: config.local.vllmUrls,
+          apiKey: config.local.apiKey,
+          strategy: config.local.strategy,
+          intervalMs: config.local.healthCheckIntervalMs,
+          timeoutMs: config.local.healthCheckTimeoutMs,
+          failureThreshold: config.local.failureThreshold,
+          logger,
+        })
+      : undefined;
+  const targets: Targets = pool
+    ? new LocalTargets(pool, config.modelName, config.local.maxRetryAttempts)
+    : new ProxyTargets(config.providers, config.models, providerKeys);
+  const chat = new ChatPipeline({ config, targets, usage });
+  return { vault, authenticator, providerKeys, usage, targets, chat, pool };
 }

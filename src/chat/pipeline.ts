@@ -1,22 +1,20 @@
 import type { Config } from "../config";
 import { ApiError, invalidRequest } from "../errors";
 import type { Principal } from "../identity";
-import type { ProviderKeys } from "../provider-keys";
 import {
   adapterFor,
-  type CallTarget,
   type ChatChunk,
   type ChatCompletion,
   type ChatUsage,
   type EmbeddingRequest,
   type EmbeddingResponse,
   type Route,
-  routeModel,
   UpstreamError,
 } from "../providers";
 import { costOf, type UsageRecorder } from "../usage";
 import { mockCompletion, mockStream } from "./mock";
 import { type ParsedChatRequest, parseChatRequest, parseEmbeddingRequest } from "./request";
+import type { Targets } from "./targets";
 import { estimatePromptTokens, estimateTokens } from "./tokens";
 
 export interface ChatInput {
@@ -34,8 +32,8 @@ export type ChatResult =
   | { stream: true; model: string; chunks: AsyncIterable<ChatChunk> };
 
 export interface ChatPipelineDeps {
-  config: Pick<Config, "providers" | "models" | "http">;
-  providerKeys: ProviderKeys;
+  config: Pick<Config, "models" | "http">;
+  targets: Targets;
   usage: UsageRecorder;
 }
 
@@ -54,17 +52,19 @@ export class ChatPipeline {
   async run(input: ChatInput): Promise<ChatResult> {
     const started = performance.now();
     const request = parseChatRequest(input.body);
-    const route = request.mockResponse === undefined ? this.route(request.model) : undefined;
+    const route = request.mockResponse === undefined ? this.deps.targets.route(request.model) : undefined;
     const record = (outcome: Outcome) => this.record(input, request, route, started, outcome);
 
     if (request.mockResponse !== undefined) return this.answerWithMock(input, request, record);
 
     const adapter = adapterFor(route!.provider);
     const options = { signal: input.signal, timeoutMs: this.deps.config.http.requestTimeoutMs };
+    const { targets } = this.deps;
     try {
-      const target = await this.resolveTarget(input.principal, route!);
       if (!request.stream) {
-        const completion = await adapter.complete(target, request.body, options);
+        const placed = await targets.place(input.principal, route!, (t) => adapter.complete(t, request.body, options));
+        placed.release();
+        const completion = placed.value;
         record({
           usage: completion.usage,
           statusCode: 200,
@@ -72,12 +72,13 @@ export class ChatPipeline {
         });
         return { stream: false, completion };
       }
-      const chunks = await adapter.stream(target, request.body, options);
-      return {
-        stream: true,
-        model: request.model,
-        chunks: this.observe(chunks, request, input.signal, started, record),
-      };
+      const placed = await targets.place(input.principal, route!, (t) => adapter.stream(t, request.body, options));
+      // The backend stays held (local mode's least-busy count) until the stream has been fully relayed.
+      const chunks = this.observe(placed.value, request, input.signal, started, (outcome) => {
+        placed.release();
+        record(outcome);
+      });
+      return { stream: true, model: request.model, chunks };
     } catch (error) {
       record(failureOutcome(error, input.signal));
       throw error;
@@ -88,7 +89,7 @@ export class ChatPipeline {
   async embed(input: ChatInput): Promise<EmbeddingResponse> {
     const started = performance.now();
     const body = parseEmbeddingRequest(input.body);
-    const route = this.route(body.model);
+    const route = this.deps.targets.route(body.model);
     const adapter = adapterFor(route.provider);
     const request = {
       body: { model: body.model, messages: [] },
@@ -105,11 +106,13 @@ export class ChatPipeline {
       );
     }
     try {
-      const target = await this.resolveTarget(input.principal, route);
-      const response = await adapter.embed(target, body as EmbeddingRequest, {
-        signal: input.signal,
-        timeoutMs: this.deps.config.http.requestTimeoutMs,
-      });
+      const options = { signal: input.signal, timeoutMs: this.deps.config.http.requestTimeoutMs };
+      const embed = adapter.embed;
+      const placed = await this.deps.targets.place(input.principal, route, (t) =>
+        embed(t, body as EmbeddingRequest, options),
+      );
+      placed.release();
+      const response = placed.value;
       const tokens = response.usage?.prompt_tokens ?? 0;
       record({ usage: { prompt_tokens: tokens, completion_tokens: 0, total_tokens: tokens }, statusCode: 200 });
       return response;
@@ -117,15 +120,6 @@ export class ChatPipeline {
       record(failureOutcome(error, input.signal));
       throw error;
     }
-  }
-
-  private route(model: string): Route {
-    return routeModel(model, this.deps.config.providers, this.deps.config.models);
-  }
-
-  private async resolveTarget(principal: Principal, route: Route): Promise<CallTarget> {
-    const apiKey = await this.deps.providerKeys.reveal(principal.userId, route.provider.name);
-    return { provider: route.provider.name, baseUrl: route.provider.baseUrl, apiKey, model: route.model };
   }
 
   private answerWithMock(input: ChatInput, request: ParsedChatRequest, record: (o: Outcome) => void): ChatResult {

@@ -18,6 +18,7 @@ export const SECRET_VARIABLES = new Set([
   "API_KEY_ENCRYPTION_KEYS_PREVIOUS",
   "POLAR_API_KEY",
   "ADMIN_API_KEY",
+  "VLLM_API_KEY",
 ]);
 
 const emptyAsUndefined = (value: unknown) => (typeof value === "string" && value.trim() === "" ? undefined : value);
@@ -159,6 +160,24 @@ export const envSchema = z.object({
   RATE_LIMIT_PER_MINUTE: integer(60, 1, 10_000_000),
   RATE_LIMIT_PER_DAY: integer(10_000, 1, 1_000_000_000),
   MODEL_NAME: optionalString,
+  VLLM_URLS: z.preprocess(
+    emptyAsUndefined,
+    z
+      .string()
+      .optional()
+      .refine((v) => v === undefined || v.split(",").every((u) => isUrlWithProtocol(u.trim(), ["http:", "https:"])), {
+        message: "must be a comma-separated list of http:// or https:// URLs (each the server's /v1 base)",
+      }),
+  ),
+  VLLM_API_KEY: optionalString,
+  MAX_RETRY_ATTEMPTS: integer(2, 0, 10),
+  LOAD_BALANCING: z.preprocess(
+    emptyAsUndefined,
+    z.enum(["least-busy", "round-robin"], { message: 'must be "least-busy" or "round-robin"' }).default("least-busy"),
+  ),
+  HEALTH_CHECK_INTERVAL_SECONDS: integer(10, 1, 3600),
+  HEALTH_CHECK_TIMEOUT_SECONDS: integer(2, 1, 60),
+  HEALTH_CHECK_FAILURE_THRESHOLD: integer(3, 1, 100),
   LOG_LEVEL: z.preprocess(
     emptyAsUndefined,
     z

@@ -34,6 +34,15 @@ export interface Config {
   polar: { apiKey?: string; organizationId?: string };
   rateLimitDefaults: { perMinute: number; perDay: number };
   modelName?: string;
+  local: {
+    vllmUrls: string[];
+    apiKey?: string;
+    maxRetryAttempts: number;
+    strategy: "least-busy" | "round-robin";
+    healthCheckIntervalMs: number;
+    healthCheckTimeoutMs: number;
+    failureThreshold: number;
+  };
   adminApiKey?: string;
   tiers: Tiers;
   providers: ReadonlyMap<string, ProviderSettings>;
@@ -127,6 +136,18 @@ export function loadConfig(env: NodeJS.ProcessEnv, options: LoadConfigOptions = 
     polar: { apiKey: e.POLAR_API_KEY, organizationId: e.POLAR_ORGANIZATION_ID },
     rateLimitDefaults: { perMinute: e.RATE_LIMIT_PER_MINUTE, perDay: e.RATE_LIMIT_PER_DAY },
     modelName: e.MODEL_NAME,
+    local: {
+      vllmUrls: (e.VLLM_URLS ?? "")
+        .split(",")
+        .map((u) => u.trim().replace(/\/+$/, ""))
+        .filter(Boolean),
+      apiKey: e.VLLM_API_KEY,
+      maxRetryAttempts: e.MAX_RETRY_ATTEMPTS,
+      strategy: e.LOAD_BALANCING,
+      healthCheckIntervalMs: e.HEALTH_CHECK_INTERVAL_SECONDS * 1000,
+      healthCheckTimeoutMs: e.HEALTH_CHECK_TIMEOUT_SECONDS * 1000,
+      failureThreshold: e.HEALTH_CHECK_FAILURE_THRESHOLD,
+    },
     adminApiKey: e.ADMIN_API_KEY,
     tiers,
     providers,

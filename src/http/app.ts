@@ -28,9 +28,11 @@ export function createApp(deps: AppDeps): Express {
 
   app.use(requestContext(logger));
   app.use(express.json({ limit: config.http.maxBodyBytes }));
-  app.use(healthRoutes({ db, version: config.version, probes: deps.probes }));
+  const { pool } = deps.services;
+  const probes: HealthProbes = { modelsLoaded: pool ? () => pool.models().length > 0 : undefined, ...deps.probes };
+  app.use(healthRoutes({ db, version: config.version, probes }));
   app.use(config.http.apiPrefix, accountRoutes({ db, ...deps.services }));
-  app.use(config.http.apiPrefix, openAiRoutes({ config, logger, ...deps.services }));
+  app.use(config.http.apiPrefix, openAiRoutes({ logger, ...deps.services }));
   app.use(config.http.apiPrefix, anthropicRoutes({ logger, ...deps.services }));
   app.use(
     "/admin",

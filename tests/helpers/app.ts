@@ -37,6 +37,7 @@ export async function startTestApp(options: {
   const config = options.config ?? testConfig();
   const logger = options.logger ?? captured.logger;
   const services = createServices(config, options.db, logger);
+  await services.pool?.start();
   const app = createApp({ config, db: options.db, logger, services, probes: options.probes });
   const running = await listen(app, { host: "127.0.0.1", port: 0, requestTimeoutMs: config.http.requestTimeoutMs });
   return {
@@ -45,6 +46,7 @@ export async function startTestApp(options: {
     logs: captured.text,
     close: async () => {
       await running.drain(1_000);
+      services.pool?.stop();
       await services.usage.close();
     },
   };

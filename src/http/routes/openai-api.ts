@@ -1,10 +1,9 @@
 import { Router } from "express";
 import type { ChatPipeline } from "../../chat/pipeline";
-import type { Config } from "../../config";
+import type { Targets } from "../../chat/targets";
 import { notFound } from "../../errors";
 import type { Authenticator } from "../../identity";
 import type { Logger } from "../../log";
-import type { ProviderKeys } from "../../provider-keys";
 import { principalOf, requireUser } from "../authentication";
 import { clientGoneSignal } from "../client-signal";
 import { toApiError } from "../error-handler";
@@ -12,9 +11,8 @@ import { requestIdOf } from "../request-context";
 import { SseWriter } from "../sse";
 
 export interface OpenAiRoutesDeps {
-  config: Pick<Config, "models" | "providers">;
   authenticator: Authenticator;
-  providerKeys: ProviderKeys;
+  targets: Targets;
   chat: ChatPipeline;
   logger: Logger;
 }
@@ -26,7 +24,7 @@ function conversationIdOf(value: string | undefined): string | null {
 }
 
 /** The OpenAI-compatible endpoints: thin adapters between HTTP and the chat pipeline. */
-export function openAiRoutes({ config, authenticator, providerKeys, chat, logger }: OpenAiRoutesDeps): Router {
+export function openAiRoutes({ authenticator, targets, chat, logger }: OpenAiRoutesDeps): Router {
   const router = Router();
   router.use(["/chat/completions", "/embeddings", "/models"], requireUser(authenticator));
 
@@ -73,27 +71,24 @@ export function openAiRoutes({ config, authenticator, providerKeys, chat, logger
     );
   });
 
-  /** Models the caller can use: known models of the providers they stored a key for. */
-  const availableModels = async (userId: string) => {
-    const withKeys = new Set((await providerKeys.list(userId)).map((k) => k.provider));
-    return [...config.models.entries()]
-      .filter(([, m]) => withKeys.has(m.provider))
-      .map(([id, m]) => ({ id, object: "model", created: 0, owned_by: m.provider }));
-  };
-
   router.get("/models", async (_req, res) => {
-    res.json({ object: "list", data: await availableModels(principalOf(res).userId) });
+    const models = await targets.models(principalOf(res));
+    res.json({
+      object: "list",
+      data: models.map((m) => ({ id: m.id, object: "model", created: 0, owned_by: m.owned_by })),
+    });
   });
 
   router.get("/models/:model", async (req, res) => {
-    const model = (await availableModels(principalOf(res).userId)).find((m) => m.id === req.params.model);
-    if (!model)
+    const model = (await targets.models(principalOf(res))).find((m) => m.id === req.params.model);
+    if (!model) {
       throw notFound(
         `The model '${req.params.model}' does not exist or you do not have access to it.`,
         "model_not_found",
         "model",
       );
-    res.json(model);
+    }
+    res.json({ id: model.id, object: "model", created: 0, owned_by: model.owned_by });
   });
 
   return router;

@@ -1,0 +1,89 @@
+import OpenAI from "openai";
+import { type Database, migrate, openPglite } from "../../src/db";
+import { createApiKey, createUser } from "../../src/identity";
+import { type FakeOpenAiUpstream, startFakeOpenAiUpstream } from "../fakes/openai-upstream";
+import { startTestApp, type TestApp, testConfig } from "../helpers/app";
+
+describe("Local mode with two vLLM-compatible servers", () => {
+  let db: Database;
+  let first: FakeOpenAiUpstream;
+  let second: FakeOpenAiUpstream;
+  let app: TestApp;
+  let client: OpenAI;
+
+  beforeAll(async () => {
+    db = await openPglite();
+    await migrate(db);
+    first = await startFakeOpenAiUpstream();
+    second = await startFakeOpenAiUpstream();
+    app = await startTestApp({
+      db,
+      config: testConfig({
+        MODE: "local",
+        VLLM_URLS: `${first.url},${second.url}`,
+        HEALTH_CHECK_INTERVAL_SECONDS: "1",
+        HEALTH_CHECK_FAILURE_THRESHOLD: "2",
+        MAX_RETRY_ATTEMPTS: "2",
+      }),
+    });
+    const user = await createUser(db, "local@example.com", "free");
+    client = new OpenAI({ apiKey: (await createApiKey(db, user.id)).key, baseURL: `${app.baseUrl}/v1`, maxRetries: 0 });
+  });
+
+  afterAll(async () => {
+    await app.close();
+    await second.close();
+    await db.close();
+  });
+
+  test("When the servers are healthy, then requests spread over both without any provider key, and /health lists models", async () => {
+    for (let i = 0; i < 6; i++) {
+      const completion = await client.chat.completions.create({
+        model: "fake-model",
+        messages: [{ role: "user", content: `n${i}` }],
+      });
+      expect(completion.choices[0]?.message.content).toBe(`Echo: n${i}`);
+    }
+    const chats = (u: FakeOpenAiUpstream) => u.received.filter((r) => r.path.endsWith("/chat/completions")).length;
+    expect(chats(first)).toBeGreaterThan(0);
+    expect(chats(second)).toBeGreaterThan(0);
+    const health = (await (await fetch(`${app.baseUrl}/health`)).json()) as { models_loaded: boolean };
+    expect(health.models_loaded).toBe(true);
+    const models = [];
+    for await (const m of client.models.list()) models.push(m.id);
+    expect(models).toEqual(["fake-model"]);
+    const missing = await client.chat.completions
+      .create({ model: "gpt-4o", messages: [{ role: "user", content: "x" }] })
+      .catch((e) => e);
+    expect(missing).toBeInstanceOf(OpenAI.NotFoundError);
+  });
+
+  test("When one server is killed mid-run, then every request still succeeds and the dead one leaves the rotation", async () => {
+    const results: string[] = [];
+    for (let i = 0; i < 20; i++) {
+      if (i === 5) await first.close();
+      const stream = i % 2 === 0;
+      if (stream) {
+        const s = await client.chat.completions.create({
+          model: "fake-model",
+          messages: [{ role: "user", content: `s${i}` }],
+          stream: true,
+        });
+        let text = "";
+        for await (const chunk of s) text += chunk.choices[0]?.delta.content ?? "";
+        results.push(text);
+      } else {
+        const c = await client.chat.completions.create({
+          model: "fake-model",
+          messages: [{ role: "user", content: `s${i}` }],
+        });
+        results.push(c.choices[0]?.message.content ?? "");
+      }
+    }
+    expect(results).toEqual(Array.from({ length: 20 }, (_, i) => `Echo: s${i}`));
+    await new Promise((r) => setTimeout(r, 2_500));
+    const pool = app.services.pool!;
+    expect(pool.backends.find((b) => b.url === first.url)?.healthy).toBe(false);
+    expect(pool.backends.find((b) => b.url === second.url)?.healthy).toBe(true);
+  });
+});
