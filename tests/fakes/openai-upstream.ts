@@ -56,7 +56,8 @@ function lastUserText(body: Record<string, unknown>): string {
   return ((last.content as Array<{ type: string; text?: string }>) ?? []).map((p) => p.text ?? "").join("");
 }
 
-export async function startFakeOpenAiUpstream(): Promise<FakeOpenAiUpstream> {
+export async function startFakeOpenAiUpstream(options: { record?: boolean; port?: number } = {}): Promise<FakeOpenAiUpstream> {
+  const record = options.record ?? true;
   const received: ReceivedRequest[] = [];
   const sockets = new Set<import("node:net").Socket>();
   const state: { acceptedKeys: Set<string> | undefined } = { acceptedKeys: undefined };
@@ -67,7 +68,7 @@ export async function startFakeOpenAiUpstream(): Promise<FakeOpenAiUpstream> {
     for await (const chunk of req) text += chunk;
     const body = text ? (JSON.parse(text) as Record<string, unknown>) : {};
     const path = new URL(req.url ?? "/", "http://x").pathname;
-    received.push({ path, authorization: req.headers.authorization, body });
+    if (record) received.push({ path, authorization: req.headers.authorization, body });
     const key = /^Bearer (.+)$/.exec(req.headers.authorization ?? "")?.[1];
     if (state.acceptedKeys && (!key || !state.acceptedKeys.has(key))) {
       return sendError(
@@ -132,7 +133,7 @@ export async function startFakeOpenAiUpstream(): Promise<FakeOpenAiUpstream> {
         break;
     }
 
-    const id = `chatcmpl-fake${received.length}`;
+    const id = `chatcmpl-fake${Date.now()}`;
     const created = 1_700_000_000;
     const reply = `Echo: ${lastUserText(body)}`;
     const toolCall = model === "tool-call";
@@ -216,7 +217,8 @@ export async function startFakeOpenAiUpstream(): Promise<FakeOpenAiUpstream> {
     sockets.add(socket);
     socket.on("close", () => sockets.delete(socket));
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  server.keepAliveTimeout = 60_000;
+  await new Promise<void>((resolve) => server.listen(options.port ?? 0, "127.0.0.1", resolve));
   const address = server.address();
   const port = typeof address === "object" && address ? address.port : 0;
   return {

@@ -1,0 +1,189 @@
+/**
+ * `npm run bench`: Perpetual against a fake OpenAI upstream, compared with calling that upstream directly, in the
+ * same run on this machine. Production wiring (PostgreSQL 15 started here) when available, else embedded PGlite.
+ * Auth, usage logging and cost are on, as in production. Prints a table and writes bench/results.json.
+ */
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import autocannon from "autocannon";
+import { type Database, migrate, openPglite, openPostgres } from "../src/db";
+import { createApiKey, createUser } from "../src/identity";
+import { ProviderKeys } from "../src/provider-keys";
+import { createVault } from "../src/vault";
+import { parseMasterKey } from "../src/vault/master-keys";
+
+// biome-ignore lint/style/noCommonJs: scripts/services.js is shared with the CommonJS test runner
+const services = require("../scripts/services") as {
+  startPostgres(dir: string): Promise<{ url: string; stop(): void }>;
+  freePort(): Promise<number>;
+  log(message: string): void;
+};
+
+const ROOT = join(__dirname, "..");
+const DURATION = Number(process.env.BENCH_SECONDS ?? 10);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function spawnNode(args: string[], env: Record<string, string>): { child: ChildProcess; output: () => string } {
+  const { NODE_OPTIONS: _ignored, ...inherited } = process.env;
+  const child = spawn(process.execPath, args, { cwd: ROOT, env: { ...inherited, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  // Keep the start of the output only: a server at info level logs a line per request.
+  const keep = (d: Buffer) => {
+    if (out.length < 64_000) out += d.toString();
+  };
+  child.stdout?.on("data", keep);
+  child.stderr?.on("data", keep);
+  return { child, output: () => out };
+}
+
+async function waitFor(output: () => string, pattern: RegExp): Promise<RegExpMatchArray> {
+  for (let i = 0; i < 600; i++) {
+    const match = output().match(pattern);
+    if (match) return match;
+    await sleep(50);
+  }
+  throw new Error(`timed out waiting for ${pattern}:\n${output()}`);
+}
+
+function rssMb(pid: number): { rss: number; peak: number } {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const kb = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
+  return { rss: Math.round(kb("VmRSS") / 1024), peak: Math.round(kb("VmHWM") / 1024) };
+}
+
+interface Load {
+  url: string;
+  headers: Record<string, string>;
+  body: string;
+  connections: number;
+  overallRate?: number;
+}
+
+async function load({ url, headers, body, connections, overallRate }: Load) {
+  const result = await autocannon({
+    url,
+    method: "POST",
+    headers: { "content-type": "application/json", ...headers },
+    body,
+    connections,
+    duration: DURATION,
+    overallRate,
+    timeout: 30,
+  });
+  return {
+    rps: Math.round(result.requests.average),
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    errors: result.errors,
+    timeouts: result.timeouts,
+    non2xx: result.non2xx,
+  };
+}
+
+async function main() {
+  const work = mkdtempSync(join(tmpdir(), "perpetual-bench-"));
+  const children: ChildProcess[] = [];
+  let postgres: { url: string; stop(): void } | undefined;
+  try {
+    const production = existsSync("/usr/lib/postgresql/15/bin/initdb");
+    if (production) postgres = await services.startPostgres(work);
+    const wiring = production ? "production (PostgreSQL 15, pooled)" : "embedded (PGlite)";
+    services.log(`wiring: ${wiring}`);
+
+    execFileSync("npm", ["run", "build", "--silent"], { cwd: ROOT, stdio: "inherit" });
+    const upstreamProcess = spawnNode(["--import", "tsx", "bench/upstream.ts"], {});
+    children.push(upstreamProcess.child);
+    const [upstreamUrl] = await waitFor(upstreamProcess.output, /http:\/\/127\.0\.0\.1:\d+\/v1/);
+
+    const masterKey = randomBytes(32).toString("base64");
+    const dataDir = join(work, "data");
+    const db: Database = postgres ? openPostgres({ url: postgres.url, poolSize: 2 }) : await openPglite({ dataDir });
+    await migrate(db);
+    const user = await createUser(db, "bench@example.com", "enterprise");
+    const apiKey = (await createApiKey(db, user.id)).key;
+    await new ProviderKeys(db, createVault(parseMasterKey(masterKey, "bench")), new Set(["openai"])).add(user.id, "openai", "sk-bench-upstream-key");
+    await db.close();
+
+    const port = await services.freePort();
+    const server = spawnNode(["dist/main.js"], {
+      NODE_ENV: "production",
+      LOG_LEVEL: "info",
+      LOG_FORMAT: "json",
+      API_HOST: "127.0.0.1",
+      API_PORT: String(port),
+      DATA_DIR: dataDir,
+      API_KEY_ENCRYPTION_KEY: masterKey,
+      OPENAI_BASE_URL: upstreamUrl!,
+      AUTH_CACHE_TTL_SECONDS: "5",
+      ...(postgres ? { DATABASE_URL: postgres.url } : {}),
+    });
+    children.push(server.child);
+    await waitFor(server.output, /listening/);
+    const perpetual = `http://127.0.0.1:${port}/v1/chat/completions`;
+    const direct = `${upstreamUrl}/chat/completions`;
+    const auth = { authorization: `Bearer ${apiKey}` };
+    const body = (stream: boolean, model = "gpt-4o") =>
+      JSON.stringify({ model, messages: [{ role: "user", content: "Say something short." }], stream });
+
+    // Warm-up: JIT, connection pools, auth cache.
+    await load({ url: perpetual, headers: auth, body: body(false), connections: 10 });
+
+    const rows: Record<string, unknown>[] = [];
+    for (const stream of [false, true]) {
+      const kind = stream ? "streaming" : "non-streaming";
+      const directMax = await load({ url: direct, headers: {}, body: body(stream), connections: 50 });
+      const proxiedMax = await load({ url: perpetual, headers: auth, body: body(stream), connections: 50 });
+      const directFixed = await load({ url: direct, headers: {}, body: body(stream), connections: 50, overallRate: 500 });
+      const proxiedFixed = await load({ url: perpetual, headers: auth, body: body(stream), connections: 50, overallRate: 500 });
+      rows.push({
+        kind,
+        direct_rps: directMax.rps,
+        perpetual_rps: proxiedMax.rps,
+        throughput_ratio: Math.round((proxiedMax.rps / directMax.rps) * 1000) / 1000,
+        added_p50_ms_at_500rps: round(proxiedFixed.p50 - directFixed.p50),
+        added_p99_ms_at_500rps: round(proxiedFixed.p99 - directFixed.p99),
+        perpetual_p50_ms_at_500rps: proxiedFixed.p50,
+        perpetual_p99_ms_at_500rps: proxiedFixed.p99,
+        failures: proxiedMax.errors + proxiedMax.non2xx + proxiedFixed.errors + proxiedFixed.non2xx,
+      });
+    }
+    const concurrent = await load({ url: perpetual, headers: auth, body: body(true, "openai/slow-stream"), connections: 2000 });
+    const memory = rssMb(server.child.pid!);
+    const results = {
+      date: new Date().toISOString(),
+      wiring,
+      duration_seconds_per_run: DURATION,
+      runs: rows,
+      concurrent_streams: {
+        connections: 2000,
+        completed_per_second: concurrent.rps,
+        p99_ms: concurrent.p99,
+        errors: concurrent.errors,
+        timeouts: concurrent.timeouts,
+        non2xx: concurrent.non2xx,
+      },
+      server_rss_mb: memory.rss,
+      server_peak_rss_mb: memory.peak,
+      targets: { throughput_ratio: 0.25, added_p50_ms: 0.5, added_p99_ms: 2, concurrent_streams: 2000, rss_mb: 150 },
+    };
+    console.table(rows);
+    console.table([{ ...results.concurrent_streams, server_rss_mb: memory.rss, server_peak_rss_mb: memory.peak, wiring }]);
+    writeFileSync(join(ROOT, "bench", "results.json"), `${JSON.stringify(results, null, 2)}\n`);
+    services.log("wrote bench/results.json");
+  } finally {
+    for (const child of children) child.kill("SIGTERM");
+    await sleep(500);
+    postgres?.stop();
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+const round = (n: number) => Math.round(n * 100) / 100;
+
+main().catch((error) => {
+  console.error(error);
+  process.exit(1);
+});
