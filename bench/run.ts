@@ -108,7 +108,9 @@ async function main() {
     await db.close();
 
     const port = await services.freePort();
-    const server = spawnNode(["dist/main.js"], {
+    // BENCH_PROFILE=dir writes a V8 CPU profile of the server there (open it in Chrome DevTools).
+    const profile = process.env.BENCH_PROFILE ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
+    const server = spawnNode([...profile, "dist/main.js"], {
       NODE_ENV: "production",
       LOG_LEVEL: "info",
       LOG_FORMAT: "json",

@@ -56,7 +56,9 @@ function lastUserText(body: Record<string, unknown>): string {
   return ((last.content as Array<{ type: string; text?: string }>) ?? []).map((p) => p.text ?? "").join("");
 }
 
-export async function startFakeOpenAiUpstream(options: { record?: boolean; port?: number } = {}): Promise<FakeOpenAiUpstream> {
+export async function startFakeOpenAiUpstream(
+  options: { record?: boolean; port?: number } = {},
+): Promise<FakeOpenAiUpstream> {
   const record = options.record ?? true;
   const received: ReceivedRequest[] = [];
   const sockets = new Set<import("node:net").Socket>();

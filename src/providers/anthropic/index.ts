@@ -1,4 +1,5 @@
 import Anthropic from "@anthropic-ai/sdk";
+import { clientCache } from "../client-cache";
 import { toUpstreamError } from "../errors";
 import type { CallOptions, CallTarget, ProviderAdapter } from "../types";
 import type { ChatChunk } from "../wire";
@@ -6,17 +7,18 @@ import { type AnthropicMessage, AnthropicToOpenAIStream, fromAnthropicMessage, t
 
 /** Anthropic's Messages API through the official SDK, presented in OpenAI's wire format. */
 export function anthropicAdapter(): ProviderAdapter {
-  const clientFor = (target: CallTarget, options: CallOptions) =>
-    new Anthropic({ apiKey: target.apiKey, baseURL: target.baseUrl, maxRetries: 0, timeout: options.timeoutMs });
+  const cached = clientCache((baseURL, apiKey) => new Anthropic({ apiKey, baseURL, maxRetries: 0 }));
+  const clientFor = (target: CallTarget) => cached(target.baseUrl, target.apiKey);
+  const requestOptions = (options: CallOptions) => ({ signal: options.signal, timeout: options.timeoutMs });
   const now = () => Math.floor(Date.now() / 1000);
 
   return {
     async complete(target, request, options) {
       const body = toAnthropicRequest(request, target.model);
       try {
-        const message = await clientFor(target, options).messages.create(
+        const message = await clientFor(target).messages.create(
           { ...body, stream: false } as Anthropic.MessageCreateParamsNonStreaming,
-          { signal: options.signal },
+          requestOptions(options),
         );
         return fromAnthropicMessage(message as unknown as AnthropicMessage, now());
       } catch (error) {
@@ -28,9 +30,9 @@ export function anthropicAdapter(): ProviderAdapter {
       const body = toAnthropicRequest(request, target.model);
       let events: AsyncIterable<Anthropic.RawMessageStreamEvent>;
       try {
-        events = await clientFor(target, options).messages.create(
+        events = await clientFor(target).messages.create(
           { ...body, stream: true } as Anthropic.MessageCreateParamsStreaming,
-          { signal: options.signal },
+          requestOptions(options),
         );
       } catch (error) {
         throw toUpstreamError(target.provider, error, Anthropic);

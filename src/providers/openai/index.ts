@@ -1,13 +1,15 @@
 import OpenAI from "openai";
+import { clientCache } from "../client-cache";
 import { toUpstreamError } from "../errors";
 import type { CallOptions, CallTarget, ProviderAdapter } from "../types";
 import type { ChatChunk } from "../wire";
 
 /** OpenAI and every OpenAI-compatible server (Groq, Mistral, Together, DeepSeek, OpenRouter, vLLM) via the SDK. */
 export function openAiAdapter(): ProviderAdapter {
-  const clientFor = (target: CallTarget, options: CallOptions) =>
-    // Retries are ours to decide (and never after the first byte), so the SDK's are off.
-    new OpenAI({ apiKey: target.apiKey || "none", baseURL: target.baseUrl, maxRetries: 0, timeout: options.timeoutMs });
+  // Retries are ours to decide (and never after the first byte), so the SDK's are off.
+  const cached = clientCache((baseURL, apiKey) => new OpenAI({ apiKey: apiKey || "none", baseURL, maxRetries: 0 }));
+  const clientFor = (target: CallTarget) => cached(target.baseUrl, target.apiKey);
+  const requestOptions = (options: CallOptions) => ({ signal: options.signal, timeout: options.timeoutMs });
 
   return {
     async complete(target, request, options) {
@@ -17,7 +19,7 @@ export function openAiAdapter(): ProviderAdapter {
           model: target.model,
           stream: false,
         } as OpenAI.Chat.ChatCompletionCreateParamsNonStreaming;
-        return await clientFor(target, options).chat.completions.create(body, { signal: options.signal });
+        return await clientFor(target).chat.completions.create(body, requestOptions(options));
       } catch (error) {
         throw toUpstream(target.provider, error);
       }
@@ -33,7 +35,7 @@ export function openAiAdapter(): ProviderAdapter {
       } as OpenAI.Chat.ChatCompletionCreateParamsStreaming;
       let stream: AsyncIterable<ChatChunk>;
       try {
-        stream = await clientFor(target, options).chat.completions.create(body, { signal: options.signal });
+        stream = await clientFor(target).chat.completions.create(body, requestOptions(options));
       } catch (error) {
         throw toUpstream(target.provider, error);
       }
@@ -42,9 +44,9 @@ export function openAiAdapter(): ProviderAdapter {
 
     async embed(target, request, options) {
       try {
-        return await clientFor(target, options).embeddings.create(
+        return await clientFor(target).embeddings.create(
           { ...request, model: target.model } as OpenAI.EmbeddingCreateParams,
-          { signal: options.signal },
+          requestOptions(options),
         );
       } catch (error) {
         throw toUpstream(target.provider, error);
