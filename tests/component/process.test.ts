@@ -2,7 +2,9 @@ import { mkdtempSync } from "node:fs";
 import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import OpenAI from "openai";
 import { readMigrations } from "../../src/db";
+import { startFakeOpenAiUpstream } from "../fakes/openai-upstream";
 import { createTestDatabase } from "../helpers/postgres";
 import { collect, runCli, spawnEntry, waitForOutput } from "../helpers/processes";
 
@@ -93,11 +95,13 @@ describe("A newcomer on embedded defaults", () => {
     expect(created.code).toBe(0);
     const key = /(sk-perp-\w{40})/.exec(created.stdout)![1]!;
 
+    const upstream = await startFakeOpenAiUpstream();
     const server = spawnEntry("src/main.ts", [], {
       DATA_DIR: dataDir,
       API_PORT: "0",
       API_HOST: "127.0.0.1",
       LOG_FORMAT: "json",
+      OPENAI_BASE_URL: upstream.url,
     });
     const { output, finished } = collect(server);
     try {
@@ -114,6 +118,18 @@ describe("A newcomer on embedded defaults", () => {
       const listed = await (await fetch(`${base}/provider-keys`, { headers: auth(key) })).text();
       expect(listed).toContain('"last4":"cdef"');
       expect(listed).not.toContain(providerKey);
+
+      // The official SDK, pointed at the running server, streams a chat answered with the stored key.
+      const client = new OpenAI({ apiKey: key, baseURL: base, maxRetries: 0 });
+      const stream = await client.chat.completions.create({
+        model: "gpt-4o",
+        messages: [{ role: "user", content: "from npm start" }],
+        stream: true,
+      });
+      let text = "";
+      for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? "";
+      expect(text).toBe("Echo: from npm start");
+      expect(upstream.received.at(-1)?.authorization).toBe(`Bearer ${providerKey}`);
       expect((await fetch(`${base}/provider-keys/openai`, { method: "DELETE", headers: auth(key) })).status).toBe(200);
 
       const keys = (await (await fetch(`${base}/api-keys`, { headers: auth(key) })).json()) as {
@@ -129,6 +145,7 @@ describe("A newcomer on embedded defaults", () => {
     } finally {
       server.kill("SIGTERM");
       await finished;
+      await upstream.close();
     }
   });
 });
