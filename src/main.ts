@@ -30,6 +30,7 @@ async function main(): Promise<void> {
     await running.drain(config.http.shutdownTimeoutMs);
     services.pool?.stop();
     await services.usage.close();
+    await services.counters.close();
     await db.close();
     logger.info("stopped");
   });

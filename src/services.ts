@@ -5,6 +5,7 @@ import { LocalTargets, ProxyTargets, type Targets } from "./chat/targets";
 import type { Config } from "./config";
 import type { Database } from "./db";
 import { Authenticator, JwtVerifier } from "./identity";
+import { type CounterStore, InProcessCounters, RateLimiter, RedisCounters } from "./limits";
 import { VllmPool } from "./local/pool";
 import type { Logger } from "./log";
 import { ProviderKeys } from "./provider-keys";
@@ -18,6 +19,9 @@ export interface Services {
   providerKeys: ProviderKeys;
   usage: UsageRecorder;
   targets: Targets;
+  limiter: RateLimiter;
+  /** Rate-limit counters: Redis when configured, else this process. close() on shutdown. */
+  counters: CounterStore;
   chat: ChatPipeline;
   /** Local mode only: the vLLM servers (start() runs the first health check). */
   pool?: VllmPool;
@@ -58,6 +62,16 @@ export function createServices(config: Config, db: Database, logger: Logger): Se
   const targets: Targets = pool
     ? new LocalTargets(pool, config.modelName, config.local.maxRetryAttempts)
     : new ProxyTargets(config.providers, config.models, providerKeys);
-  const chat = new ChatPipeline({ config, targets, usage });
-  return { vault, authenticator, providerKeys, usage, targets, chat, pool };
+  const counters: CounterStore = config.redis.url
+    ? new RedisCounters(config.redis.url, (error) => logger.debug("redis error", { error }))
+    : new InProcessCounters();
+  const limiter = new RateLimiter({
+    store: counters,
+    failurePolicy: config.rateLimitFailurePolicy,
+    tiers: config.tiers,
+    defaults: config.rateLimitDefaults,
+    logger,
+  });
+  const chat = new ChatPipeline({ config, targets, limiter, usage });
+  return { vault, authenticator, providerKeys, usage, targets, limiter, counters, chat, pool };
 }

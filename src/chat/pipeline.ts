@@ -1,6 +1,7 @@
 import type { Config } from "../config";
 import { ApiError, invalidRequest } from "../errors";
 import type { Principal } from "../identity";
+import type { RateLimiter } from "../limits";
 import {
   adapterFor,
   type ChatChunk,
@@ -27,13 +28,16 @@ export interface ChatInput {
   signal: AbortSignal;
 }
 
-export type ChatResult =
+/** `headers`: the caller's rate-limit state (x-ratelimit-*) for the response. */
+export type ChatResult = { headers: Record<string, string> } & (
   | { stream: false; completion: ChatCompletion }
-  | { stream: true; model: string; chunks: AsyncIterable<ChatChunk> };
+  | { stream: true; model: string; chunks: AsyncIterable<ChatChunk> }
+);
 
 export interface ChatPipelineDeps {
   config: Pick<Config, "models" | "http">;
   targets: Targets;
+  limiter: RateLimiter;
   usage: UsageRecorder;
 }
 
@@ -42,9 +46,11 @@ const MOCK_PROVIDER = "mock";
 /**
  * POST /v1/chat/completions, in the order of the architecture:
  * (request context and authentication happen in the HTTP layer, before this)
- * 1. validate the request        2. resolve the target: model → provider, the user's own key
- * 3. call the provider           4. record usage and cost (off the response path, never lost)
- * Rate limits and memory recall join between 1 and 3 as those features land.
+ * 1. validate the request          2. route the model (404 before anything is counted)
+ * 3. limits: reserve requests and a token estimate, settled to real usage when recorded
+ * 4. resolve the target and call the provider (the user's own key, or a local vLLM server)
+ * 5. record usage and cost (off the response path, never lost)
+ * Memory recall joins between 3 and 4 when that feature lands.
  */
 export class ChatPipeline {
   constructor(private readonly deps: ChatPipelineDeps) {}
@@ -53,9 +59,11 @@ export class ChatPipeline {
     const started = performance.now();
     const request = parseChatRequest(input.body);
     const route = request.mockResponse === undefined ? this.deps.targets.route(request.model) : undefined;
-    const record = (outcome: Outcome) => this.record(input, request, route, started, outcome);
+    const reservation = await this.deps.limiter.reserve(input.principal, reservationEstimate(request));
+    const { headers } = reservation;
+    const record = (outcome: Outcome) => reservation.settle(this.record(input, request, route, started, outcome));
 
-    if (request.mockResponse !== undefined) return this.answerWithMock(input, request, record);
+    if (request.mockResponse !== undefined) return { headers, ...this.answerWithMock(input, request, record) };
 
     const adapter = adapterFor(route!.provider);
     const options = { signal: input.signal, timeoutMs: this.deps.config.http.requestTimeoutMs };
@@ -70,7 +78,7 @@ export class ChatPipeline {
           statusCode: 200,
           completionText: completion.choices[0]?.message.content ?? "",
         });
-        return { stream: false, completion };
+        return { headers, stream: false, completion };
       }
       const placed = await targets.place(input.principal, route!, (t) => adapter.stream(t, request.body, options));
       // The backend stays held (local mode's least-busy count) until the stream has been fully relayed.
@@ -78,7 +86,7 @@ export class ChatPipeline {
         placed.release();
         record(outcome);
       });
-      return { stream: true, model: request.model, chunks };
+      return { headers, stream: true, model: request.model, chunks };
     } catch (error) {
       record(failureOutcome(error, input.signal));
       throw error;
@@ -86,7 +94,7 @@ export class ChatPipeline {
   }
 
   /** POST /v1/embeddings: same routing, keys and usage recording, no streaming. */
-  async embed(input: ChatInput): Promise<EmbeddingResponse> {
+  async embed(input: ChatInput): Promise<{ headers: Record<string, string>; response: EmbeddingResponse }> {
     const started = performance.now();
     const body = parseEmbeddingRequest(input.body);
     const route = this.deps.targets.route(body.model);
@@ -97,7 +105,6 @@ export class ChatPipeline {
       stream: false,
       clientWantsUsage: false,
     } as unknown as ParsedChatRequest;
-    const record = (outcome: Outcome) => this.record(input, request, route, started, outcome);
     if (!adapter.embed) {
       throw invalidRequest(
         `The provider ${route.provider.name} does not offer embeddings.`,
@@ -105,6 +112,11 @@ export class ChatPipeline {
         "model",
       );
     }
+    const reservation = await this.deps.limiter.reserve(
+      input.principal,
+      Math.ceil(JSON.stringify(body.input).length / 4),
+    );
+    const record = (outcome: Outcome) => reservation.settle(this.record(input, request, route, started, outcome));
     try {
       const options = { signal: input.signal, timeoutMs: this.deps.config.http.requestTimeoutMs };
       const embed = adapter.embed;
@@ -115,22 +127,23 @@ export class ChatPipeline {
       const response = placed.value;
       const tokens = response.usage?.prompt_tokens ?? 0;
       record({ usage: { prompt_tokens: tokens, completion_tokens: 0, total_tokens: tokens }, statusCode: 200 });
-      return response;
+      return { headers: reservation.headers, response };
     } catch (error) {
       record(failureOutcome(error, input.signal));
       throw error;
     }
   }
 
-  private answerWithMock(input: ChatInput, request: ParsedChatRequest, record: (o: Outcome) => void): ChatResult {
+  private answerWithMock(input: ChatInput, request: ParsedChatRequest, record: (o: Outcome) => void) {
     const text = request.mockResponse ?? "";
     const usage = estimatedUsage(request, text);
     const id = `chatcmpl-mock-${input.requestId}`;
     const created = Math.floor(Date.now() / 1000);
     record({ usage, statusCode: 200, estimated: true, completionText: text });
-    if (!request.stream) return { stream: false, completion: mockCompletion(id, created, request.model, text, usage) };
+    if (!request.stream)
+      return { stream: false as const, completion: mockCompletion(id, created, request.model, text, usage) };
     const chunks = mockStream(id, created, request.model, text, request.clientWantsUsage ? usage : undefined);
-    return { stream: true, model: request.model, chunks };
+    return { stream: true as const, model: request.model, chunks };
   }
 
   /** Passes chunks through as they come, noting time to first token and usage; records when the stream ends. */
@@ -184,7 +197,9 @@ export class ChatPipeline {
     const provider = route?.provider.name ?? MOCK_PROVIDER;
     const model = route?.model ?? request.model;
     const reported = outcome.usage;
-    const estimated = outcome.estimated === true || (!reported && outcome.statusCode < 400);
+    // No usage from the provider: estimate what was served, including the part of an aborted stream.
+    const estimated =
+      outcome.estimated === true || (!reported && (outcome.statusCode < 400 || outcome.statusCode === 499));
     const usage = reported ?? (estimated ? estimatedUsage(request, outcome.completionText ?? "") : undefined);
     const tokens = {
       promptTokens: usage?.prompt_tokens ?? 0,
@@ -217,7 +232,20 @@ export class ChatPipeline {
       retrievalLatencyMs: 0,
       createdAt: new Date().toISOString(),
     });
+    return tokens.promptTokens + tokens.completionTokens;
   }
+}
+
+/** Prompt size by characters (a tokenizer would cost the hot path more than the estimate is worth) plus the
+ * completion allowance; settled to the provider's real count afterwards. */
+const DEFAULT_COMPLETION_ALLOWANCE = 512;
+function reservationEstimate(request: ParsedChatRequest): number {
+  let chars = 0;
+  for (const m of request.body.messages as Array<{ content?: unknown }>) {
+    chars += typeof m.content === "string" ? m.content.length : JSON.stringify(m.content ?? "").length;
+  }
+  const body = request.body as { max_completion_tokens?: number | null; max_tokens?: number | null };
+  return Math.ceil(chars / 4) + (body.max_completion_tokens ?? body.max_tokens ?? DEFAULT_COMPLETION_ALLOWANCE);
 }
 
 interface Outcome {

@@ -159,6 +159,10 @@ export const envSchema = z.object({
   POLAR_ORGANIZATION_ID: optionalString,
   RATE_LIMIT_PER_MINUTE: integer(60, 1, 10_000_000),
   RATE_LIMIT_PER_DAY: integer(10_000, 1, 1_000_000_000),
+  RATE_LIMIT_FAILURE_POLICY: z.preprocess(
+    emptyAsUndefined,
+    z.enum(["open", "closed"], { message: 'must be "open" or "closed"' }).default("open"),
+  ),
   MODEL_NAME: optionalString,
   VLLM_URLS: z.preprocess(
     emptyAsUndefined,

@@ -33,6 +33,8 @@ export interface Config {
   vault: { currentKey?: string; previousKeys: string[] };
   polar: { apiKey?: string; organizationId?: string };
   rateLimitDefaults: { perMinute: number; perDay: number };
+  /** While Redis is unreachable: open (per-process counters) or closed (503). */
+  rateLimitFailurePolicy: "open" | "closed";
   modelName?: string;
   local: {
     vllmUrls: string[];
@@ -135,6 +137,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, options: LoadConfigOptions = 
     },
     polar: { apiKey: e.POLAR_API_KEY, organizationId: e.POLAR_ORGANIZATION_ID },
     rateLimitDefaults: { perMinute: e.RATE_LIMIT_PER_MINUTE, perDay: e.RATE_LIMIT_PER_DAY },
+    rateLimitFailurePolicy: e.RATE_LIMIT_FAILURE_POLICY,
     modelName: e.MODEL_NAME,
     local: {
       vllmUrls: (e.VLLM_URLS ?? "")

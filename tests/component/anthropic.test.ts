@@ -43,7 +43,7 @@ describe("Anthropic both ways, on PostgreSQL 15", () => {
         OPENAI_BASE_URL: openaiUpstream.url,
       }),
     });
-    const user = await createUser(db, "claude-fan@example.com", "free");
+    const user = await createUser(db, "claude-fan@example.com", "enterprise");
     userId = user.id;
     perpetualKey = (await createApiKey(db, user.id)).key;
     await app.services.providerKeys.add(userId, "anthropic", anthropicKey);

@@ -26,7 +26,7 @@ describe("Local mode with two vLLM-compatible servers", () => {
         MAX_RETRY_ATTEMPTS: "2",
       }),
     });
-    const user = await createUser(db, "local@example.com", "free");
+    const user = await createUser(db, "local@example.com", "enterprise");
     client = new OpenAI({ apiKey: (await createApiKey(db, user.id)).key, baseURL: `${app.baseUrl}/v1`, maxRetries: 0 });
   });
 

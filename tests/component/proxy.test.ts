@@ -22,7 +22,7 @@ describe("OpenAI-compatible proxy with the official openai SDK, on PostgreSQL 15
   let bob: Caller;
 
   async function caller(email: string, withKey = true): Promise<Caller> {
-    const user = await createUser(db, email, "free");
+    const user = await createUser(db, email, "enterprise");
     const key = (await createApiKey(db, user.id)).key;
     const providerKey = `sk-proj-${randomBytes(16).toString("hex")}`;
     if (withKey) await app.services.providerKeys.add(user.id, "openai", providerKey);

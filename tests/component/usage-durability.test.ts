@@ -38,7 +38,7 @@ describe("Usage rows survive database outages", () => {
     const viaProxy = new URL(database.url);
     viaProxy.port = String(proxy.port);
     const db = openPostgres({ url: viaProxy.toString(), poolSize: 4 });
-    const user = await createUser(direct, `outage-${randomUUID()}@example.com`, "free");
+    const user = await createUser(direct, `outage-${randomUUID()}@example.com`, "enterprise");
     const key = (await createApiKey(direct, user.id)).key;
     // A long auth cache: the outage must not turn into 503s for a caller already seen.
     const app = await startTestApp({ db, config: testConfig({ AUTH_CACHE_TTL_SECONDS: "300" }) });

@@ -48,6 +48,7 @@ export async function startTestApp(options: {
       await running.drain(1_000);
       services.pool?.stop();
       await services.usage.close();
+      await services.counters.close();
     },
   };
 }

@@ -75,6 +75,7 @@ export function anthropicRoutes({ authenticator, chat, logger }: AnthropicRoutes
         endpoint: "/v1/messages",
         signal,
       });
+      res.set(result.headers);
       if (!result.stream) {
         res.json(toAnthropicMessage(result.completion));
         return;

@@ -38,6 +38,7 @@ export function openAiRoutes({ authenticator, targets, chat, logger }: OpenAiRou
       endpoint: "/v1/chat/completions",
       signal,
     });
+    res.set(result.headers);
     if (!result.stream) {
       res.json(result.completion);
       return;
@@ -59,16 +60,15 @@ export function openAiRoutes({ authenticator, targets, chat, logger }: OpenAiRou
   });
 
   router.post("/embeddings", async (req, res) => {
-    res.json(
-      await chat.embed({
-        principal: principalOf(res),
-        body: req.body,
-        requestId: requestIdOf(res),
-        conversationId: null,
-        endpoint: "/v1/embeddings",
-        signal: clientGoneSignal(res),
-      }),
-    );
+    const { headers, response } = await chat.embed({
+      principal: principalOf(res),
+      body: req.body,
+      requestId: requestIdOf(res),
+      conversationId: null,
+      endpoint: "/v1/embeddings",
+      signal: clientGoneSignal(res),
+    });
+    res.set(headers).json(response);
   });
 
   router.get("/models", async (_req, res) => {

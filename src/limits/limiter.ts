@@ -1,0 +1,153 @@
+import type { Tiers } from "../config";
+import { ApiError, serviceUnavailable } from "../errors";
+import type { Principal } from "../identity";
+import type { Logger } from "../log";
+import { InProcessCounters } from "./memory-store";
+import { type CounterStore, DAY_MS, type LimitName, type Limits, MINUTE_MS, type Usage, windowsAt } from "./types";
+
+export interface Reservation {
+  /** OpenAI's x-ratelimit-* headers for the response. */
+  headers: Record<string, string>;
+  /** Replaces the token estimate with what the request really used (0 refunds it). Idempotent. */
+  settle(actualTokens: number): void;
+}
+
+export interface RateLimiterOptions {
+  store: CounterStore;
+  /** What to do while the shared store (Redis) is unreachable. */
+  failurePolicy: "open" | "closed";
+  tiers: Tiers;
+  defaults: { perMinute: number; perDay: number };
+  logger: Logger;
+  onReject?: (limit: LimitName) => void;
+  now?: () => number;
+}
+
+const LIMIT_TEXT: Record<LimitName, string> = {
+  requests_per_minute: "requests per minute (RPM)",
+  requests_per_day: "requests per day (RPD)",
+  tokens_per_minute: "tokens per minute (TPM)",
+  tokens_per_day: "tokens per day (TPD)",
+};
+
+/** OpenAI's duration style in reset headers: "12s", "6m0s", "1h2m3s". */
+export function formatReset(ms: number): string {
+  const total = Math.max(1, Math.ceil(ms / 1000));
+  const h = Math.floor(total / 3600);
+  const m = Math.floor((total % 3600) / 60);
+  const s = total % 60;
+  return h > 0 ? `${h}h${m}m${s}s` : m > 0 ? `${m}m${s}s` : `${s}s`;
+}
+
+/**
+ * Requests and tokens per minute and per day, per user (so extra keys do not multiply a tier's budget). Tokens are
+ * reserved as an estimate before the call and settled to the real usage afterwards. With Redis the counters are
+ * shared by every replica; while it is unreachable the limiter fails open onto per-process counters (so one
+ * replica cannot run away) or, configured so, fails closed with 503.
+ */
+export class RateLimiter {
+  private readonly fallback = new InProcessCounters();
+  private degraded = false;
+  private readonly now: () => number;
+
+  constructor(private readonly options: RateLimiterOptions) {
+    this.now = options.now ?? Date.now;
+  }
+
+  limitsFor(principal: Principal): Limits {
+    const tier = this.options.tiers.byName.get(principal.tier);
+    return {
+      requestsPerMinute:
+        principal.keyLimits.requestsPerMinute ?? tier?.requestsPerMinute ?? this.options.defaults.perMinute,
+      requestsPerDay: principal.keyLimits.requestsPerDay ?? tier?.requestsPerDay ?? this.options.defaults.perDay,
+      tokensPerMinute: tier?.tokensPerMinute ?? null,
+      tokensPerDay: tier?.tokensPerDay ?? null,
+    };
+  }
+
+  async reserve(principal: Principal, estimate: number): Promise<Reservation> {
+    const now = this.now();
+    const windows = windowsAt(now);
+    const limits = this.limitsFor(principal);
+    const subject = principal.userId;
+    let store = this.options.store;
+    let taken: Awaited<ReturnType<CounterStore["take"]>>;
+    try {
+      taken = await store.take(subject, limits, estimate, windows);
+      if (this.degraded) this.options.logger.info("rate limiter store is back");
+      this.degraded = false;
+    } catch (error) {
+      if (!this.degraded)
+        this.options.logger.warn("rate limiter store unreachable", { policy: this.options.failurePolicy, error });
+      this.degraded = true;
+      if (this.options.failurePolicy === "closed") {
+        throw serviceUnavailable(
+          "Rate limiting is temporarily unavailable, so requests are refused. Retry shortly.",
+          "rate_limiter_unavailable",
+        );
+      }
+      store = this.fallback;
+      taken = await store.take(subject, limits, estimate, windows);
+    }
+    const headers = rateLimitHeaders(limits, taken.usage, now);
+    if (taken.blocked) {
+      this.options.onReject?.(taken.blocked);
+      throw rateLimited(taken.blocked, limits, taken.usage, estimate, now, headers);
+    }
+    let settled = false;
+    return {
+      headers,
+      settle: (actualTokens) => {
+        if (settled) return;
+        settled = true;
+        store.adjustTokens(subject, windows, actualTokens - estimate).catch(() => {});
+      },
+    };
+  }
+
+  /** Housekeeping for the fallback counters. */
+  prune(): void {
+    this.fallback.prune(windowsAt(this.now()).day);
+  }
+}
+
+function rateLimitHeaders(limits: Limits, usage: Usage, now: number): Record<string, string> {
+  const headers: Record<string, string> = {
+    "x-ratelimit-limit-requests": String(limits.requestsPerMinute),
+    "x-ratelimit-remaining-requests": String(Math.max(0, limits.requestsPerMinute - usage.requestsMinute)),
+    "x-ratelimit-reset-requests": formatReset(MINUTE_MS - (now % MINUTE_MS)),
+  };
+  if (limits.tokensPerMinute !== null) {
+    headers["x-ratelimit-limit-tokens"] = String(limits.tokensPerMinute);
+    headers["x-ratelimit-remaining-tokens"] = String(Math.max(0, limits.tokensPerMinute - usage.tokensMinute));
+    headers["x-ratelimit-reset-tokens"] = formatReset(MINUTE_MS - (now % MINUTE_MS));
+  }
+  return headers;
+}
+
+function rateLimited(
+  limit: LimitName,
+  limits: Limits,
+  usage: Usage,
+  estimate: number,
+  now: number,
+  headers: Record<string, string>,
+) {
+  const perDay = limit.endsWith("per_day");
+  const resetMs = perDay ? DAY_MS - (now % DAY_MS) : MINUTE_MS - (now % MINUTE_MS);
+  const tokens = limit.startsWith("tokens");
+  const [max, used] = {
+    requests_per_minute: [limits.requestsPerMinute, usage.requestsMinute],
+    requests_per_day: [limits.requestsPerDay, usage.requestsDay],
+    tokens_per_minute: [limits.tokensPerMinute, usage.tokensMinute],
+    tokens_per_day: [limits.tokensPerDay, usage.tokensDay],
+  }[limit];
+  const message =
+    `Rate limit reached for ${LIMIT_TEXT[limit]}: Limit ${max}, Used ${used}, Requested ${tokens ? estimate : 1}. ` +
+    `Please try again in ${formatReset(resetMs)}.`;
+  return new ApiError(429, message, tokens ? "tokens" : "requests", "rate_limit_exceeded", null, {
+    ...headers,
+    "retry-after": String(Math.ceil(resetMs / 1000)),
+    "retry-after-ms": String(resetMs),
+  });
+}

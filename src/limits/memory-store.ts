@@ -1,0 +1,70 @@
+import type { CounterStore, LimitName, Limits, Usage, Windows } from "./types";
+
+interface Counters {
+  minute: number;
+  day: number;
+  requestsMinute: number;
+  requestsDay: number;
+  tokensMinute: number;
+  tokensDay: number;
+}
+
+/** Counters in this process: the embedded default (one replica), and the fallback while Redis is away. */
+export class InProcessCounters implements CounterStore {
+  private readonly bySubject = new Map<string, Counters>();
+
+  private countersFor(subject: string, windows: Windows): Counters {
+    let c = this.bySubject.get(subject);
+    if (!c) {
+      c = {
+        minute: windows.minute,
+        day: windows.day,
+        requestsMinute: 0,
+        requestsDay: 0,
+        tokensMinute: 0,
+        tokensDay: 0,
+      };
+      this.bySubject.set(subject, c);
+    }
+    if (c.minute !== windows.minute) Object.assign(c, { minute: windows.minute, requestsMinute: 0, tokensMinute: 0 });
+    if (c.day !== windows.day) Object.assign(c, { day: windows.day, requestsDay: 0, tokensDay: 0 });
+    return c;
+  }
+
+  async take(subject: string, limits: Limits, estimate: number, windows: Windows) {
+    const c = this.countersFor(subject, windows);
+    let blocked: LimitName | null = null;
+    if (c.requestsMinute + 1 > limits.requestsPerMinute) blocked = "requests_per_minute";
+    else if (c.requestsDay + 1 > limits.requestsPerDay) blocked = "requests_per_day";
+    else if (limits.tokensPerMinute !== null && c.tokensMinute + estimate > limits.tokensPerMinute)
+      blocked = "tokens_per_minute";
+    else if (limits.tokensPerDay !== null && c.tokensDay + estimate > limits.tokensPerDay) blocked = "tokens_per_day";
+    if (!blocked) {
+      c.requestsMinute++;
+      c.requestsDay++;
+      c.tokensMinute += estimate;
+      c.tokensDay += estimate;
+    }
+    const usage: Usage = {
+      requestsMinute: c.requestsMinute,
+      requestsDay: c.requestsDay,
+      tokensMinute: c.tokensMinute,
+      tokensDay: c.tokensDay,
+    };
+    return { blocked, usage };
+  }
+
+  async adjustTokens(subject: string, windows: Windows, delta: number) {
+    const c = this.bySubject.get(subject);
+    if (!c) return;
+    if (c.minute === windows.minute) c.tokensMinute = Math.max(0, c.tokensMinute + delta);
+    if (c.day === windows.day) c.tokensDay = Math.max(0, c.tokensDay + delta);
+  }
+
+  /** Drops subjects idle since before today, so the map does not grow without bound. */
+  prune(today: number): void {
+    for (const [subject, c] of this.bySubject) if (c.day < today) this.bySubject.delete(subject);
+  }
+
+  async close() {}
+}

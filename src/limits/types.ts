@@ -1,0 +1,46 @@
+/** The four budgets of a caller. null: no token budget. */
+export interface Limits {
+  requestsPerMinute: number;
+  requestsPerDay: number;
+  tokensPerMinute: number | null;
+  tokensPerDay: number | null;
+}
+
+export type LimitName = "requests_per_minute" | "requests_per_day" | "tokens_per_minute" | "tokens_per_day";
+
+/** Counters after a take, for the response headers. */
+export interface Usage {
+  requestsMinute: number;
+  requestsDay: number;
+  tokensMinute: number;
+  tokensDay: number;
+}
+
+/** Fixed windows: the current UTC minute and UTC day. */
+export interface Windows {
+  minute: number;
+  day: number;
+}
+
+export const MINUTE_MS = 60_000;
+export const DAY_MS = 86_400_000;
+
+export function windowsAt(now: number): Windows {
+  return { minute: Math.floor(now / MINUTE_MS), day: Math.floor(now / DAY_MS) };
+}
+
+/**
+ * Where counters live: Redis (shared by every replica) or this process. `take` checks every limit and, only when
+ * none would be exceeded, counts the request and reserves the token estimate, atomically.
+ */
+export interface CounterStore {
+  take(
+    subject: string,
+    limits: Limits,
+    estimate: number,
+    windows: Windows,
+  ): Promise<{ blocked: LimitName | null; usage: Usage }>;
+  /** Moves the token reservation to the real count (delta may be negative), in the windows it was made in. */
+  adjustTokens(subject: string, windows: Windows, delta: number): Promise<void>;
+  close(): Promise<void>;
+}
