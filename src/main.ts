@@ -17,6 +17,7 @@ async function main(): Promise<void> {
 
   const services = createServices(config, db, logger);
   await services.pool?.start();
+  await services.counters.ready(3_000);
   const app = createApp({ config, db, logger, services });
   const running = await listen(app, { ...config.http });
   logger.info(`${config.appName} listening`, {

@@ -66,5 +66,7 @@ export class InProcessCounters implements CounterStore {
     for (const [subject, c] of this.bySubject) if (c.day < today) this.bySubject.delete(subject);
   }
 
+  async ready() {}
+
   async close() {}
 }

@@ -79,6 +79,14 @@ export class RedisCounters implements CounterStore {
     await this.redis.multi().incrby(tokMinute!, delta).incrby(tokDay!, delta).exec();
   }
 
+  async ready(timeoutMs: number): Promise<void> {
+    if (this.connected) return;
+    await Promise.race([
+      new Promise((resolve) => this.redis.once("ready", resolve)),
+      new Promise((resolve) => setTimeout(resolve, timeoutMs).unref()),
+    ]);
+  }
+
   get connected(): boolean {
     return this.redis.status === "ready";
   }

@@ -42,5 +42,7 @@ export interface CounterStore {
   ): Promise<{ blocked: LimitName | null; usage: Usage }>;
   /** Moves the token reservation to the real count (delta may be negative), in the windows it was made in. */
   adjustTokens(subject: string, windows: Windows, delta: number): Promise<void>;
+  /** Resolves when the store can answer, or after `timeoutMs` (requests then use the failure policy). */
+  ready(timeoutMs: number): Promise<void>;
   close(): Promise<void>;
 }
