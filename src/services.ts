@@ -8,6 +8,7 @@ import { Authenticator, JwtVerifier } from "./identity";
 import { type CounterStore, InProcessCounters, RateLimiter, RedisCounters } from "./limits";
 import { VllmPool } from "./local/pool";
 import type { Logger } from "./log";
+import { createMetrics, type Metrics } from "./metrics";
 import { ProviderKeys } from "./provider-keys";
 import { UsageRecorder } from "./usage";
 import { openVault, type Vault } from "./vault";
@@ -23,6 +24,7 @@ export interface Services {
   /** Rate-limit counters: Redis when configured, else this process. close() on shutdown. */
   counters: CounterStore;
   chat: ChatPipeline;
+  metrics: Metrics;
   /** Local mode only: the vLLM servers (start() runs the first health check). */
   pool?: VllmPool;
 }
@@ -46,6 +48,7 @@ export function createServices(config: Config, db: Database, logger: Logger): Se
   const authenticator = new Authenticator({ db, tiers: config.tiers, jwt, logger, cacheTtlMs: config.auth.cacheTtlMs });
   const providerKeys = new ProviderKeys(db, vault, new Set(config.providers.keys()), config.auth.cacheTtlMs);
   const usage = new UsageRecorder({ db, logger, spoolPath: join(config.dataDir, "usage-spool.ndjson") });
+  const metrics = createMetrics({ usagePending: () => usage.pending });
   usage.start();
   const pool =
     config.mode === "local"
@@ -71,7 +74,8 @@ export function createServices(config: Config, db: Database, logger: Logger): Se
     tiers: config.tiers,
     defaults: config.rateLimitDefaults,
     logger,
+    onReject: (limit) => metrics.rateLimitRejections.inc({ limit }),
   });
-  const chat = new ChatPipeline({ config, targets, limiter, usage });
-  return { vault, authenticator, providerKeys, usage, targets, limiter, counters, chat, pool };
+  const chat = new ChatPipeline({ config, targets, limiter, usage, metrics });
+  return { vault, authenticator, providerKeys, usage, targets, limiter, counters, chat, pool, metrics };
 }

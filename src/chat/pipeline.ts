@@ -2,6 +2,7 @@ import type { Config } from "../config";
 import { ApiError, invalidRequest } from "../errors";
 import type { Principal } from "../identity";
 import type { RateLimiter } from "../limits";
+import type { Metrics } from "../metrics";
 import {
   adapterFor,
   type ChatChunk,
@@ -12,7 +13,7 @@ import {
   type Route,
   UpstreamError,
 } from "../providers";
-import { costOf, type UsageRecorder } from "../usage";
+import { costOf, type TokenUsage, type UsageRecorder } from "../usage";
 import { mockCompletion, mockStream } from "./mock";
 import { type ParsedChatRequest, parseChatRequest, parseEmbeddingRequest } from "./request";
 import type { Targets } from "./targets";
@@ -39,6 +40,7 @@ export interface ChatPipelineDeps {
   targets: Targets;
   limiter: RateLimiter;
   usage: UsageRecorder;
+  metrics: Metrics;
 }
 
 const MOCK_PROVIDER = "mock";
@@ -68,6 +70,8 @@ export class ChatPipeline {
     const adapter = adapterFor(route!.provider);
     const options = { signal: input.signal, timeoutMs: this.deps.config.http.requestTimeoutMs };
     const { targets } = this.deps;
+    const callStarted = performance.now();
+    const sinceCall = () => Math.round(performance.now() - callStarted);
     try {
       if (!request.stream) {
         const placed = await targets.place(input.principal, route!, (t) => adapter.complete(t, request.body, options));
@@ -77,6 +81,7 @@ export class ChatPipeline {
           usage: completion.usage,
           statusCode: 200,
           completionText: completion.choices[0]?.message.content ?? "",
+          upstreamMs: sinceCall(),
         });
         return { headers, stream: false, completion };
       }
@@ -84,7 +89,7 @@ export class ChatPipeline {
       // The backend stays held (local mode's least-busy count) until the stream has been fully relayed.
       const chunks = this.observe(placed.value, request, input.signal, started, (outcome) => {
         placed.release();
-        record(outcome);
+        record({ ...outcome, upstreamMs: sinceCall() });
       });
       return { headers, stream: true, model: request.model, chunks };
     } catch (error) {
@@ -210,6 +215,7 @@ export class ChatPipeline {
       provider === MOCK_PROVIDER
         ? { costUsd: 0, known: true }
         : costOf(this.deps.config.models, provider, model, tokens);
+    this.observeMetrics(provider, model, tokens, cost.costUsd, outcome);
     this.deps.usage.record({
       requestId: input.requestId,
       userId: input.principal.userId,
@@ -234,6 +240,17 @@ export class ChatPipeline {
     });
     return tokens.promptTokens + tokens.completionTokens;
   }
+
+  private observeMetrics(provider: string, model: string, tokens: TokenUsage, costUsd: number, outcome: Outcome) {
+    const { metrics } = this.deps;
+    const label = metrics.modelLabel(model);
+    if (tokens.promptTokens) metrics.tokensTotal.inc({ type: "prompt", model: label }, tokens.promptTokens);
+    if (tokens.completionTokens) metrics.tokensTotal.inc({ type: "completion", model: label }, tokens.completionTokens);
+    if (tokens.cachedTokens) metrics.tokensTotal.inc({ type: "cached", model: label }, tokens.cachedTokens);
+    if (costUsd > 0) metrics.costTotal.inc({ model: label }, costUsd);
+    if (outcome.upstreamMs !== undefined) metrics.upstreamDuration.observe({ provider }, outcome.upstreamMs / 1000);
+    if (outcome.firstTokenMs) metrics.timeToFirstToken.observe({ provider }, outcome.firstTokenMs / 1000);
+  }
 }
 
 /** Prompt size by characters (a tokenizer would cost the hot path more than the estimate is worth) plus the
@@ -250,6 +267,8 @@ function reservationEstimate(request: ParsedChatRequest): number {
 
 interface Outcome {
   usage?: ChatUsage | null;
+  /** From the provider call's start to its last byte. */
+  upstreamMs?: number;
   statusCode: number;
   errorCode?: string | null;
   estimated?: boolean;

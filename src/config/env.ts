@@ -19,6 +19,7 @@ export const SECRET_VARIABLES = new Set([
   "POLAR_API_KEY",
   "ADMIN_API_KEY",
   "VLLM_API_KEY",
+  "METRICS_TOKEN",
 ]);
 
 const emptyAsUndefined = (value: unknown) => (typeof value === "string" && value.trim() === "" ? undefined : value);
@@ -198,6 +199,7 @@ export const envSchema = z.object({
     emptyAsUndefined,
     z.string().min(32, { message: "must be at least 32 characters when set" }).optional(),
   ),
+  METRICS_TOKEN: optionalString,
   MAX_REQUEST_BODY_SIZE: byteSize(10 * 1024 ** 2),
   REQUEST_TIMEOUT_SECONDS: integer(300, 1, 3600),
   SHUTDOWN_TIMEOUT_SECONDS: integer(30, 0, 3600),

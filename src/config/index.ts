@@ -46,6 +46,8 @@ export interface Config {
     failureThreshold: number;
   };
   adminApiKey?: string;
+  /** When set, /metrics and /prometheus require it as a bearer token. */
+  metricsToken?: string;
   tiers: Tiers;
   providers: ReadonlyMap<string, ProviderSettings>;
   /** Known models by id: serving provider and prices. */
@@ -152,6 +154,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, options: LoadConfigOptions = 
       failureThreshold: e.HEALTH_CHECK_FAILURE_THRESHOLD,
     },
     adminApiKey: e.ADMIN_API_KEY,
+    metricsToken: e.METRICS_TOKEN,
     tiers,
     providers,
     models,

@@ -5,6 +5,7 @@ import type { Logger } from "../log";
 import type { Services } from "../services";
 import { errorHandler, notFoundHandler } from "./error-handler";
 import { type HealthProbes, healthRoutes } from "./health";
+import { metricsRoutes, observeRequests } from "./metrics";
 import { requestContext } from "./request-context";
 import { accountRoutes } from "./routes/account";
 import { adminRoutes } from "./routes/admin";
@@ -27,10 +28,12 @@ export function createApp(deps: AppDeps): Express {
   app.set("etag", false);
 
   app.use(requestContext(logger));
+  app.use(observeRequests(deps.services.metrics));
   app.use(express.json({ limit: config.http.maxBodyBytes }));
   const { pool } = deps.services;
   const probes: HealthProbes = { modelsLoaded: pool ? () => pool.models().length > 0 : undefined, ...deps.probes };
   app.use(healthRoutes({ db, version: config.version, probes }));
+  app.use(metricsRoutes(deps.services.metrics, config.metricsToken));
   app.use(config.http.apiPrefix, accountRoutes({ db, ...deps.services }));
   app.use(config.http.apiPrefix, openAiRoutes({ logger, ...deps.services }));
   app.use(config.http.apiPrefix, anthropicRoutes({ logger, ...deps.services }));

@@ -116,6 +116,7 @@ export function toApiError(error: unknown, logger: Logger): ApiError {
 export function errorHandler(logger: Logger) {
   return (error: unknown, _req: Request, res: Response, _next: NextFunction): void => {
     const apiError = toApiError(error, logger);
+    res.locals.errorType = apiError.type;
     if (res.headersSent) {
       // Too late for a status code: end what was started so the client is not left waiting.
       res.end();

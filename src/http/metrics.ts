@@ -1,0 +1,60 @@
+import { createHash, timingSafeEqual } from "node:crypto";
+import { type NextFunction, type Request, type Response, Router } from "express";
+import { ApiError } from "../errors";
+import type { Metrics } from "../metrics";
+
+/**
+ * The route pattern (`/v1/api-keys/:id`), never the raw path: label values must stay few. Computed from the
+ * original URL, because Express has already restored `req.baseUrl` when an error response finishes.
+ */
+function endpointOf(req: Request): string {
+  const pattern: unknown = req.route?.path;
+  if (typeof pattern !== "string") return pattern ? String(pattern) : "unmatched";
+  const segments = (req.originalUrl.split("?")[0] ?? "").split("/").filter(Boolean);
+  const mount = segments.slice(0, Math.max(0, segments.length - pattern.split("/").filter(Boolean).length));
+  return `${mount.length > 0 ? `/${mount.join("/")}` : ""}${pattern}`;
+}
+
+/** Counts every request once it is finished or abandoned: rate, duration, errors, in flight. */
+export function observeRequests(metrics: Metrics) {
+  return (req: Request, res: Response, next: NextFunction) => {
+    const stopTimer = metrics.requestDuration.startTimer();
+    metrics.inFlight.inc();
+    let done = false;
+    const finish = () => {
+      if (done) return;
+      done = true;
+      metrics.inFlight.dec();
+      const endpoint = endpointOf(req);
+      const status = res.writableFinished ? res.statusCode : 499;
+      stopTimer({ endpoint });
+      metrics.requestsTotal.inc({ endpoint, status: String(status) });
+      if (status >= 400)
+        metrics.errorsTotal.inc({
+          endpoint,
+          type: String(res.locals.errorType ?? (status === 499 ? "client_closed" : "unknown")),
+        });
+    };
+    res.once("finish", finish);
+    res.once("close", finish);
+    next();
+  };
+}
+
+const digest = (value: string) => createHash("sha256").update(value).digest();
+
+/** GET /metrics and /prometheus (the seed's path), behind `Authorization: Bearer <METRICS_TOKEN>` when one is set. */
+export function metricsRoutes(metrics: Metrics, token: string | undefined): Router {
+  const router = Router();
+  const expected = token ? digest(token) : undefined;
+  router.get(["/metrics", "/prometheus"], async (req, res) => {
+    if (expected) {
+      const presented = /^Bearer\s+(\S+)$/i.exec(req.get("authorization") ?? "")?.[1];
+      if (!presented || !timingSafeEqual(digest(presented), expected)) {
+        throw new ApiError(401, "A valid metrics token is required.", "invalid_request_error", "invalid_api_key");
+      }
+    }
+    res.set("content-type", metrics.registry.contentType).send(await metrics.registry.metrics());
+  });
+  return router;
+}
