@@ -9,7 +9,7 @@ const MAX_MODEL_LABELS = 100;
  */
 export function createMetrics(options: { usagePending: () => number }) {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: "perpetual_process_" });
+  collectDefaultMetrics({ register: registry, prefix: "perpetual_" });
   const models = new Set<string>();
   const modelLabel = (model: string) => {
     if (models.has(model)) return model;
