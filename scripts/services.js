@@ -138,4 +138,9 @@ async function waitFor(check, what) {
   throw new Error(`${what} did not start`);
 }
 
-module.exports = { startPostgres, startRedis, freePort, log };
+/** Debian's Chromium, for the page checks (status page) in the tests. */
+function ensureChromium() {
+  if (!which("chromium")) aptInstall("chromium");
+}
+
+module.exports = { startPostgres, startRedis, ensureChromium, freePort, log };

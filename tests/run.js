@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 /**
- * `npm test`: starts a throwaway PostgreSQL 15 cluster and a Redis server on free loopback ports, runs Jest
+ * `npm test`: starts a throwaway PostgreSQL 15 cluster and a Redis server on free loopback ports (and installs
+ * Debian's chromium for page checks when missing), runs Jest
  * against them, stops them, and prints a closing `N passed, N failed` line (CI reads that, not Jest's summary).
  * Extra arguments go to Jest: `npm test -- tests/config.test.js -t "When"`.
  */
@@ -8,7 +9,7 @@ const { spawn } = require("node:child_process");
 const { existsSync, mkdtempSync, readFileSync, rmSync, chmodSync } = require("node:fs");
 const { tmpdir } = require("node:os");
 const { join } = require("node:path");
-const { log, startPostgres, startRedis } = require("../scripts/services");
+const { ensureChromium, log, startPostgres, startRedis } = require("../scripts/services");
 
 function runJest(env, args, resultFile) {
   return new Promise((resolve) => {
@@ -49,6 +50,7 @@ async function main() {
   });
   let exitCode = 1;
   try {
+    ensureChromium();
     const postgres = await startPostgres(workDir);
     stops.push(postgres.stop);
     const redis = await startRedis();

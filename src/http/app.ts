@@ -1,6 +1,7 @@
 import express, { type Express } from "express";
 import type { Config } from "../config";
 import type { Database } from "../db";
+import { RedisCounters } from "../limits";
 import type { Logger } from "../log";
 import type { Services } from "../services";
 import { errorHandler, notFoundHandler } from "./error-handler";
@@ -11,6 +12,7 @@ import { accountRoutes } from "./routes/account";
 import { adminRoutes } from "./routes/admin";
 import { anthropicRoutes } from "./routes/anthropic-api";
 import { openAiRoutes } from "./routes/openai-api";
+import { statusRoutes } from "./status";
 
 export interface AppDeps {
   config: Config;
@@ -34,6 +36,17 @@ export function createApp(deps: AppDeps): Express {
   const probes: HealthProbes = { modelsLoaded: pool ? () => pool.models().length > 0 : undefined, ...deps.probes };
   app.use(healthRoutes({ db, version: config.version, probes }));
   app.use(metricsRoutes(deps.services.metrics, config.metricsToken));
+  const { counters } = deps.services;
+  app.use(
+    statusRoutes({
+      db,
+      metrics: deps.services.metrics,
+      version: config.version,
+      appName: config.appName,
+      redisConnected: counters instanceof RedisCounters ? () => counters.connected : undefined,
+      vectorDbConnected: probes.vectorDbConnected,
+    }),
+  );
   app.use(config.http.apiPrefix, accountRoutes({ db, ...deps.services }));
   app.use(config.http.apiPrefix, openAiRoutes({ logger, ...deps.services }));
   app.use(config.http.apiPrefix, anthropicRoutes({ logger, ...deps.services }));

@@ -1,0 +1,142 @@
+import { Router } from "express";
+import type { Database } from "../db";
+import type { Metrics } from "../metrics";
+
+export interface StatusDeps {
+  db: Database;
+  metrics: Metrics;
+  version: string;
+  appName: string;
+  /** undefined: not configured here. */
+  redisConnected?: () => boolean;
+  vectorDbConnected?: () => Promise<boolean>;
+}
+
+interface Snapshot {
+  status: "operational" | "degraded";
+  version: string;
+  uptime_seconds: number;
+  components: { api: string; database: string; vector_db: string; redis: string };
+  average_latency_ms: number | null;
+  requests_today: number | null;
+  active_users_today: number | null;
+  checked_at: string;
+}
+
+const CACHE_MS = 5_000;
+const startedAt = Date.now();
+
+/**
+ * GET /status: a small public page (and /status.json) with component health and today's totals. Nothing secret,
+ * nothing per user; computed at most every 5 s whatever the traffic.
+ */
+export function statusRoutes(deps: StatusDeps): Router {
+  const router = Router();
+  let cached: { at: number; snapshot: Promise<Snapshot> } | undefined;
+
+  const snapshot = () => {
+    if (!cached || Date.now() - cached.at > CACHE_MS) cached = { at: Date.now(), snapshot: takeSnapshot(deps) };
+    return cached.snapshot;
+  };
+
+  router.get("/status.json", async (_req, res) => {
+    res.set("cache-control", "public, max-age=5").json(await snapshot());
+  });
+
+  router.get("/status", async (req, res) => {
+    if (req.accepts(["html", "json"]) === "json") {
+      res.set("cache-control", "public, max-age=5").json(await snapshot());
+      return;
+    }
+    res.set("content-type", "text/html; charset=utf-8").send(statusPage(deps.appName, await snapshot()));
+  });
+
+  return router;
+}
+
+async function takeSnapshot(deps: StatusDeps): Promise<Snapshot> {
+  let database = "operational";
+  let today: { requests: number; users: number } | undefined;
+  try {
+    const [row] = await deps.db.query<{ requests: number; users: number }>(
+      `select count(*)::int as requests, count(distinct user_id)::int as users
+         from usage_logs where created_at >= date_trunc('day', now())`,
+    );
+    today = row;
+  } catch {
+    database = "down";
+  }
+  const vector = deps.vectorDbConnected
+    ? (await deps.vectorDbConnected().catch(() => false))
+      ? "operational"
+      : "down"
+    : "not configured";
+  const redis = deps.redisConnected ? (deps.redisConnected() ? "operational" : "down") : "not configured";
+  const durations = (await deps.metrics.requestDuration.get()).values;
+  const sum = durations.filter((v) => v.metricName?.endsWith("_sum")).reduce((a, v) => a + v.value, 0);
+  const count = durations.filter((v) => v.metricName?.endsWith("_count")).reduce((a, v) => a + v.value, 0);
+  const degraded = database === "down" || vector === "down" || redis === "down";
+  return {
+    status: degraded ? "degraded" : "operational",
+    version: deps.version,
+    uptime_seconds: Math.floor((Date.now() - startedAt) / 1000),
+    components: { api: "operational", database, vector_db: vector, redis },
+    average_latency_ms: count > 0 ? Math.round((sum / count) * 10_000) / 10 : null,
+    requests_today: today?.requests ?? null,
+    active_users_today: today?.users ?? null,
+    checked_at: new Date().toISOString(),
+  };
+}
+
+const escapeHtml = (text: string) =>
+  text.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c] ?? c);
+
+/** Server-rendered with the current values, then refreshed from /status.json every 10 s. No external assets. */
+function statusPage(appName: string, s: Snapshot): string {
+  const row = (id: string, label: string, value: string) =>
+    `<tr><th>${label}</th><td id="${id}" class="${value === "operational" ? "ok" : value === "down" ? "down" : ""}">${escapeHtml(value)}</td></tr>`;
+  const n = (v: number | null, unit = "") => (v === null ? "–" : `${v}${unit}`);
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${escapeHtml(appName)} status</title>
+<style>
+body{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem;color:#1f2328}
+h1{font-size:1.5rem}#overall{padding:.75rem 1rem;border-radius:.5rem;background:#dafbe1}
+#overall.degraded{background:#ffebe9}table{width:100%;border-collapse:collapse;margin-top:1rem}
+th,td{text-align:left;padding:.4rem;border-bottom:1px solid #d0d7de}.ok{color:#1a7f37}.down{color:#cf222e}
+small{color:#59636e}
+</style></head>
+<body>
+<h1>${escapeHtml(appName)} status</h1>
+<p id="overall" class="${s.status}">All systems: <strong id="status">${s.status}</strong></p>
+<table>
+${row("api", "API", s.components.api)}
+${row("database", "Database", s.components.database)}
+${row("vector_db", "Vector database", s.components.vector_db)}
+${row("redis", "Redis", s.components.redis)}
+<tr><th>Uptime</th><td id="uptime">${s.uptime_seconds} s</td></tr>
+<tr><th>Average latency</th><td id="latency">${n(s.average_latency_ms, " ms")}</td></tr>
+<tr><th>Requests today</th><td id="requests">${n(s.requests_today)}</td></tr>
+<tr><th>Active users today</th><td id="users">${n(s.active_users_today)}</td></tr>
+</table>
+<p><small>Version ${escapeHtml(s.version)} · checked <span id="checked">${s.checked_at}</span></small></p>
+<script>
+async function refresh() {
+  try {
+    const s = await (await fetch("status.json", { cache: "no-store" })).json();
+    const set = (id, v) => { const el = document.getElementById(id); el.textContent = v; };
+    const state = (id, v) => { set(id, v); document.getElementById(id).className = v === "operational" ? "ok" : v === "down" ? "down" : ""; };
+    set("status", s.status); document.getElementById("overall").className = s.status;
+    for (const c of ["api", "database", "vector_db", "redis"]) state(c, s.components[c]);
+    set("uptime", s.uptime_seconds + " s");
+    set("latency", s.average_latency_ms === null ? "–" : s.average_latency_ms + " ms");
+    set("requests", s.requests_today ?? "–");
+    set("users", s.active_users_today ?? "–");
+    set("checked", s.checked_at);
+    document.body.dataset.live = "true";
+  } catch (e) { document.body.dataset.live = "false"; }
+}
+refresh(); setInterval(refresh, 10000);
+</script>
+</body></html>`;
+}

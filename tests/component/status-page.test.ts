@@ -1,0 +1,86 @@
+import { execFile, spawnSync } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type Database, migrate, openPglite } from "../../src/db";
+import { createApiKey, createUser } from "../../src/identity";
+import { startTestApp, type TestApp, testConfig } from "../helpers/app";
+
+/**
+ * Headless Chromium (Debian's package; `npm test` installs it when missing) renders the page and runs its script.
+ * Asynchronous on purpose: the server under test lives in this process and must keep answering meanwhile.
+ */
+function renderedDom(url: string): Promise<string> {
+  const chromium = spawnSync("sh", ["-c", "command -v chromium"], { encoding: "utf8" }).stdout.trim();
+  if (!chromium) throw new Error("chromium is not installed: run the tests with `npm test`, which installs it");
+  return new Promise((resolve, reject) => {
+    execFile(
+      chromium,
+      [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        `--user-data-dir=${mkdtempSync(join(tmpdir(), "chromium-"))}`,
+        "--virtual-time-budget=5000",
+        "--dump-dom",
+        url,
+      ],
+      { encoding: "utf8", timeout: 60_000 },
+      (error, stdout, stderr) => (error ? reject(new Error(`chromium failed: ${stderr}`)) : resolve(stdout)),
+    );
+  });
+}
+
+describe("Status page", () => {
+  let db: Database;
+  let app: TestApp;
+
+  beforeAll(async () => {
+    db = await openPglite();
+    await migrate(db);
+    app = await startTestApp({ db, config: testConfig({ APP_NAME: "Perpetual Test" }) });
+    const user = await createUser(db, "status@example.com", "enterprise");
+    const key = (await createApiKey(db, user.id)).key;
+    for (let i = 0; i < 3; i++) {
+      await fetch(`${app.baseUrl}/v1/chat/completions`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+        body: JSON.stringify({ model: "gpt-4o", messages: [{ role: "user", content: "hi" }], mock_response: "ok" }),
+      });
+    }
+    await app.services.usage.flush();
+  });
+  afterAll(async () => {
+    await app.close();
+    await db.close();
+  });
+
+  test("When asked for JSON, then it reports components and today's totals without secrets", async () => {
+    const res = await fetch(`${app.baseUrl}/status`, { headers: { accept: "application/json" } });
+    const body = (await res.json()) as Record<string, unknown>;
+    expect(body).toMatchObject({
+      status: "operational",
+      components: { api: "operational", database: "operational", vector_db: "not configured", redis: "not configured" },
+      requests_today: 3,
+      active_users_today: 1,
+    });
+    expect(typeof body.average_latency_ms).toBe("number");
+    expect(JSON.stringify(body)).not.toMatch(/sk-|password|@example\.com/);
+  });
+
+  test("When Chromium opens /status, then the page renders and its script fills in live values", async () => {
+    const dom = await renderedDom(`${app.baseUrl}/status`);
+    expect(dom).toContain("<h1>Perpetual Test status</h1>");
+    expect(dom).toContain('data-live="true"');
+    expect(dom).toMatch(/<td id="requests">3<\/td>/);
+    expect(dom).toMatch(/<td id="users">1<\/td>/);
+    expect(dom).toMatch(/<td id="database" class="ok">operational<\/td>/);
+    expect(dom).toMatch(/<td id="latency">[\d.]+ ms<\/td>/);
+  });
+});
