@@ -11,19 +11,28 @@ const message = z.looseObject({
 });
 
 /** The fields we check; every other field is passed to the provider untouched. */
-const chatRequestSchema = z.looseObject({
-  model: z.string().trim().min(1, { message: "is required" }).max(256),
-  messages: z.array(message).min(1, { message: "must contain at least one message" }),
-  stream: z.boolean().optional(),
-  stream_options: z.looseObject({ include_usage: z.boolean().optional() }).nullable().optional(),
-  max_tokens: z.number().int().positive().nullable().optional(),
-  max_completion_tokens: z.number().int().positive().nullable().optional(),
-  temperature: z.number().min(0).max(2).nullable().optional(),
-  top_p: z.number().min(0).max(1).nullable().optional(),
-  n: z.number().int().min(1).max(128).nullable().optional(),
-  /** Perpetual's own: answer with this text without calling a provider (for users' integration tests). */
-  mock_response: z.string().max(1_000_000).optional(),
-});
+export const chatRequestSchema = z
+  .looseObject({
+    model: z.string().trim().min(1, { message: "is required" }).max(256),
+    messages: z.array(message).min(1, { message: "must contain at least one message" }),
+    stream: z.boolean().optional(),
+    stream_options: z.looseObject({ include_usage: z.boolean().optional() }).nullable().optional(),
+    max_tokens: z.number().int().positive().nullable().optional(),
+    max_completion_tokens: z.number().int().positive().nullable().optional(),
+    temperature: z.number().min(0).max(2).nullable().optional(),
+    top_p: z.number().min(0).max(1).nullable().optional(),
+    n: z.number().int().min(1).max(128).nullable().optional(),
+    /** Perpetual's own: answer with this text without calling a provider (for users' integration tests). */
+    mock_response: z
+      .string()
+      .max(1_000_000)
+      .optional()
+      .meta({ description: "Perpetual extension: answer with this text without calling a provider (tests)." }),
+  })
+  .meta({
+    id: "ChatCompletionRequest",
+    description: "OpenAI's chat completion request. Fields not listed are passed to the provider untouched.",
+  });
 
 export interface ParsedChatRequest {
   /** What goes upstream: the client's body minus Perpetual's own fields. */
@@ -45,15 +54,17 @@ export function parseChatRequest(raw: unknown): ParsedChatRequest {
   };
 }
 
-const embeddingRequestSchema = z.looseObject({
-  model: z.string().trim().min(1, { message: "is required" }).max(256),
-  input: z.union([
-    z.string(),
-    z.array(z.string()).min(1),
-    z.array(z.number().int()).min(1),
-    z.array(z.array(z.number().int()).min(1)).min(1),
-  ]),
-});
+export const embeddingRequestSchema = z
+  .looseObject({
+    model: z.string().trim().min(1, { message: "is required" }).max(256),
+    input: z.union([
+      z.string(),
+      z.array(z.string()).min(1),
+      z.array(z.number().int()).min(1),
+      z.array(z.array(z.number().int()).min(1)).min(1),
+    ]),
+  })
+  .meta({ id: "EmbeddingRequest" });
 
 export function parseEmbeddingRequest(raw: unknown) {
   return parseBody(embeddingRequestSchema, raw);

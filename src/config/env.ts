@@ -20,6 +20,7 @@ export const SECRET_VARIABLES = new Set([
   "ADMIN_API_KEY",
   "VLLM_API_KEY",
   "METRICS_TOKEN",
+  "OTEL_EXPORTER_OTLP_HEADERS",
 ]);
 
 const emptyAsUndefined = (value: unknown) => (typeof value === "string" && value.trim() === "" ? undefined : value);
@@ -200,6 +201,17 @@ export const envSchema = z.object({
     z.string().min(32, { message: "must be at least 32 characters when set" }).optional(),
   ),
   METRICS_TOKEN: optionalString,
+  OTEL_EXPORTER_OTLP_ENDPOINT: httpUrl,
+  OTEL_EXPORTER_OTLP_HEADERS: z.preprocess(
+    emptyAsUndefined,
+    z
+      .string()
+      .regex(/^\s*[^=,\s]+\s*=[^,]*(,\s*[^=,\s]+\s*=[^,]*)*$/, {
+        message: "must be key=value pairs separated by commas",
+      })
+      .optional(),
+  ),
+  OTEL_SERVICE_NAME: z.preprocess(emptyAsUndefined, z.string().default("perpetual")),
   MAX_REQUEST_BODY_SIZE: byteSize(10 * 1024 ** 2),
   REQUEST_TIMEOUT_SECONDS: integer(300, 1, 3600),
   SHUTDOWN_TIMEOUT_SECONDS: integer(30, 0, 3600),

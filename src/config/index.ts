@@ -48,6 +48,8 @@ export interface Config {
   adminApiKey?: string;
   /** When set, /metrics and /prometheus require it as a bearer token. */
   metricsToken?: string;
+  /** OpenTelemetry tracing: off unless an OTLP endpoint is set. */
+  telemetry: { endpoint?: string; headers: Record<string, string>; serviceName: string };
   tiers: Tiers;
   providers: ReadonlyMap<string, ProviderSettings>;
   /** Known models by id: serving provider and prices. */
@@ -155,6 +157,19 @@ export function loadConfig(env: NodeJS.ProcessEnv, options: LoadConfigOptions = 
     },
     adminApiKey: e.ADMIN_API_KEY,
     metricsToken: e.METRICS_TOKEN,
+    telemetry: {
+      endpoint: e.OTEL_EXPORTER_OTLP_ENDPOINT?.replace(/\/+$/, ""),
+      headers: Object.fromEntries(
+        (e.OTEL_EXPORTER_OTLP_HEADERS ?? "")
+          .split(",")
+          .filter((pair) => pair.includes("="))
+          .map((pair) => [
+            pair.slice(0, pair.indexOf("=")).trim(),
+            decodeURIComponent(pair.slice(pair.indexOf("=") + 1).trim()),
+          ]),
+      ),
+      serviceName: e.OTEL_SERVICE_NAME,
+    },
     tiers,
     providers,
     models,

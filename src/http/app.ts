@@ -7,6 +7,7 @@ import type { Services } from "../services";
 import { errorHandler, notFoundHandler } from "./error-handler";
 import { type HealthProbes, healthRoutes } from "./health";
 import { metricsRoutes, observeRequests } from "./metrics";
+import { ApiCatalog } from "./openapi";
 import { requestContext } from "./request-context";
 import { accountRoutes } from "./routes/account";
 import { adminRoutes } from "./routes/admin";
@@ -34,10 +35,13 @@ export function createApp(deps: AppDeps): Express {
   app.use(express.json({ limit: config.http.maxBodyBytes }));
   const { pool } = deps.services;
   const probes: HealthProbes = { modelsLoaded: pool ? () => pool.models().length > 0 : undefined, ...deps.probes };
-  app.use(healthRoutes({ db, version: config.version, probes }));
-  app.use(metricsRoutes(deps.services.metrics, config.metricsToken));
+  const catalog = new ApiCatalog({ title: config.appName, version: config.version });
+  catalog.mount(app, "/", healthRoutes({ db, version: config.version, probes }));
+  catalog.mount(app, "/", metricsRoutes(deps.services.metrics, config.metricsToken));
   const { counters } = deps.services;
-  app.use(
+  catalog.mount(
+    app,
+    "/",
     statusRoutes({
       db,
       metrics: deps.services.metrics,
@@ -47,13 +51,17 @@ export function createApp(deps: AppDeps): Express {
       vectorDbConnected: probes.vectorDbConnected,
     }),
   );
-  app.use(config.http.apiPrefix, accountRoutes({ db, ...deps.services }));
-  app.use(config.http.apiPrefix, openAiRoutes({ logger, ...deps.services }));
-  app.use(config.http.apiPrefix, anthropicRoutes({ logger, ...deps.services }));
-  app.use(
+  const prefix = config.http.apiPrefix;
+  catalog.mount(app, prefix, accountRoutes({ db, ...deps.services }));
+  catalog.mount(app, prefix, openAiRoutes({ logger, ...deps.services }));
+  catalog.mount(app, prefix, anthropicRoutes({ logger, ...deps.services }));
+  catalog.mount(
+    app,
     "/admin",
     adminRoutes({ db, tiers: config.tiers, logger, adminApiKey: config.adminApiKey, ...deps.services }),
   );
+
+  app.use(catalog.routes());
 
   app.use(notFoundHandler);
   app.use(errorHandler(logger));

@@ -1,7 +1,8 @@
 import { createHash, timingSafeEqual } from "node:crypto";
-import { type NextFunction, type Request, type Response, Router } from "express";
+import type { NextFunction, Request, RequestHandler, Response } from "express";
 import { ApiError } from "../errors";
 import type { Metrics } from "../metrics";
+import { ApiRouter } from "./api-router";
 
 /**
  * The route pattern (`/v1/api-keys/:id`), never the raw path: label values must stay few. Computed from the
@@ -44,10 +45,10 @@ export function observeRequests(metrics: Metrics) {
 const digest = (value: string) => createHash("sha256").update(value).digest();
 
 /** GET /metrics and /prometheus (the seed's path), behind `Authorization: Bearer <METRICS_TOKEN>` when one is set. */
-export function metricsRoutes(metrics: Metrics, token: string | undefined): Router {
-  const router = Router();
+export function metricsRoutes(metrics: Metrics, token: string | undefined): ApiRouter {
+  const api = new ApiRouter("Operations");
   const expected = token ? digest(token) : undefined;
-  router.get(["/metrics", "/prometheus"], async (req, res) => {
+  const handler: RequestHandler = async (req, res) => {
     if (expected) {
       const presented = /^Bearer\s+(\S+)$/i.exec(req.get("authorization") ?? "")?.[1];
       if (!presented || !timingSafeEqual(digest(presented), expected)) {
@@ -55,6 +56,18 @@ export function metricsRoutes(metrics: Metrics, token: string | undefined): Rout
       }
     }
     res.set("content-type", metrics.registry.contentType).send(await metrics.registry.metrics());
-  });
-  return router;
+  };
+  for (const path of ["/metrics", "/prometheus"]) {
+    api.route(
+      {
+        method: "get",
+        path,
+        summary: "Prometheus metrics (text exposition format)",
+        access: token ? "metrics_token" : "public",
+        responses: { 200: { description: "The metrics.", content: { "text/plain": undefined } } },
+      },
+      handler,
+    );
+  }
+  return api;
 }

@@ -1,6 +1,8 @@
-import { Router } from "express";
+import type { z } from "zod";
 import type { Database } from "../db";
 import type { Metrics } from "../metrics";
+import { ApiRouter, json } from "./api-router";
+import { Status } from "./schemas";
 
 export interface StatusDeps {
   db: Database;
@@ -12,16 +14,8 @@ export interface StatusDeps {
   vectorDbConnected?: () => Promise<boolean>;
 }
 
-interface Snapshot {
-  status: "operational" | "degraded";
-  version: string;
-  uptime_seconds: number;
-  components: { api: string; database: string; vector_db: string; redis: string };
-  average_latency_ms: number | null;
-  requests_today: number | null;
-  active_users_today: number | null;
-  checked_at: string;
-}
+type Snapshot = z.output<typeof Status>;
+type ComponentState = Snapshot["components"]["api"];
 
 const CACHE_MS = 5_000;
 const startedAt = Date.now();
@@ -30,8 +24,8 @@ const startedAt = Date.now();
  * GET /status: a small public page (and /status.json) with component health and today's totals. Nothing secret,
  * nothing per user; computed at most every 5 s whatever the traffic.
  */
-export function statusRoutes(deps: StatusDeps): Router {
-  const router = Router();
+export function statusRoutes(deps: StatusDeps): ApiRouter {
+  const api = new ApiRouter("Operations");
   let cached: { at: number; snapshot: Promise<Snapshot> } | undefined;
 
   const snapshot = () => {
@@ -39,23 +33,46 @@ export function statusRoutes(deps: StatusDeps): Router {
     return cached.snapshot;
   };
 
-  router.get("/status.json", async (_req, res) => {
-    res.set("cache-control", "public, max-age=5").json(await snapshot());
-  });
-
-  router.get("/status", async (req, res) => {
-    if (req.accepts(["html", "json"]) === "json") {
+  api.route(
+    {
+      method: "get",
+      path: "/status.json",
+      summary: "Service status as JSON",
+      access: "public",
+      responses: { 200: { description: "Status, cached for 5 s.", content: json(Status) } },
+    },
+    async (_req, res) => {
       res.set("cache-control", "public, max-age=5").json(await snapshot());
-      return;
-    }
-    res.set("content-type", "text/html; charset=utf-8").send(statusPage(deps.appName, await snapshot()));
-  });
+    },
+  );
 
-  return router;
+  api.route(
+    {
+      method: "get",
+      path: "/status",
+      summary: "Service status page (HTML), or JSON when the client accepts only JSON",
+      access: "public",
+      responses: {
+        200: {
+          description: "Status, cached for 5 s.",
+          content: { "text/html": undefined, "application/json": Status },
+        },
+      },
+    },
+    async (req, res) => {
+      if (req.accepts(["html", "json"]) === "json") {
+        res.set("cache-control", "public, max-age=5").json(await snapshot());
+        return;
+      }
+      res.set("content-type", "text/html; charset=utf-8").send(statusPage(deps.appName, await snapshot()));
+    },
+  );
+
+  return api;
 }
 
 async function takeSnapshot(deps: StatusDeps): Promise<Snapshot> {
-  let database = "operational";
+  let database: ComponentState = "operational";
   let today: { requests: number; users: number } | undefined;
   try {
     const [row] = await deps.db.query<{ requests: number; users: number }>(

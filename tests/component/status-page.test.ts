@@ -1,41 +1,7 @@
-import { execFile, spawnSync } from "node:child_process";
-import { mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { type Database, migrate, openPglite } from "../../src/db";
 import { createApiKey, createUser } from "../../src/identity";
 import { startTestApp, type TestApp, testConfig } from "../helpers/app";
-
-/**
- * Headless Chromium (Debian's package; `npm test` installs it when missing) renders the page and runs its script.
- * Asynchronous on purpose: the server under test lives in this process and must keep answering meanwhile.
- */
-function renderedDom(url: string): Promise<string> {
-  const chromium = spawnSync("sh", ["-c", "command -v chromium"], { encoding: "utf8" }).stdout.trim();
-  if (!chromium) throw new Error("chromium is not installed: run the tests with `npm test`, which installs it");
-  return new Promise((resolve, reject) => {
-    execFile(
-      chromium,
-      [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        `--user-data-dir=${mkdtempSync(join(tmpdir(), "chromium-"))}`,
-        "--virtual-time-budget=5000",
-        "--dump-dom",
-        url,
-      ],
-      { encoding: "utf8", timeout: 60_000 },
-      (error, stdout, stderr) => (error ? reject(new Error(`chromium failed: ${stderr}`)) : resolve(stdout)),
-    );
-  });
-}
+import { renderedDom } from "../helpers/chromium";
 
 describe("Status page", () => {
   let db: Database;

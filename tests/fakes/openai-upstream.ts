@@ -12,6 +12,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 export interface ReceivedRequest {
   path: string;
   authorization: string | undefined;
+  /** W3C trace context, when the caller propagates one. */
+  traceparent?: string;
   body: Record<string, unknown>;
 }
 
@@ -70,7 +72,13 @@ export async function startFakeOpenAiUpstream(
     for await (const chunk of req) text += chunk;
     const body = text ? (JSON.parse(text) as Record<string, unknown>) : {};
     const path = new URL(req.url ?? "/", "http://x").pathname;
-    if (record) received.push({ path, authorization: req.headers.authorization, body });
+    if (record)
+      received.push({
+        path,
+        authorization: req.headers.authorization,
+        traceparent: req.headers.traceparent as string | undefined,
+        body,
+      });
     const key = /^Bearer (.+)$/.exec(req.headers.authorization ?? "")?.[1];
     if (state.acceptedKeys && (!key || !state.acceptedKeys.has(key))) {
       return sendError(

@@ -1,5 +1,5 @@
 import { createHash, timingSafeEqual } from "node:crypto";
-import { type NextFunction, type Request, type Response, Router } from "express";
+import type { NextFunction, Request, Response } from "express";
 import { z } from "zod";
 import type { Tiers } from "../../config";
 import type { Database } from "../../db";
@@ -18,7 +18,21 @@ import {
 } from "../../identity";
 import type { Logger } from "../../log";
 import { parseBody, uuidParam } from "../../validation";
-import { apiKeyJson, createdApiKeyJson, list, userJson } from "./views";
+import { ApiRouter, json } from "../api-router";
+import { listOf } from "../schemas";
+import {
+  ApiKey,
+  apiKeyJson,
+  CreatedApiKey,
+  CreatedUser,
+  createdApiKeyJson,
+  list,
+  RevokedApiKey,
+  ServiceStats,
+  statsJson,
+  User,
+  userJson,
+} from "./views";
 
 export interface AdminRoutesDeps {
   db: Database;
@@ -50,104 +64,180 @@ function adminGuard(adminApiKey: string | undefined) {
   };
 }
 
-export function adminRoutes({ db, tiers, authenticator, logger, adminApiKey }: AdminRoutesDeps): Router {
-  const router = Router();
-  router.use(adminGuard(adminApiKey));
+export function adminRoutes({ db, tiers, authenticator, logger, adminApiKey }: AdminRoutesDeps): ApiRouter {
+  const api = new ApiRouter("Admin");
+  api.use(adminGuard(adminApiKey));
 
-  const tier = z.string().refine((t) => tiers.byName.has(t), {
+  const tier = z.enum([...tiers.byName.keys()] as [string, ...string[]], {
     message: `must be one of ${[...tiers.byName.keys()].join(", ")}`,
   });
   const limit = z.number().int().positive().max(100_000_000).nullable();
-  const newUser = z.strictObject({ email: z.email().max(320), tier: tier.optional() });
+  const newUser = z.strictObject({ email: z.email().max(320), tier: tier.optional() }).meta({ id: "NewUser" });
   const userChanges = z
     .strictObject({ tier: tier.optional(), is_active: z.boolean().optional() })
-    .refine((c) => c.tier !== undefined || c.is_active !== undefined, { message: "nothing to change" });
-  const newKey = z.strictObject({
-    name: z.string().trim().min(1).max(100).optional(),
-    tier: tier.nullable().optional(),
-    rate_limit_per_minute: limit.optional(),
-    rate_limit_per_day: limit.optional(),
-    expires_at: z.iso
-      .datetime({ offset: true })
-      .transform((v) => new Date(v))
-      .optional(),
+    .refine((c) => c.tier !== undefined || c.is_active !== undefined, { message: "nothing to change" })
+    .meta({ id: "UserChanges" });
+  const newKey = z
+    .strictObject({
+      name: z.string().trim().min(1).max(100).optional(),
+      tier: tier.nullable().optional(),
+      rate_limit_per_minute: limit.optional(),
+      rate_limit_per_day: limit.optional(),
+      expires_at: z.iso
+        .datetime({ offset: true })
+        .transform((v) => new Date(v))
+        .optional(),
+    })
+    .meta({ id: "NewApiKeyForUser" });
+
+  const pageQuery = z.object({
+    limit: z.coerce.number().int().min(1).max(1000).default(100),
+    offset: z.coerce.number().int().min(0).default(0),
   });
 
   const audit = (action: string, fields: Record<string, unknown>) => logger.info("admin action", { action, ...fields });
 
-  router.post("/users", async (req, res) => {
-    const body = parseBody(newUser, req.body);
-    const created = await db
-      .transaction(async (tx) => {
-        const user = await createUser(tx, body.email, body.tier ?? tiers.defaultTier);
-        return { user, key: await createApiKey(tx, user.id, { name: "default" }) };
-      })
-      .catch((error: unknown) => {
-        if (error instanceof EmailTakenError) {
-          throw new ApiError(409, error.message, "invalid_request_error", "email_taken", "email");
-        }
-        throw error;
+  api.route(
+    {
+      method: "post",
+      path: "/users",
+      summary: "Create a user (and a first API key)",
+      access: "admin",
+      body: newUser,
+      responses: { 201: { description: "The user and its first key, shown this once.", content: json(CreatedUser) } },
+      errors: [409],
+    },
+    async (req, res) => {
+      const body = parseBody(newUser, req.body);
+      const created = await db
+        .transaction(async (tx) => {
+          const user = await createUser(tx, body.email, body.tier ?? tiers.defaultTier);
+          return { user, key: await createApiKey(tx, user.id, { name: "default" }) };
+        })
+        .catch((error: unknown) => {
+          if (error instanceof EmailTakenError) {
+            throw new ApiError(409, error.message, "invalid_request_error", "email_taken", "email");
+          }
+          throw error;
+        });
+      audit("users.create", { target_user_id: created.user.id, tier: created.user.tier });
+      res.status(201).json({ ...userJson(created.user), api_key: createdApiKeyJson(created.key) });
+    },
+  );
+
+  api.route(
+    {
+      method: "get",
+      path: "/users",
+      summary: "List users",
+      access: "admin",
+      query: pageQuery,
+      responses: { 200: { description: "A page of users.", content: json(listOf(User)) } },
+    },
+    async (req, res) => {
+      const page = parseBody(pageQuery, req.query);
+      res.json(list((await listUsers(db, page.limit, page.offset)).map(userJson)));
+    },
+  );
+
+  api.route(
+    {
+      method: "patch",
+      path: "/users/:id",
+      summary: "Change a user's tier or suspend/reactivate them",
+      access: "admin",
+      body: userChanges,
+      responses: { 200: { description: "The user.", content: json(User) } },
+      errors: [404],
+    },
+    async (req, res) => {
+      const userId = uuidParam(req.params.id, "user");
+      const body = parseBody(userChanges, req.body);
+      const user = await updateUser(db, userId, { tier: body.tier, isActive: body.is_active });
+      if (!user) throw notFound(`No user found with id '${userId}'.`, "user_not_found");
+      authenticator.forgetUser(userId);
+      audit("users.update", { target_user_id: userId, tier: body.tier, is_active: body.is_active });
+      res.json(userJson(user));
+    },
+  );
+
+  api.route(
+    {
+      method: "post",
+      path: "/users/:id/api-keys",
+      summary: "Create an API key for a user, optionally with its own tier and limits",
+      access: "admin",
+      body: newKey,
+      responses: { 201: { description: "The key, shown this once.", content: json(CreatedApiKey) } },
+      errors: [404],
+    },
+    async (req, res) => {
+      const userId = uuidParam(req.params.id, "user");
+      const body = parseBody(newKey, req.body);
+      if (!(await findUser(db, userId))) throw notFound(`No user found with id '${userId}'.`, "user_not_found");
+      const key = await createApiKey(db, userId, {
+        name: body.name,
+        tier: body.tier ?? null,
+        rateLimitPerMinute: body.rate_limit_per_minute ?? null,
+        rateLimitPerDay: body.rate_limit_per_day ?? null,
+        expiresAt: body.expires_at ?? null,
       });
-    audit("users.create", { target_user_id: created.user.id, tier: created.user.tier });
-    res.status(201).json({ ...userJson(created.user), api_key: createdApiKeyJson(created.key) });
-  });
+      audit("api_keys.create", { target_user_id: userId, api_key_id: key.id });
+      res.status(201).json(createdApiKeyJson(key));
+    },
+  );
 
-  router.get("/users", async (req, res) => {
-    const pageSize = Math.min(Math.max(Number(req.query.limit) || 100, 1), 1000);
-    const offset = Math.max(Number(req.query.offset) || 0, 0);
-    res.json(list((await listUsers(db, pageSize, offset)).map(userJson)));
-  });
+  api.route(
+    {
+      method: "get",
+      path: "/users/:id/api-keys",
+      summary: "List a user's API keys",
+      access: "admin",
 
-  router.patch("/users/:id", async (req, res) => {
-    const userId = uuidParam(req.params.id, "user");
-    const body = parseBody(userChanges, req.body);
-    const user = await updateUser(db, userId, { tier: body.tier, isActive: body.is_active });
-    if (!user) throw notFound(`No user found with id '${userId}'.`, "user_not_found");
-    authenticator.forgetUser(userId);
-    audit("users.update", { target_user_id: userId, tier: body.tier, is_active: body.is_active });
-    res.json(userJson(user));
-  });
+      responses: { 200: { description: "The keys.", content: json(listOf(ApiKey)) } },
+      errors: [404],
+    },
+    async (req, res) => {
+      const userId = uuidParam(req.params.id, "user");
+      if (!(await findUser(db, userId))) throw notFound(`No user found with id '${userId}'.`, "user_not_found");
+      res.json(list((await listApiKeys(db, userId)).map(apiKeyJson)));
+    },
+  );
 
-  router.post("/users/:id/api-keys", async (req, res) => {
-    const userId = uuidParam(req.params.id, "user");
-    const body = parseBody(newKey, req.body);
-    if (!(await findUser(db, userId))) throw notFound(`No user found with id '${userId}'.`, "user_not_found");
-    const key = await createApiKey(db, userId, {
-      name: body.name,
-      tier: body.tier ?? null,
-      rateLimitPerMinute: body.rate_limit_per_minute ?? null,
-      rateLimitPerDay: body.rate_limit_per_day ?? null,
-      expiresAt: body.expires_at ?? null,
-    });
-    audit("api_keys.create", { target_user_id: userId, api_key_id: key.id });
-    res.status(201).json(createdApiKeyJson(key));
-  });
+  api.route(
+    {
+      method: "delete",
+      path: "/api-keys/:id",
+      summary: "Revoke any API key",
+      access: "admin",
 
-  router.get("/users/:id/api-keys", async (req, res) => {
-    const userId = uuidParam(req.params.id, "user");
-    if (!(await findUser(db, userId))) throw notFound(`No user found with id '${userId}'.`, "user_not_found");
-    res.json(list((await listApiKeys(db, userId)).map(apiKeyJson)));
-  });
+      responses: { 200: { description: "Revoked.", content: json(RevokedApiKey) } },
+      errors: [404],
+    },
+    async (req, res) => {
+      const keyId = uuidParam(req.params.id, "api key");
+      const revoked = await revokeApiKey(db, keyId);
+      if (!revoked) throw notFound(`No api key found with id '${keyId}'.`, "api_key_not_found");
+      authenticator.forgetUser(revoked.userId);
+      audit("api_keys.revoke", { api_key_id: keyId });
+      res.json({ id: keyId, object: "api_key", revoked: true });
+    },
+  );
 
-  router.delete("/api-keys/:id", async (req, res) => {
-    const keyId = uuidParam(req.params.id, "api key");
-    const revoked = await revokeApiKey(db, keyId);
-    if (!revoked) throw notFound(`No api key found with id '${keyId}'.`, "api_key_not_found");
-    authenticator.forgetUser(revoked.userId);
-    audit("api_keys.revoke", { api_key_id: keyId });
-    res.json({ id: keyId, object: "api_key", revoked: true });
-  });
+  api.route(
+    {
+      method: "get",
+      path: "/stats",
+      summary: "Service-wide totals",
+      access: "admin",
 
-  router.get("/stats", async (_req, res) => {
-    const s = await stats(db);
-    res.json({
-      object: "stats",
-      users: s.users,
-      active_keys: s.activeKeys,
-      requests_today: s.requestsToday,
-      tokens_today: s.tokensToday,
-    });
-  });
+      responses: { 200: { description: "Totals.", content: json(ServiceStats) } },
+    },
+    async (_req, res) => {
+      const s = await stats(db);
+      res.json(statsJson(s));
+    },
+  );
 
-  return router;
+  return api;
 }

@@ -1,4 +1,3 @@
-import { Router } from "express";
 import { z } from "zod";
 import type { ChatPipeline } from "../../chat/pipeline";
 import type { ApiError } from "../../errors";
@@ -11,26 +10,30 @@ import {
   toAnthropicMessage,
 } from "../../providers/anthropic/translate";
 import { parseBody } from "../../validation";
+import { ApiRouter } from "../api-router";
 import { authenticateRequest } from "../authentication";
 import { clientGoneSignal } from "../client-signal";
 import { toApiError } from "../error-handler";
 import { requestIdOf } from "../request-context";
+import { AnthropicMessage, AnthropicStreamEvent, RATE_LIMIT_HEADERS } from "../schemas";
 import { SseWriter } from "../sse";
 
-const anthropicRequestSchema = z.looseObject({
-  model: z.string().trim().min(1, { message: "is required" }),
-  max_tokens: z.number().int().positive(),
-  messages: z
-    .array(
-      z.looseObject({
-        role: z.enum(["user", "assistant"]),
-        content: z.union([z.string(), z.array(z.looseObject({ type: z.string() }))]),
-      }),
-    )
-    .min(1),
-  system: z.union([z.string(), z.array(z.looseObject({ type: z.string() }))]).optional(),
-  stream: z.boolean().optional(),
-});
+const anthropicRequestSchema = z
+  .looseObject({
+    model: z.string().trim().min(1, { message: "is required" }),
+    max_tokens: z.number().int().positive(),
+    messages: z
+      .array(
+        z.looseObject({
+          role: z.enum(["user", "assistant"]),
+          content: z.union([z.string(), z.array(z.looseObject({ type: z.string() }))]),
+        }),
+      )
+      .min(1),
+    system: z.union([z.string(), z.array(z.looseObject({ type: z.string() }))]).optional(),
+    stream: z.boolean().optional(),
+  })
+  .meta({ id: "AnthropicMessageRequest", description: "Anthropic's Messages API request." });
 
 const ANTHROPIC_ERROR_TYPES: Record<number, string> = {
   400: "invalid_request_error",
@@ -56,49 +59,67 @@ export interface AnthropicRoutesDeps {
 }
 
 /** POST /v1/messages: Anthropic's Messages API in front of any provider, translated to and from the chat pipeline. */
-export function anthropicRoutes({ authenticator, chat, logger }: AnthropicRoutesDeps): Router {
-  const router = Router();
+export function anthropicRoutes({ authenticator, chat, logger }: AnthropicRoutesDeps): ApiRouter {
+  const api = new ApiRouter("Anthropic-compatible");
 
-  router.post("/messages", async (req, res) => {
-    try {
-      const principal = await authenticateRequest(authenticator, req, res);
-      const request = parseBody(anthropicRequestSchema, req.body) as unknown as AnthropicRequest;
-      const body = fromAnthropicRequest(request);
-      // The usage chunk is needed for message_delta's usage: ask for it through the pipeline.
-      if (request.stream) Object.assign(body, { stream_options: { include_usage: true } });
-      const signal = clientGoneSignal(res);
-      const result = await chat.run({
-        principal,
-        body,
-        requestId: requestIdOf(res),
-        conversationId: null,
-        endpoint: "/v1/messages",
-        signal,
-      });
-      res.set(result.headers);
-      if (!result.stream) {
-        res.json(toAnthropicMessage(result.completion));
-        return;
-      }
-      const sse = new SseWriter(res);
-      sse.open();
-      const translator = new OpenAIToAnthropicStream(`msg_${requestIdOf(res).replace(/^req_/, "")}`, request.model);
+  api.route(
+    {
+      method: "post",
+      path: "/messages",
+      summary: "Anthropic's Messages API in front of any provider (the key may also be sent as x-api-key)",
+      access: "api_key",
+      body: anthropicRequestSchema,
+      responses: {
+        200: {
+          description: "The message; with `stream: true`, Anthropic's server-sent events.",
+          content: { "application/json": AnthropicMessage, "text/event-stream": AnthropicStreamEvent },
+          headers: RATE_LIMIT_HEADERS,
+        },
+      },
+      errors: [403, 404, 429, 502, 503, 504],
+      anthropicErrors: true,
+    },
+    async (req, res) => {
       try {
-        for await (const chunk of result.chunks) {
-          if (sse.closed) break;
-          for (const event of translator.translate(chunk)) await sse.event(String(event.type), event);
+        const principal = await authenticateRequest(authenticator, req, res);
+        const request = parseBody(anthropicRequestSchema, req.body) as unknown as AnthropicRequest;
+        const body = fromAnthropicRequest(request);
+        // The usage chunk is needed for message_delta's usage: ask for it through the pipeline.
+        if (request.stream) Object.assign(body, { stream_options: { include_usage: true } });
+        const signal = clientGoneSignal(res);
+        const result = await chat.run({
+          principal,
+          body,
+          requestId: requestIdOf(res),
+          conversationId: null,
+          endpoint: "/v1/messages",
+          signal,
+        });
+        res.set(result.headers);
+        if (!result.stream) {
+          res.json(toAnthropicMessage(result.completion));
+          return;
         }
-        for (const event of translator.finish()) await sse.event(String(event.type), event);
+        const sse = new SseWriter(res);
+        sse.open();
+        const translator = new OpenAIToAnthropicStream(`msg_${requestIdOf(res).replace(/^req_/, "")}`, request.model);
+        try {
+          for await (const chunk of result.chunks) {
+            if (sse.closed) break;
+            for (const event of translator.translate(chunk)) await sse.event(String(event.type), event);
+          }
+          for (const event of translator.finish()) await sse.event(String(event.type), event);
+        } catch (error) {
+          if (!signal.aborted) await sse.event("error", anthropicErrorBody(toApiError(error, logger)));
+        }
+        sse.end();
       } catch (error) {
-        if (!signal.aborted) await sse.event("error", anthropicErrorBody(toApiError(error, logger)));
+        if (res.headersSent) throw error;
+        const apiError = toApiError(error, logger);
+        res.set(apiError.headers).status(apiError.status).json(anthropicErrorBody(apiError));
       }
-      sse.end();
-    } catch (error) {
-      if (res.headersSent) throw error;
-      const apiError = toApiError(error, logger);
-      res.set(apiError.headers).status(apiError.status).json(anthropicErrorBody(apiError));
-    }
-  });
+    },
+  );
 
-  return router;
+  return api;
 }

@@ -1,13 +1,15 @@
-import { Router } from "express";
 import type { ChatPipeline } from "../../chat/pipeline";
+import { chatRequestSchema, embeddingRequestSchema } from "../../chat/request";
 import type { Targets } from "../../chat/targets";
 import { notFound } from "../../errors";
 import type { Authenticator } from "../../identity";
 import type { Logger } from "../../log";
+import { ApiRouter, json } from "../api-router";
 import { principalOf, requireUser } from "../authentication";
 import { clientGoneSignal } from "../client-signal";
 import { toApiError } from "../error-handler";
 import { requestIdOf } from "../request-context";
+import { ChatCompletion, ChatCompletionChunk, EmbeddingList, listOf, Model, RATE_LIMIT_HEADERS } from "../schemas";
 import { SseWriter } from "../sse";
 
 export interface OpenAiRoutesDeps {
@@ -24,72 +26,122 @@ function conversationIdOf(value: string | undefined): string | null {
 }
 
 /** The OpenAI-compatible endpoints: thin adapters between HTTP and the chat pipeline. */
-export function openAiRoutes({ authenticator, targets, chat, logger }: OpenAiRoutesDeps): Router {
-  const router = Router();
-  router.use(["/chat/completions", "/embeddings", "/models"], requireUser(authenticator));
+export function openAiRoutes({ authenticator, targets, chat, logger }: OpenAiRoutesDeps): ApiRouter {
+  const api = new ApiRouter("OpenAI-compatible");
+  api.use(requireUser(authenticator), ["/chat/completions", "/embeddings", "/models"]);
 
-  router.post("/chat/completions", async (req, res) => {
-    const signal = clientGoneSignal(res);
-    const result = await chat.run({
-      principal: principalOf(res),
-      body: req.body,
-      requestId: requestIdOf(res),
-      conversationId: conversationIdOf(req.get(CONVERSATION_HEADER)),
-      endpoint: "/v1/chat/completions",
-      signal,
-    });
-    res.set(result.headers);
-    if (!result.stream) {
-      res.json(result.completion);
-      return;
-    }
-    const sse = new SseWriter(res);
-    sse.open();
-    try {
-      for await (const chunk of result.chunks) {
-        if (sse.closed) break;
-        await sse.data(chunk);
+  api.route(
+    {
+      method: "post",
+      path: "/chat/completions",
+      summary: "Create a chat completion (streamed or not) with the caller's provider key or the local model",
+      description:
+        "The model picks the provider (config/models.json, or a `provider/model` name). Usage and cost are recorded.",
+      access: "api_key",
+      body: chatRequestSchema,
+      requestHeaders: { [CONVERSATION_HEADER]: "Groups requests into one conversation (letters, digits, `_.:-`)." },
+      responses: {
+        200: {
+          description: "The completion; with `stream: true`, server-sent events of chunks ending with `data: [DONE]`.",
+          content: { "application/json": ChatCompletion, "text/event-stream": ChatCompletionChunk },
+          headers: RATE_LIMIT_HEADERS,
+        },
+      },
+      errors: [403, 404, 429, 502, 503, 504],
+    },
+    async (req, res) => {
+      const signal = clientGoneSignal(res);
+      const result = await chat.run({
+        principal: principalOf(res),
+        body: req.body,
+        requestId: requestIdOf(res),
+        conversationId: conversationIdOf(req.get(CONVERSATION_HEADER)),
+        endpoint: "/v1/chat/completions",
+        signal,
+      });
+      res.set(result.headers);
+      if (!result.stream) {
+        res.json(result.completion);
+        return;
       }
-      sse.end("data: [DONE]\n\n");
-    } catch (error) {
-      // Headers are gone: the error becomes one data event (the SDKs raise it as an APIError), then the end.
-      if (signal.aborted) return;
-      await sse.data(toApiError(error, logger).toBody());
-      sse.end();
-    }
-  });
+      const sse = new SseWriter(res);
+      sse.open();
+      try {
+        for await (const chunk of result.chunks) {
+          if (sse.closed) break;
+          await sse.data(chunk);
+        }
+        sse.end("data: [DONE]\n\n");
+      } catch (error) {
+        // Headers are gone: the error becomes one data event (the SDKs raise it as an APIError), then the end.
+        if (signal.aborted) return;
+        await sse.data(toApiError(error, logger).toBody());
+        sse.end();
+      }
+    },
+  );
 
-  router.post("/embeddings", async (req, res) => {
-    const { headers, response } = await chat.embed({
-      principal: principalOf(res),
-      body: req.body,
-      requestId: requestIdOf(res),
-      conversationId: null,
-      endpoint: "/v1/embeddings",
-      signal: clientGoneSignal(res),
-    });
-    res.set(headers).json(response);
-  });
+  api.route(
+    {
+      method: "post",
+      path: "/embeddings",
+      summary: "Create embeddings with the caller's provider key or the local embedding model",
+      access: "api_key",
+      body: embeddingRequestSchema,
+      responses: { 200: { description: "The embeddings.", content: json(EmbeddingList), headers: RATE_LIMIT_HEADERS } },
+      errors: [404, 429, 502, 503, 504],
+    },
+    async (req, res) => {
+      const { headers, response } = await chat.embed({
+        principal: principalOf(res),
+        body: req.body,
+        requestId: requestIdOf(res),
+        conversationId: null,
+        endpoint: "/v1/embeddings",
+        signal: clientGoneSignal(res),
+      });
+      res.set(headers).json(response);
+    },
+  );
 
-  router.get("/models", async (_req, res) => {
-    const models = await targets.models(principalOf(res));
-    res.json({
-      object: "list",
-      data: models.map((m) => ({ id: m.id, object: "model", created: 0, owned_by: m.owned_by })),
-    });
-  });
+  api.route(
+    {
+      method: "get",
+      path: "/models",
+      summary: "List the models the caller can use (providers with a stored key, or the local models)",
+      access: "api_key",
+      responses: { 200: { description: "The models.", content: json(listOf(Model)) } },
+    },
+    async (_req, res) => {
+      const models = await targets.models(principalOf(res));
+      res.json({
+        object: "list",
+        data: models.map((m) => ({ id: m.id, object: "model", created: 0, owned_by: m.owned_by })),
+      });
+    },
+  );
 
-  router.get("/models/:model", async (req, res) => {
-    const model = (await targets.models(principalOf(res))).find((m) => m.id === req.params.model);
-    if (!model) {
-      throw notFound(
-        `The model '${req.params.model}' does not exist or you do not have access to it.`,
-        "model_not_found",
-        "model",
-      );
-    }
-    res.json({ id: model.id, object: "model", created: 0, owned_by: model.owned_by });
-  });
+  api.route(
+    {
+      method: "get",
+      path: "/models/:model",
+      summary: "Describe one model",
+      access: "api_key",
+      responses: { 200: { description: "The model.", content: json(Model) } },
+      errors: [404],
+    },
+    async (req, res) => {
+      const model = (await targets.models(principalOf(res))).find((m) => m.id === req.params.model);
+      if (!model) {
+        throw notFound(
+          `The model '${req.params.model}' does not exist or you do not have access to it.`,
+          "model_not_found",
+          "model",
+        );
+      }
+      res.json({ id: model.id, object: "model", created: 0, owned_by: model.owned_by });
+    },
+  );
 
-  return router;
+  return api;
 }

@@ -1,0 +1,152 @@
+import { z } from "zod";
+
+/**
+ * Wire shapes of responses that are not the management API's own (those live in routes/views.ts): errors, health,
+ * status, and the OpenAI/Anthropic objects relayed from providers. Objects are loose: providers add fields, and
+ * clients must tolerate them, as OpenAI's own specification says.
+ */
+
+export const ErrorResponse = z
+  .strictObject({
+    error: z.strictObject({
+      message: z.string(),
+      type: z.string().meta({ examples: ["invalid_request_error", "rate_limit_exceeded", "server_error"] }),
+      param: z.string().nullable(),
+      code: z.string().nullable(),
+    }),
+  })
+  .meta({ id: "Error", description: "OpenAI's error shape, read by the official SDKs into their APIError classes." });
+
+export const AnthropicErrorResponse = z
+  .strictObject({ type: z.literal("error"), error: z.strictObject({ type: z.string(), message: z.string() }) })
+  .meta({ id: "AnthropicError", description: "Anthropic's error shape, read by @anthropic-ai/sdk." });
+
+export const Health = z
+  .strictObject({
+    status: z.literal("healthy"),
+    version: z.string(),
+    uptime_seconds: z.int().nonnegative(),
+    models_loaded: z.boolean().meta({ description: "Local mode: the vLLM backend lists at least one model." }),
+    vector_db_connected: z.boolean(),
+  })
+  .meta({ id: "Health" });
+
+export const Readiness = z
+  .strictObject({ status: z.enum(["ready", "unavailable"]), database: z.string() })
+  .meta({ id: "Readiness" });
+
+const componentState = z.enum(["operational", "degraded", "down", "not configured"]);
+export const Status = z
+  .strictObject({
+    status: z.enum(["operational", "degraded"]),
+    version: z.string(),
+    uptime_seconds: z.int().nonnegative(),
+    components: z.strictObject({
+      api: componentState,
+      database: componentState,
+      vector_db: componentState,
+      redis: componentState,
+    }),
+    average_latency_ms: z.number().nullable(),
+    requests_today: z.int().nullable(),
+    active_users_today: z.int().nullable(),
+    checked_at: z.iso.datetime(),
+  })
+  .meta({ id: "Status" });
+
+export const Usage = z
+  .looseObject({ prompt_tokens: z.int(), completion_tokens: z.int(), total_tokens: z.int() })
+  .meta({ id: "CompletionUsage" });
+
+export const ChatCompletion = z
+  .looseObject({
+    id: z.string(),
+    object: z.literal("chat.completion"),
+    created: z.int(),
+    model: z.string(),
+    choices: z.array(
+      z.looseObject({
+        index: z.int(),
+        message: z.looseObject({ role: z.literal("assistant"), content: z.string().nullable() }),
+        finish_reason: z.string().nullable(),
+      }),
+    ),
+    usage: Usage.optional(),
+  })
+  .meta({ id: "ChatCompletion" });
+
+export const ChatCompletionChunk = z
+  .looseObject({
+    id: z.string(),
+    object: z.literal("chat.completion.chunk"),
+    created: z.int(),
+    model: z.string(),
+    choices: z.array(
+      z.looseObject({
+        index: z.int(),
+        delta: z.looseObject({ role: z.string().optional(), content: z.string().nullable().optional() }),
+        finish_reason: z.string().nullable(),
+      }),
+    ),
+    usage: Usage.nullable().optional(),
+  })
+  .meta({
+    id: "ChatCompletionChunk",
+    description: "Sent as server-sent events `data: <chunk>`, ending with `data: [DONE]`.",
+  });
+
+export const EmbeddingList = z
+  .looseObject({
+    object: z.literal("list"),
+    data: z.array(
+      z.looseObject({
+        object: z.literal("embedding"),
+        index: z.int(),
+        embedding: z.union([z.array(z.number()), z.string()]),
+      }),
+    ),
+    model: z.string(),
+    usage: z.looseObject({ prompt_tokens: z.int(), total_tokens: z.int() }),
+  })
+  .meta({ id: "EmbeddingList" });
+
+export const Model = z
+  .strictObject({ id: z.string(), object: z.literal("model"), created: z.int(), owned_by: z.string() })
+  .meta({ id: "Model" });
+
+export const AnthropicMessage = z
+  .looseObject({
+    id: z.string(),
+    type: z.literal("message"),
+    role: z.literal("assistant"),
+    model: z.string(),
+    content: z.array(z.looseObject({ type: z.string() })),
+    stop_reason: z.string().nullable(),
+    usage: z.looseObject({ input_tokens: z.int(), output_tokens: z.int() }),
+  })
+  .meta({ id: "AnthropicMessage" });
+
+export const AnthropicStreamEvent = z.looseObject({ type: z.string() }).meta({
+  id: "AnthropicStreamEvent",
+  description:
+    "Server-sent events as Anthropic sends them: message_start, content_block_*, message_delta, message_stop.",
+});
+
+/** `{"object": "list", "data": [...]}`, the list envelope of every listing endpoint. */
+export const listOf = <T extends z.ZodType>(item: T) =>
+  z.strictObject({ object: z.literal("list"), data: z.array(item) });
+
+/** Headers documented by name on responses; their descriptions live here once. */
+export const documentedHeaders: Record<string, string> = {
+  "x-request-id": "Identifies the request in logs and usage records; present on every response.",
+  "x-ratelimit-limit-requests": "Requests allowed per minute (the key's override, or the tier's).",
+  "x-ratelimit-remaining-requests": "Requests left in the current minute.",
+  "x-ratelimit-reset-requests": "Time until the minute window resets, e.g. `12s`.",
+  "x-ratelimit-limit-tokens": "Tokens allowed per minute; absent when the tier has no token limit.",
+  "x-ratelimit-remaining-tokens": "Tokens left in the current minute (running requests hold their estimate).",
+  "x-ratelimit-reset-tokens": "Time until the minute window resets.",
+  "retry-after": "Seconds to wait before retrying (429 and 503).",
+  "retry-after-ms": "Milliseconds to wait before retrying (429).",
+};
+
+export const RATE_LIMIT_HEADERS = Object.keys(documentedHeaders).filter((h) => h.startsWith("x-ratelimit-"));

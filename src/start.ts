@@ -1,0 +1,40 @@
+import type { Config } from "./config";
+import { migrate, openDatabase } from "./db";
+import { createApp } from "./http";
+import { createLogger } from "./log";
+import { listen, onShutdownSignal } from "./server";
+import { createServices } from "./services";
+import type { Telemetry } from "./telemetry";
+
+/** Wires the real dependencies, applies migrations in embedded mode, listens, and drains on SIGTERM. */
+export async function start(config: Config, telemetry: Telemetry | undefined): Promise<void> {
+  const logger = createLogger(config.log);
+  const db = await openDatabase(config, (error) => logger.warn("idle database connection failed", { error }));
+  if (db.kind === "pglite") {
+    const applied = await migrate(db);
+    logger.info("embedded database ready", { data_dir: config.dataDir, migrations_applied: applied.length });
+  }
+
+  const services = createServices(config, db, logger);
+  await services.pool?.start();
+  await services.counters.ready(3_000);
+  const app = createApp({ config, db, logger, services });
+  const running = await listen(app, { ...config.http });
+  logger.info(`${config.appName} listening`, {
+    url: `http://${config.http.host}:${running.port}`,
+    mode: config.mode,
+    database: db.kind,
+    version: config.version,
+    tracing: telemetry ? config.telemetry.endpoint : "off",
+  });
+
+  onShutdownSignal(logger, async () => {
+    await running.drain(config.http.shutdownTimeoutMs);
+    services.pool?.stop();
+    await services.usage.close();
+    await services.counters.close();
+    await db.close();
+    await telemetry?.shutdown().catch((error: unknown) => logger.warn("could not flush traces", { error }));
+    logger.info("stopped");
+  });
+}
