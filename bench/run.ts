@@ -87,10 +87,15 @@ async function main() {
   const work = mkdtempSync(join(tmpdir(), "perpetual-bench-"));
   const children: ChildProcess[] = [];
   let postgres: { url: string; stop(): void } | undefined;
+  let redis: { url: string; stop(): void } | undefined;
   try {
     const production = existsSync("/usr/lib/postgresql/15/bin/initdb");
     if (production) postgres = await services.startPostgres(work);
-    const wiring = production ? "production (PostgreSQL 15, pooled)" : "embedded (PGlite)";
+    // Limits on, as in production: the Redis Lua limiter on every request (in-process counters without Redis).
+    if (production) redis = await services.startRedis();
+    const wiring = production
+      ? "production (PostgreSQL 15 pooled, Redis rate limiter)"
+      : "embedded (PGlite, in-process rate limiter)";
     services.log(`wiring: ${wiring}`);
 
     execFileSync("npm", ["run", "build", "--silent"], { cwd: ROOT, stdio: "inherit" });
@@ -103,7 +108,9 @@ async function main() {
     const db: Database = postgres ? openPostgres({ url: postgres.url, poolSize: 2 }) : await openPglite({ dataDir });
     await migrate(db);
     const user = await createUser(db, "bench@example.com", "enterprise");
-    const apiKey = (await createApiKey(db, user.id)).key;
+    // Every request is counted and checked, but the budget is set beyond what the bench sends, so nothing is refused.
+    const apiKey = (await createApiKey(db, user.id, { rateLimitPerMinute: 100_000_000, rateLimitPerDay: 100_000_000 }))
+      .key;
     await new ProviderKeys(db, createVault(parseMasterKey(masterKey, "bench")), new Set(["openai"])).add(user.id, "openai", "sk-bench-upstream-key");
     await db.close();
 
@@ -121,6 +128,7 @@ async function main() {
       OPENAI_BASE_URL: upstreamUrl!,
       AUTH_CACHE_TTL_SECONDS: "5",
       ...(postgres ? { DATABASE_URL: postgres.url } : {}),
+      ...(redis ? { REDIS_URL: redis.url } : {}),
     });
     children.push(server.child);
     await waitFor(server.output, /listening/);
@@ -179,6 +187,7 @@ async function main() {
     for (const child of children) child.kill("SIGTERM");
     await sleep(500);
     postgres?.stop();
+    redis?.stop();
     rmSync(work, { recursive: true, force: true });
   }
 }
