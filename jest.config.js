@@ -10,7 +10,7 @@ module.exports = {
     ],
   },
   // jose ships only ES modules; Jest's CommonJS sandbox needs them compiled like our own sources.
-  transformIgnorePatterns: ["/node_modules/(?!(jose|@seriousme/openapi-schema-validator)/)"],
+  transformIgnorePatterns: ["/node_modules/(?!(jose|@seriousme/openapi-schema-validator|stemmer)/)"],
   testTimeout: 30_000,
   maxWorkers: 2,
 };

@@ -8,6 +8,7 @@ import { Authenticator, JwtVerifier } from "./identity";
 import { type CounterStore, InProcessCounters, RateLimiter, RedisCounters } from "./limits";
 import { VllmPool } from "./local/pool";
 import type { Logger } from "./log";
+import { createMemory, type MemoryService } from "./memory";
 import { createMetrics, type Metrics } from "./metrics";
 import { ProviderKeys } from "./provider-keys";
 import { UsageRecorder } from "./usage";
@@ -25,6 +26,8 @@ export interface Services {
   counters: CounterStore;
   chat: ChatPipeline;
   metrics: Metrics;
+  /** Recall, write-back outbox and the memory API. start() opens the store; stop() on shutdown. */
+  memory: MemoryService;
   /** Local mode only: the vLLM servers (start() runs the first health check). */
   pool?: VllmPool;
 }
@@ -48,7 +51,12 @@ export function createServices(config: Config, db: Database, logger: Logger): Se
   const authenticator = new Authenticator({ db, tiers: config.tiers, jwt, logger, cacheTtlMs: config.auth.cacheTtlMs });
   const providerKeys = new ProviderKeys(db, vault, new Set(config.providers.keys()), config.auth.cacheTtlMs);
   const usage = new UsageRecorder({ db, logger, spoolPath: join(config.dataDir, "usage-spool.ndjson") });
-  const metrics = createMetrics({ usagePending: () => usage.pending });
+  let memory: MemoryService | undefined;
+  const metrics = createMetrics({
+    usagePending: () => usage.pending,
+    memoryPending: () => memory?.outbox.pending() ?? Promise.resolve(0),
+  });
+  memory = createMemory(config, db, logger, metrics);
   usage.start();
   const pool =
     config.mode === "local"
@@ -76,6 +84,6 @@ export function createServices(config: Config, db: Database, logger: Logger): Se
     logger,
     onReject: (limit) => metrics.rateLimitRejections.inc({ limit }),
   });
-  const chat = new ChatPipeline({ config, targets, limiter, usage, metrics });
-  return { vault, authenticator, providerKeys, usage, targets, limiter, counters, chat, pool, metrics };
+  const chat = new ChatPipeline({ config, targets, limiter, usage, metrics, memory });
+  return { vault, authenticator, providerKeys, usage, targets, limiter, counters, chat, pool, metrics, memory };
 }

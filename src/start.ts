@@ -17,6 +17,7 @@ export async function start(config: Config, telemetry: Telemetry | undefined): P
 
   const services = createServices(config, db, logger);
   await services.pool?.start();
+  await services.memory.start();
   await services.counters.ready(3_000);
   const app = createApp({ config, db, logger, services });
   const running = await listen(app, { ...config.http });
@@ -32,6 +33,7 @@ export async function start(config: Config, telemetry: Telemetry | undefined): P
     await running.drain(config.http.shutdownTimeoutMs);
     services.pool?.stop();
     await services.usage.close();
+    await services.memory.stop();
     await services.counters.close();
     await db.close();
     await telemetry?.shutdown().catch((error: unknown) => logger.warn("could not flush traces", { error }));

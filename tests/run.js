@@ -5,7 +5,7 @@
  * against them, stops them, and prints a closing `N passed, N failed` line (CI reads that, not Jest's summary).
  * Extra arguments go to Jest: `npm test -- tests/config.test.js -t "When"`.
  */
-const { spawn } = require("node:child_process");
+const { spawn, spawnSync } = require("node:child_process");
 const { existsSync, mkdtempSync, readFileSync, rmSync, chmodSync } = require("node:fs");
 const { tmpdir } = require("node:os");
 const { join } = require("node:path");
@@ -27,6 +27,14 @@ function summarize(resultFile) {
   const result = JSON.parse(readFileSync(resultFile, "utf8"));
   // A suite that fails to load (syntax error, failing beforeAll) has no failed tests of its own: count it.
   return { passed: result.numPassedTests, failed: result.numFailedTests + result.numRuntimeErrorTestSuites };
+}
+
+function prepareWordVectors() {
+  const tsx = require.resolve("tsx/cli");
+  const result = spawnSync(process.execPath, [tsx, join(__dirname, "..", "scripts", "prepare-word-vectors.ts")], {
+    stdio: "inherit",
+  });
+  if (result.status !== 0) throw new Error("could not prepare the built-in embedder's word vectors");
 }
 
 async function main() {
@@ -51,6 +59,7 @@ async function main() {
   let exitCode = 1;
   try {
     ensureChromium();
+    prepareWordVectors();
     const postgres = await startPostgres(workDir);
     stops.push(postgres.stop);
     const redis = await startRedis();

@@ -2,6 +2,7 @@ import type { Config } from "../config";
 import { ApiError, invalidRequest } from "../errors";
 import type { Principal } from "../identity";
 import type { RateLimiter } from "../limits";
+import { exchangeToRemember, type MemoryControls, type MemoryService, type Recall, writesMemory } from "../memory";
 import type { Metrics } from "../metrics";
 import {
   adapterFor,
@@ -27,9 +28,11 @@ export interface ChatInput {
   endpoint: string;
   /** Aborted when the client goes away: the provider call is cancelled with it. */
   signal: AbortSignal;
+  /** Recall and write-back for this request (from headers); absent: no memory (embeddings). */
+  memory?: MemoryControls;
 }
 
-/** `headers`: the caller's rate-limit state (x-ratelimit-*) for the response. */
+/** `headers`: the caller's rate-limit state (x-ratelimit-*) and memory use (x-perpetual-memory*) for the response. */
 export type ChatResult = { headers: Record<string, string> } & (
   | { stream: false; completion: ChatCompletion }
   | { stream: true; model: string; chunks: AsyncIterable<ChatChunk> }
@@ -41,6 +44,7 @@ export interface ChatPipelineDeps {
   limiter: RateLimiter;
   usage: UsageRecorder;
   metrics: Metrics;
+  memory: MemoryService;
 }
 
 const MOCK_PROVIDER = "mock";
@@ -50,9 +54,9 @@ const MOCK_PROVIDER = "mock";
  * (request context and authentication happen in the HTTP layer, before this)
  * 1. validate the request          2. route the model (404 before anything is counted)
  * 3. limits: reserve requests and a token estimate, settled to real usage when recorded
- * 4. resolve the target and call the provider (the user's own key, or a local vLLM server)
- * 5. record usage and cost (off the response path, never lost)
- * Memory recall joins between 3 and 4 when that feature lands.
+ * 4. recall memory into one system message (never fails the request: without memory on timeout or outage)
+ * 5. resolve the target and call the provider (the user's own key, or a local vLLM server)
+ * 6. record usage, cost and the exchange for memory write-back (off the response path, never lost)
  */
 export class ChatPipeline {
   constructor(private readonly deps: ChatPipelineDeps) {}
@@ -62,8 +66,12 @@ export class ChatPipeline {
     const request = parseChatRequest(input.body);
     const route = request.mockResponse === undefined ? this.deps.targets.route(request.model) : undefined;
     const reservation = await this.deps.limiter.reserve(input.principal, reservationEstimate(request));
-    const { headers } = reservation;
-    const record = (outcome: Outcome) => reservation.settle(this.record(input, request, route, started, outcome));
+    const sent = request.body.messages as ChatTurn[];
+    const recall = await this.recall(input, sent);
+    if (recall.message) request.body.messages = withMemory(sent, recall.message) as typeof request.body.messages;
+    const headers = { ...reservation.headers, ...memoryHeaders(recall) };
+    const record = (outcome: Outcome) =>
+      reservation.settle(this.record(input, request, route, started, outcome, { recall, sent }));
 
     if (request.mockResponse !== undefined) return { headers, ...this.answerWithMock(input, request, record) };
 
@@ -192,12 +200,18 @@ export class ChatPipeline {
     }
   }
 
+  private recall(input: ChatInput, sent: ChatTurn[]): Promise<Recall> {
+    if (!input.memory) return Promise.resolve({ used: 0, status: "off", calls: 0, latencyMs: 0 });
+    return this.deps.memory.recall(input.principal.userId, sent, input.memory, input.conversationId);
+  }
+
   private record(
     input: ChatInput,
     request: ParsedChatRequest,
     route: Route | undefined,
     started: number,
     outcome: Outcome,
+    memory?: { recall: Recall; sent: ChatTurn[] },
   ) {
     const provider = route?.provider.name ?? MOCK_PROVIDER;
     const model = route?.model ?? request.model;
@@ -234,9 +248,13 @@ export class ChatPipeline {
       errorCode: outcome.errorCode ?? null,
       stream: request.stream,
       conversationId: input.conversationId,
-      retrievalCalls: 0,
-      retrievalLatencyMs: 0,
+      retrievalCalls: memory?.recall.calls ?? 0,
+      retrievalLatencyMs: memory?.recall.latencyMs ?? 0,
       createdAt: new Date().toISOString(),
+      ...(memory &&
+        outcome.statusCode === 200 &&
+        input.memory &&
+        writesMemory(input.memory.mode) && { memory: exchangeToRemember(memory.sent, outcome.completionText ?? "") }),
     });
     return tokens.promptTokens + tokens.completionTokens;
   }
@@ -251,6 +269,19 @@ export class ChatPipeline {
     if (outcome.upstreamMs !== undefined) metrics.upstreamDuration.observe({ provider }, outcome.upstreamMs / 1000);
     if (outcome.firstTokenMs) metrics.timeToFirstToken.observe({ provider }, outcome.firstTokenMs / 1000);
   }
+}
+
+type ChatTurn = { role: string; content?: unknown };
+
+/** The memory message goes after the client's leading system/developer messages, before the conversation. */
+function withMemory(messages: ChatTurn[], memory: ChatTurn): ChatTurn[] {
+  const firstTurn = messages.findIndex((m) => m.role !== "system" && m.role !== "developer");
+  const at = firstTurn < 0 ? messages.length : firstTurn;
+  return [...messages.slice(0, at), memory, ...messages.slice(at)];
+}
+
+function memoryHeaders(recall: Recall): Record<string, string> {
+  return { "x-perpetual-memory": recall.status, "x-perpetual-memories-used": String(recall.used) };
 }
 
 /** Prompt size by characters (a tokenizer would cost the hot path more than the estimate is worth) plus the

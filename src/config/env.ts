@@ -21,6 +21,7 @@ export const SECRET_VARIABLES = new Set([
   "VLLM_API_KEY",
   "METRICS_TOKEN",
   "OTEL_EXPORTER_OTLP_HEADERS",
+  "EMBEDDING_API_KEY",
 ]);
 
 const emptyAsUndefined = (value: unknown) => (typeof value === "string" && value.trim() === "" ? undefined : value);
@@ -143,6 +144,27 @@ export const envSchema = z.object({
       .regex(/^[A-Za-z0-9_-]{1,200}$/, { message: "must be letters, digits, _ or - (at most 200)" })
       .default("perpetual_memory"),
   ),
+  MEMORY_DEFAULT_MODE: z.preprocess(
+    emptyAsUndefined,
+    z
+      .enum(["on", "off", "read-only", "write-only"], { message: 'must be "on", "off", "read-only" or "write-only"' })
+      .default("on"),
+  ),
+  MEMORY_DEFAULT_SCOPE: z.preprocess(
+    emptyAsUndefined,
+    z.enum(["user", "conversation"], { message: 'must be "user" or "conversation"' }).default("user"),
+  ),
+  MEMORY_TOKEN_BUDGET: integer(1000, 50, 32_000),
+  MEMORY_RECALL_TIMEOUT_MS: integer(300, 10, 10_000),
+  MEMORY_CHUNK_TOKENS: integer(200, 20, 2_000),
+  EMBEDDING_PROVIDER: z.preprocess(
+    emptyAsUndefined,
+    z.enum(["builtin", "openai", "vllm"], { message: 'must be "builtin", "openai" or "vllm"' }).default("builtin"),
+  ),
+  EMBEDDING_MODEL: optionalString,
+  EMBEDDING_DIMENSIONS: integer(1536, 2, 8192),
+  EMBEDDING_BASE_URL: httpUrl,
+  EMBEDDING_API_KEY: optionalString,
   REDIS_URL: z.preprocess(
     emptyAsUndefined,
     z

@@ -28,6 +28,21 @@ export interface Config {
   database: { url?: string; poolSize: number };
   supabase: { url?: string; anonKey?: string; jwtSecret?: string; serviceRoleKey?: string };
   qdrant: { url?: string; apiKey?: string; collection: string };
+  memory: {
+    defaultMode: "on" | "off" | "read-only" | "write-only";
+    defaultScope: "user" | "conversation";
+    tokenBudget: number;
+    recallTimeoutMs: number;
+    chunkTokens: number;
+  };
+  /** Dense embeddings for memory: the built-in word vectors, OpenAI, or a vLLM embedding server. */
+  embedding: {
+    provider: "builtin" | "openai" | "vllm";
+    model?: string;
+    dimensions: number;
+    baseUrl?: string;
+    apiKey?: string;
+  };
   /** Absent means in-process limits. */
   redis: { url?: string };
   vault: { currentKey?: string; previousKeys: string[] };
@@ -98,6 +113,12 @@ export function loadConfig(env: NodeJS.ProcessEnv, options: LoadConfigOptions = 
   ) {
     problems.push("SUPABASE_AUTH_VERIFY: remote needs SUPABASE_URL and SUPABASE_KEY");
   }
+  if (parsed.success && parsed.data.EMBEDDING_PROVIDER === "openai" && !parsed.data.EMBEDDING_API_KEY) {
+    problems.push("EMBEDDING_PROVIDER: openai needs EMBEDDING_API_KEY");
+  }
+  if (parsed.success && parsed.data.EMBEDDING_PROVIDER === "vllm" && !parsed.data.EMBEDDING_BASE_URL) {
+    problems.push("EMBEDDING_PROVIDER: vllm needs EMBEDDING_BASE_URL (the embedding server's /v1 base)");
+  }
   if (!parsed.success || !tiers || !providers || !models || problems.length > 0) throw new ConfigError(problems);
 
   const e = parsed.data;
@@ -131,6 +152,20 @@ export function loadConfig(env: NodeJS.ProcessEnv, options: LoadConfigOptions = 
       serviceRoleKey: e.SUPABASE_SERVICE_ROLE_KEY,
     },
     qdrant: { url: e.QDRANT_URL ?? e.QDRANT_CLOUD_URL, apiKey: e.QDRANT_API_KEY, collection: e.QDRANT_COLLECTION },
+    memory: {
+      defaultMode: e.MEMORY_DEFAULT_MODE,
+      defaultScope: e.MEMORY_DEFAULT_SCOPE,
+      tokenBudget: e.MEMORY_TOKEN_BUDGET,
+      recallTimeoutMs: e.MEMORY_RECALL_TIMEOUT_MS,
+      chunkTokens: e.MEMORY_CHUNK_TOKENS,
+    },
+    embedding: {
+      provider: e.EMBEDDING_PROVIDER,
+      model: e.EMBEDDING_MODEL,
+      dimensions: e.EMBEDDING_DIMENSIONS,
+      baseUrl: e.EMBEDDING_BASE_URL,
+      apiKey: e.EMBEDDING_API_KEY,
+    },
     redis: { url: redisUrl },
     vault: {
       currentKey: e.API_KEY_ENCRYPTION_KEY,

@@ -34,7 +34,12 @@ export function createApp(deps: AppDeps): Express {
   app.use(observeRequests(deps.services.metrics));
   app.use(express.json({ limit: config.http.maxBodyBytes }));
   const { pool } = deps.services;
-  const probes: HealthProbes = { modelsLoaded: pool ? () => pool.models().length > 0 : undefined, ...deps.probes };
+  const { memory } = deps.services;
+  const probes: HealthProbes = {
+    modelsLoaded: pool ? () => pool.models().length > 0 : undefined,
+    vectorDbConnected: () => memory.store.connected(),
+    ...deps.probes,
+  };
   const catalog = new ApiCatalog({ title: config.appName, version: config.version });
   catalog.mount(app, "/", healthRoutes({ db, version: config.version, probes }));
   catalog.mount(app, "/", metricsRoutes(deps.services.metrics, config.metricsToken));

@@ -145,8 +145,24 @@ export const documentedHeaders: Record<string, string> = {
   "x-ratelimit-limit-tokens": "Tokens allowed per minute; absent when the tier has no token limit.",
   "x-ratelimit-remaining-tokens": "Tokens left in the current minute (running requests hold their estimate).",
   "x-ratelimit-reset-tokens": "Time until the minute window resets.",
+  "x-perpetual-memory":
+    "Recall outcome: ok (memories added), empty (none relevant), off, timeout or unavailable (answered without memory).",
+  "x-perpetual-memories-used": "How many memory excerpts were added to the prompt.",
   "retry-after": "Seconds to wait before retrying (429 and 503).",
   "retry-after-ms": "Milliseconds to wait before retrying (429).",
+};
+
+export const MEMORY_RESPONSE_HEADERS = ["x-perpetual-memory", "x-perpetual-memories-used"];
+
+/** Request headers of the memory-enabled chat endpoints. */
+export const MEMORY_REQUEST_HEADERS: Record<string, string> = {
+  "x-perpetual-conversation-id":
+    "The conversation this exchange belongs to (letters, digits, `_.:-`, ≤ 200); for OpenAI requests " +
+    "`metadata.conversation_id` is used when the header is absent.",
+  "x-perpetual-memory":
+    "on (recall and write back), off, read-only (recall only) or write-only; default MEMORY_DEFAULT_MODE.",
+  "x-perpetual-memory-scope":
+    "user (all the user's conversations) or conversation (only this conversation id); default MEMORY_DEFAULT_SCOPE.",
 };
 
 export const RATE_LIMIT_HEADERS = Object.keys(documentedHeaders).filter((h) => h.startsWith("x-ratelimit-"));

@@ -7,7 +7,7 @@ const MAX_MODEL_LABELS = 100;
  * Prometheus metrics. The seven seed names are kept exactly; labels are bounded (endpoint is the route pattern,
  * model falls back to "other" after 100 distinct values, no user ids: per-user numbers live in usage_logs).
  */
-export function createMetrics(options: { usagePending: () => number }) {
+export function createMetrics(options: { usagePending: () => number; memoryPending?: () => Promise<number> }) {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: "perpetual_" });
   const models = new Set<string>();
@@ -87,6 +87,20 @@ export function createMetrics(options: { usagePending: () => number }) {
       registers,
       collect() {
         this.set(options.usagePending());
+      },
+    }),
+    memoryRecallFailures: new Counter({
+      name: "perpetual_memory_recall_failures_total",
+      help: "Recalls skipped because the vector store or embedder was slow (timeout) or failing (unavailable)",
+      labelNames: ["reason"],
+      registers,
+    }),
+    memoryPending: new Gauge({
+      name: "perpetual_memory_outbox_pending",
+      help: "Exchanges waiting in memory_outbox to be embedded and stored",
+      registers,
+      async collect() {
+        if (options.memoryPending) this.set(await options.memoryPending().catch(() => -1));
       },
     }),
   };

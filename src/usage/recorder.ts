@@ -26,6 +26,8 @@ export interface UsageRecord {
   retrievalCalls: number;
   retrievalLatencyMs: number;
   createdAt: string;
+  /** The exchange to write into memory (new user turns and the reply), queued in memory_outbox with the row. */
+  memory?: { role: "user" | "assistant"; content: string }[];
 }
 
 export interface UsageRecorderOptions {
@@ -39,7 +41,7 @@ export interface UsageRecorderOptions {
 }
 
 // One statement: insert the batch (a request id is never stored twice), skip rows whose user was deleted in the
-// meantime, and add the inserted rows to the users' running totals.
+// meantime, queue the exchanges for memory write-back, and add the inserted rows to the users' running totals.
 const INSERT_BATCH = `
 with input as (
   select * from jsonb_to_recordset($1::jsonb) as x(
@@ -47,7 +49,14 @@ with input as (
     "promptTokens" int, "completionTokens" int, "cachedTokens" int, "totalTokens" int, "costUsd" numeric,
     "costUnknown" boolean, "usageEstimated" boolean, "latencyMs" int, "timeToFirstTokenMs" int, "statusCode" int,
     "errorCode" text, stream boolean, "conversationId" text, "retrievalCalls" int, "retrievalLatencyMs" int,
-    "createdAt" timestamptz)
+    "createdAt" timestamptz, memory jsonb)
+), known as (
+  select * from input i where exists (select 1 from users u where u.id = i."userId")
+), memory as (
+  insert into memory_outbox (request_id, user_id, conversation_id, model, messages, created_at)
+  select k."requestId", k."userId", k."conversationId", k.model, k.memory, k."createdAt"
+  from known k where k.memory is not null
+  on conflict (request_id) do nothing
 ), inserted as (
   insert into usage_logs (request_id, user_id, api_key_id, endpoint, provider, model, prompt_tokens, completion_tokens,
     cached_tokens, total_tokens, cost_usd, cost_unknown, usage_estimated, latency_ms, time_to_first_token_ms,
@@ -56,7 +65,7 @@ with input as (
     i.model, i."promptTokens", i."completionTokens", i."cachedTokens", i."totalTokens", i."costUsd", i."costUnknown",
     i."usageEstimated", i."latencyMs", i."timeToFirstTokenMs", i."statusCode", i."errorCode", i.stream,
     i."conversationId", i."retrievalCalls", i."retrievalLatencyMs", i."createdAt"
-  from input i where exists (select 1 from users u where u.id = i."userId")
+  from known i
   on conflict (request_id) do nothing
   returning user_id, total_tokens
 ), totals as (

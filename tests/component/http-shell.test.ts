@@ -79,7 +79,7 @@ describe("HTTP shell", () => {
       version: expect.stringMatching(/^\d+\.\d+\.\d+/),
       uptime_seconds: expect.any(Number),
       models_loaded: false,
-      vector_db_connected: false,
+      vector_db_connected: true,
     });
   });
 

@@ -424,9 +424,9 @@ describe("Identity and the provider-key vault over HTTP, on PostgreSQL 15", () =
         id: user.id,
         object: "user",
         deleted: true,
-        deleted_rows: { usage_logs: 1, user_provider_keys: 1, api_keys: 2, users: 1 },
+        deleted_rows: { memory_outbox: 0, usage_logs: 1, user_provider_keys: 1, api_keys: 2, users: 1, memories: 0 },
       });
-      for (const table of ["usage_logs", "user_provider_keys", "api_keys"]) {
+      for (const table of ["memory_outbox", "usage_logs", "user_provider_keys", "api_keys"]) {
         expect(await db.query(`select 1 from ${table} where user_id = $1`, [user.id])).toEqual([]);
       }
       expect((await client.call("GET", "/v1/me", { token: user.key })).status).toBe(401);

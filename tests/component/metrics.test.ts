@@ -99,7 +99,9 @@ describe("Prometheus metrics after known traffic", () => {
     );
     expect(sample(text, 'perpetual_upstream_duration_seconds_count{provider="openai"}')).toBe(4);
     expect(sample(text, 'perpetual_time_to_first_token_seconds_count{provider="openai"}')).toBe(1);
-    expect(sample(text, "perpetual_retrievals_total")).toBe(0);
+    // Each completion recalled memory once (4 chat calls).
+    expect(sample(text, "perpetual_retrievals_total")).toBe(4);
+    expect(sample(text, "perpetual_retrieval_duration_seconds_count")).toBe(4);
     expect(sample(text, "perpetual_in_flight_requests")).toBe(1); // the scrape itself
   });
 

@@ -31,7 +31,7 @@ describe("The server process on embedded defaults", () => {
 
     const health = await fetch(`${base}/health`);
     expect(health.status).toBe(200);
-    expect(await health.json()).toMatchObject({ status: "healthy", models_loaded: false, vector_db_connected: false });
+    expect(await health.json()).toMatchObject({ status: "healthy", models_loaded: false, vector_db_connected: true });
     expect((await fetch(`${base}/ready`)).status).toBe(200);
 
     const cli = await runCli(["migrate"], { DATA_DIR: dataDir });

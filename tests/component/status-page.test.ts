@@ -32,7 +32,7 @@ describe("Status page", () => {
     const body = (await res.json()) as Record<string, unknown>;
     expect(body).toMatchObject({
       status: "operational",
-      components: { api: "operational", database: "operational", vector_db: "not configured", redis: "not configured" },
+      components: { api: "operational", database: "operational", vector_db: "operational", redis: "not configured" },
       requests_today: 3,
       active_users_today: 1,
     });

@@ -38,6 +38,7 @@ export async function startTestApp(options: {
   const logger = options.logger ?? captured.logger;
   const services = createServices(config, options.db, logger);
   await services.pool?.start();
+  await services.memory.start();
   await services.counters.ready(3_000);
   const app = createApp({ config, db: options.db, logger, services, probes: options.probes });
   const running = await listen(app, { host: "127.0.0.1", port: 0, requestTimeoutMs: config.http.requestTimeoutMs });
@@ -49,6 +50,7 @@ export async function startTestApp(options: {
       await running.drain(1_000);
       services.pool?.stop();
       await services.usage.close();
+      await services.memory.stop();
       await services.counters.close();
     },
   };

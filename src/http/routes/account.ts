@@ -9,6 +9,7 @@ import {
   listApiKeys,
   revokeApiKey,
 } from "../../identity";
+import type { MemoryService } from "../../memory";
 import type { ProviderKeys } from "../../provider-keys";
 import { parseBody, uuidParam } from "../../validation";
 import { ApiRouter, json } from "../api-router";
@@ -61,12 +62,13 @@ const newProviderKeySchema = z
 
 export interface AccountRoutesDeps {
   db: Database;
+  memory: MemoryService;
   authenticator: Authenticator;
   providerKeys: ProviderKeys;
 }
 
 /** The caller's own account: profile, Perpetual API keys, provider keys. Every query runs as the caller (RLS). */
-export function accountRoutes({ db, authenticator, providerKeys }: AccountRoutesDeps): ApiRouter {
+export function accountRoutes({ db, authenticator, providerKeys, memory }: AccountRoutesDeps): ApiRouter {
   const api = new ApiRouter("Account");
   api.use(requireUser(authenticator), ["/me", "/api-keys", "/provider-keys"]);
 
@@ -101,7 +103,9 @@ export function accountRoutes({ db, authenticator, providerKeys }: AccountRoutes
       const deleted = await db.asUser(userId, (tx) => deleteAccount(tx, userId));
       authenticator.forgetUser(userId);
       providerKeys.forgetUser(userId);
-      res.json({ id: userId, object: "user", deleted: true, deleted_rows: deleted });
+      // After the rows: the outbox rows are gone, so no worker can write a point of this user again.
+      const memories = await memory.forgetUser(userId);
+      res.json({ id: userId, object: "user", deleted: true, deleted_rows: { ...deleted, memories } });
     },
   );
 

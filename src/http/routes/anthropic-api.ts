@@ -3,6 +3,7 @@ import type { ChatPipeline } from "../../chat/pipeline";
 import type { ApiError } from "../../errors";
 import type { Authenticator } from "../../identity";
 import type { Logger } from "../../log";
+import type { MemoryService } from "../../memory";
 import {
   type AnthropicRequest,
   fromAnthropicRequest,
@@ -13,9 +14,16 @@ import { parseBody } from "../../validation";
 import { ApiRouter } from "../api-router";
 import { authenticateRequest } from "../authentication";
 import { clientGoneSignal } from "../client-signal";
+import { CONVERSATION_HEADER, conversationIdOf } from "../conversation";
 import { toApiError } from "../error-handler";
 import { requestIdOf } from "../request-context";
-import { AnthropicMessage, AnthropicStreamEvent, RATE_LIMIT_HEADERS } from "../schemas";
+import {
+  AnthropicMessage,
+  AnthropicStreamEvent,
+  MEMORY_REQUEST_HEADERS,
+  MEMORY_RESPONSE_HEADERS,
+  RATE_LIMIT_HEADERS,
+} from "../schemas";
 import { SseWriter } from "../sse";
 
 const anthropicRequestSchema = z
@@ -54,12 +62,13 @@ function anthropicErrorBody(error: ApiError) {
 
 export interface AnthropicRoutesDeps {
   authenticator: Authenticator;
+  memory: MemoryService;
   chat: ChatPipeline;
   logger: Logger;
 }
 
 /** POST /v1/messages: Anthropic's Messages API in front of any provider, translated to and from the chat pipeline. */
-export function anthropicRoutes({ authenticator, chat, logger }: AnthropicRoutesDeps): ApiRouter {
+export function anthropicRoutes({ authenticator, chat, memory, logger }: AnthropicRoutesDeps): ApiRouter {
   const api = new ApiRouter("Anthropic-compatible");
 
   api.route(
@@ -69,11 +78,12 @@ export function anthropicRoutes({ authenticator, chat, logger }: AnthropicRoutes
       summary: "Anthropic's Messages API in front of any provider (the key may also be sent as x-api-key)",
       access: "api_key",
       body: anthropicRequestSchema,
+      requestHeaders: MEMORY_REQUEST_HEADERS,
       responses: {
         200: {
           description: "The message; with `stream: true`, Anthropic's server-sent events.",
           content: { "application/json": AnthropicMessage, "text/event-stream": AnthropicStreamEvent },
-          headers: RATE_LIMIT_HEADERS,
+          headers: [...RATE_LIMIT_HEADERS, ...MEMORY_RESPONSE_HEADERS],
         },
       },
       errors: [403, 404, 429, 502, 503, 504],
@@ -91,8 +101,9 @@ export function anthropicRoutes({ authenticator, chat, logger }: AnthropicRoutes
           principal,
           body,
           requestId: requestIdOf(res),
-          conversationId: null,
+          conversationId: conversationIdOf(req.get(CONVERSATION_HEADER)),
           endpoint: "/v1/messages",
+          memory: memory.controlsFrom((name) => req.get(name)),
           signal,
         });
         res.set(result.headers);

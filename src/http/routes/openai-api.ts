@@ -4,29 +4,35 @@ import type { Targets } from "../../chat/targets";
 import { notFound } from "../../errors";
 import type { Authenticator } from "../../identity";
 import type { Logger } from "../../log";
+import type { MemoryService } from "../../memory";
 import { ApiRouter, json } from "../api-router";
 import { principalOf, requireUser } from "../authentication";
 import { clientGoneSignal } from "../client-signal";
+import { CONVERSATION_HEADER, conversationIdOf } from "../conversation";
 import { toApiError } from "../error-handler";
 import { requestIdOf } from "../request-context";
-import { ChatCompletion, ChatCompletionChunk, EmbeddingList, listOf, Model, RATE_LIMIT_HEADERS } from "../schemas";
+import {
+  ChatCompletion,
+  ChatCompletionChunk,
+  EmbeddingList,
+  listOf,
+  MEMORY_REQUEST_HEADERS,
+  MEMORY_RESPONSE_HEADERS,
+  Model,
+  RATE_LIMIT_HEADERS,
+} from "../schemas";
 import { SseWriter } from "../sse";
 
 export interface OpenAiRoutesDeps {
   authenticator: Authenticator;
+  memory: MemoryService;
   targets: Targets;
   chat: ChatPipeline;
   logger: Logger;
 }
 
-const CONVERSATION_HEADER = "x-perpetual-conversation-id";
-
-function conversationIdOf(value: string | undefined): string | null {
-  return value && /^[\w.:-]{1,200}$/.test(value) ? value : null;
-}
-
 /** The OpenAI-compatible endpoints: thin adapters between HTTP and the chat pipeline. */
-export function openAiRoutes({ authenticator, targets, chat, logger }: OpenAiRoutesDeps): ApiRouter {
+export function openAiRoutes({ authenticator, targets, chat, memory, logger }: OpenAiRoutesDeps): ApiRouter {
   const api = new ApiRouter("OpenAI-compatible");
   api.use(requireUser(authenticator), ["/chat/completions", "/embeddings", "/models"]);
 
@@ -39,12 +45,12 @@ export function openAiRoutes({ authenticator, targets, chat, logger }: OpenAiRou
         "The model picks the provider (config/models.json, or a `provider/model` name). Usage and cost are recorded.",
       access: "api_key",
       body: chatRequestSchema,
-      requestHeaders: { [CONVERSATION_HEADER]: "Groups requests into one conversation (letters, digits, `_.:-`)." },
+      requestHeaders: MEMORY_REQUEST_HEADERS,
       responses: {
         200: {
           description: "The completion; with `stream: true`, server-sent events of chunks ending with `data: [DONE]`.",
           content: { "application/json": ChatCompletion, "text/event-stream": ChatCompletionChunk },
-          headers: RATE_LIMIT_HEADERS,
+          headers: [...RATE_LIMIT_HEADERS, ...MEMORY_RESPONSE_HEADERS],
         },
       },
       errors: [403, 404, 429, 502, 503, 504],
@@ -55,7 +61,8 @@ export function openAiRoutes({ authenticator, targets, chat, logger }: OpenAiRou
         principal: principalOf(res),
         body: req.body,
         requestId: requestIdOf(res),
-        conversationId: conversationIdOf(req.get(CONVERSATION_HEADER)),
+        conversationId: conversationIdOf(req.get(CONVERSATION_HEADER), req.body),
+        memory: memory.controlsFrom((name) => req.get(name)),
         endpoint: "/v1/chat/completions",
         signal,
       });

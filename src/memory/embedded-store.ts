@@ -1,0 +1,344 @@
+import {
+  closeSync,
+  createReadStream,
+  existsSync,
+  fdatasyncSync,
+  mkdirSync,
+  openSync,
+  renameSync,
+  writeSync,
+} from "node:fs";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import type { SparseVector } from "./sparse";
+import {
+  type Memory,
+  type MemoryDeletion,
+  type MemoryPage,
+  type MemorySearch,
+  type MemoryStore,
+  type NewMemory,
+  PREFETCH_LIMIT,
+  RRF_K,
+  type ScoredMemory,
+  type UserMemories,
+} from "./store";
+
+/**
+ * The default vector store: everything in memory, per user (so a search only ever touches that user's rows),
+ * made durable by an append-only log under DATA_DIR/memory that is fsynced before a write resolves and replayed at
+ * start (and compacted when mostly dead). Dense search is an exact scan of the user's unit vectors; the sparse
+ * side is an inverted index scored with BM25's IDF computed over the user's own memories. One process only: with
+ * several replicas, use Qdrant.
+ */
+export class EmbeddedMemoryStore implements MemoryStore {
+  readonly kind = "embedded" as const;
+  private readonly users = new Map<string, UserIndex>();
+  private readonly path: string;
+  private fd: number | undefined;
+  private logLines = 0;
+
+  constructor(
+    dataDir: string,
+    readonly collection: string,
+    private readonly dimensions: number,
+  ) {
+    mkdirSync(join(dataDir, "memory"), { recursive: true, mode: 0o700 });
+    this.path = join(dataDir, "memory", `${collection}.ndjson`);
+  }
+
+  async ready(): Promise<void> {
+    if (this.fd !== undefined) return;
+    if (existsSync(this.path)) await this.replay();
+    const live = [...this.users.values()].reduce((n, u) => n + u.live, 0);
+    if (this.logLines > 1000 && this.logLines > 2 * live) this.compact();
+    this.fd = openSync(this.path, "a", 0o600);
+  }
+
+  async connected(): Promise<boolean> {
+    return this.fd !== undefined;
+  }
+
+  forUser(userId: string): UserMemories {
+    const index = () => this.userIndex(userId);
+    return {
+      upsert: async (memories) => {
+        if (memories.length === 0) return;
+        this.append(memories.map((m) => ({ op: "put", u: userId, ...serialize(m) })));
+        for (const m of memories) index().put(m);
+      },
+      search: async (query) => this.users.get(userId)?.search(query) ?? [],
+      list: async (options) => this.users.get(userId)?.list(options) ?? { data: [] },
+      delete: async (which) => {
+        const user = this.users.get(userId);
+        if (!user) return 0;
+        const ids = user.matching(which);
+        if (ids.length === 0) return 0;
+        this.append([{ op: "del", u: userId, ids }]);
+        for (const id of ids) user.remove(id);
+        if (user.live === 0) this.users.delete(userId);
+        return ids.length;
+      },
+    };
+  }
+
+  private userIndex(userId: string): UserIndex {
+    const existing = this.users.get(userId);
+    if (existing) return existing;
+    const created = new UserIndex(this.dimensions);
+    this.users.set(userId, created);
+    return created;
+  }
+
+  async close(): Promise<void> {
+    if (this.fd !== undefined) closeSync(this.fd);
+    this.fd = undefined;
+  }
+
+  /** Durable before it returns: the outbox deletes its row only after this. */
+  private append(records: object[]): void {
+    if (this.fd === undefined) throw new Error("the embedded memory store is not open");
+    writeSync(this.fd, `${records.map((r) => JSON.stringify(r)).join("\n")}\n`);
+    fdatasyncSync(this.fd);
+    this.logLines += records.length;
+  }
+
+  private async replay(): Promise<void> {
+    const lines = createInterface({ input: createReadStream(this.path, "utf8"), crlfDelay: Number.POSITIVE_INFINITY });
+    for await (const line of lines) {
+      if (!line) continue;
+      let record: LogRecord;
+      try {
+        record = JSON.parse(line) as LogRecord;
+      } catch {
+        continue; // a torn last line after a crash: its write never resolved, so the outbox still holds it
+      }
+      this.logLines++;
+      if (record.op === "put") {
+        this.userIndex(record.u).put(deserialize(record));
+      } else {
+        const user = this.users.get(record.u);
+        for (const id of record.ids) user?.remove(id);
+      }
+    }
+  }
+
+  private compact(): void {
+    const partial = `${this.path}.compacting`;
+    const fd = openSync(partial, "w", 0o600);
+    let lines = 0;
+    for (const [userId, user] of this.users) {
+      for (const m of user.all()) {
+        writeSync(fd, `${JSON.stringify({ op: "put", u: userId, ...serialize(m) })}\n`);
+        lines++;
+      }
+    }
+    fdatasyncSync(fd);
+    closeSync(fd);
+    renameSync(partial, this.path);
+    this.logLines = lines;
+  }
+}
+
+type LogRecord = ({ op: "put"; u: string } & ReturnType<typeof serialize>) | { op: "del"; u: string; ids: string[] };
+
+function serialize(m: NewMemory) {
+  return {
+    m: {
+      id: m.id,
+      conversationId: m.conversationId,
+      role: m.role,
+      text: m.text,
+      createdAt: m.createdAt,
+      model: m.model,
+      requestId: m.requestId,
+    },
+    d: Buffer.from(m.dense.buffer, m.dense.byteOffset, m.dense.byteLength).toString("base64"),
+    s: [m.sparse.indices, m.sparse.values] as [number[], number[]],
+  };
+}
+
+function deserialize(record: ReturnType<typeof serialize>): NewMemory {
+  const bytes = Buffer.from(record.d, "base64");
+  const dense = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+  return { ...record.m, dense, sparse: { indices: record.s[0], values: record.s[1] } };
+}
+
+/** One user's memories: slots in insertion order, dead slots skipped and reclaimed by `rebuild`. */
+class UserIndex {
+  private memories: (NewMemory | undefined)[] = [];
+  private vectors: Float32Array;
+  private readonly slotById = new Map<string, number>();
+  /** term id → slots holding it, with the term's weight there. */
+  private postings = new Map<number, { slots: number[]; weights: number[] }>();
+  /** term id → live slots holding it (document frequency). */
+  private readonly documentFrequency = new Map<number, number>();
+  live = 0;
+
+  constructor(private readonly dimensions: number) {
+    this.vectors = new Float32Array(dimensions * 16);
+  }
+
+  put(memory: NewMemory): void {
+    if (this.slotById.has(memory.id)) this.remove(memory.id);
+    const slot = this.memories.length;
+    if ((slot + 1) * this.dimensions > this.vectors.length) {
+      const grown = new Float32Array(this.vectors.length * 2);
+      grown.set(this.vectors);
+      this.vectors = grown;
+    }
+    this.vectors.set(memory.dense.subarray(0, this.dimensions), slot * this.dimensions);
+    this.memories.push(memory);
+    this.slotById.set(memory.id, slot);
+    memory.sparse.indices.forEach((term, i) => {
+      const list = this.postings.get(term) ?? { slots: [], weights: [] };
+      this.postings.set(term, list);
+      list.slots.push(slot);
+      list.weights.push(memory.sparse.values[i]!);
+      this.documentFrequency.set(term, (this.documentFrequency.get(term) ?? 0) + 1);
+    });
+    this.live++;
+  }
+
+  remove(id: string): void {
+    const slot = this.slotById.get(id);
+    if (slot === undefined) return;
+    const memory = this.memories[slot]!;
+    for (const term of memory.sparse.indices) {
+      const df = (this.documentFrequency.get(term) ?? 1) - 1;
+      if (df > 0) this.documentFrequency.set(term, df);
+      else this.documentFrequency.delete(term);
+    }
+    this.memories[slot] = undefined;
+    this.slotById.delete(id);
+    this.live--;
+    if (this.memories.length > 64 && this.live < this.memories.length / 2) this.rebuild();
+  }
+
+  all(): NewMemory[] {
+    return this.memories.filter((m): m is NewMemory => m !== undefined);
+  }
+
+  matching(which: MemoryDeletion): string[] {
+    if ("ids" in which) return which.ids.filter((id) => this.slotById.has(id));
+    return this.all()
+      .filter((m) =>
+        "all" in which
+          ? true
+          : "conversationId" in which
+            ? m.conversationId === which.conversationId
+            : m.requestId === which.requestId,
+      )
+      .map((m) => m.id);
+  }
+
+  list({ conversationId, limit, after }: { conversationId?: string; limit: number; after?: string }): MemoryPage {
+    const newestFirst = this.all()
+      .filter((m) => conversationId === undefined || m.conversationId === conversationId)
+      .sort((a, b) =>
+        a.createdAt === b.createdAt ? b.id.localeCompare(a.id) : b.createdAt.localeCompare(a.createdAt),
+      );
+    const start = after === undefined ? 0 : newestFirst.findIndex((m) => m.id === after) + 1;
+    const page = newestFirst.slice(start, start + limit);
+    const next = start + limit < newestFirst.length ? page.at(-1)?.id : undefined;
+    return { data: page.map(plain), ...(next && { next }) };
+  }
+
+  search(query: MemorySearch): ScoredMemory[] {
+    const allowed = (slot: number) => {
+      const m = this.memories[slot];
+      return m !== undefined && (query.conversationId === undefined || m.conversationId === query.conversationId);
+    };
+    const fused = new Map<number, number>();
+    const fuse = (ranked: number[]) => {
+      ranked.forEach((slot, rank) => {
+        fused.set(slot, (fused.get(slot) ?? 0) + 1 / (RRF_K + rank + 1));
+      });
+    };
+    fuse(this.denseTop(query.dense, allowed));
+    fuse(this.sparseTop(query.sparse, allowed));
+    return [...fused]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, query.limit)
+      .map(([slot, score]) => ({ memory: plain(this.memories[slot]!), score }));
+  }
+
+  private denseTop(query: Float32Array, allowed: (slot: number) => boolean): number[] {
+    const top = new TopK(PREFETCH_LIMIT);
+    const dims = this.dimensions;
+    const vectors = this.vectors;
+    for (let slot = 0; slot < this.memories.length; slot++) {
+      if (!allowed(slot)) continue;
+      let dot = 0;
+      const base = slot * dims;
+      for (let d = 0; d < dims; d++) dot += vectors[base + d]! * query[d]!;
+      top.offer(slot, dot);
+    }
+    return top.slotsBestFirst();
+  }
+
+  private sparseTop(query: SparseVector, allowed: (slot: number) => boolean): number[] {
+    const scores = new Map<number, number>();
+    query.indices.forEach((term, i) => {
+      const list = this.postings.get(term);
+      const df = this.documentFrequency.get(term);
+      if (!list || !df) return;
+      // Qdrant's IDF modifier: ln(1 + (N - n + 0.5) / (n + 0.5)).
+      const idf = Math.log(1 + (this.live - df + 0.5) / (df + 0.5)) * query.values[i]!;
+      for (let j = 0; j < list.slots.length; j++) {
+        const slot = list.slots[j]!;
+        if (this.memories[slot] === undefined) continue;
+        scores.set(slot, (scores.get(slot) ?? 0) + idf * list.weights[j]!);
+      }
+    });
+    const top = new TopK(PREFETCH_LIMIT);
+    for (const [slot, score] of scores) if (allowed(slot)) top.offer(slot, score);
+    return top.slotsBestFirst();
+  }
+
+  /** Drops dead slots: vectors and postings are rebuilt from the live memories. */
+  private rebuild(): void {
+    const live = this.all();
+    this.memories = [];
+    this.slotById.clear();
+    this.postings = new Map();
+    this.documentFrequency.clear();
+    this.live = 0;
+    for (const m of live) this.put(m);
+  }
+}
+
+const plain = (m: NewMemory): Memory => ({
+  id: m.id,
+  conversationId: m.conversationId,
+  role: m.role,
+  text: m.text,
+  createdAt: m.createdAt,
+  model: m.model,
+  requestId: m.requestId,
+});
+
+/** The k best (slot, score) pairs seen, kept sorted; cheap while k is small compared with the input. */
+class TopK {
+  private readonly slots: number[] = [];
+  private readonly scores: number[] = [];
+
+  constructor(private readonly k: number) {}
+
+  offer(slot: number, score: number): void {
+    const n = this.scores.length;
+    if (n === this.k && score <= this.scores[n - 1]!) return;
+    let i = n === this.k ? n - 1 : n;
+    while (i > 0 && this.scores[i - 1]! < score) {
+      this.scores[i] = this.scores[i - 1]!;
+      this.slots[i] = this.slots[i - 1]!;
+      i--;
+    }
+    this.scores[i] = score;
+    this.slots[i] = slot;
+  }
+
+  slotsBestFirst(): number[] {
+    return this.slots.slice();
+  }
+}

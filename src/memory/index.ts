@@ -1,0 +1,50 @@
+import type { Config } from "../config";
+import type { Database } from "../db";
+import type { Logger } from "../log";
+import type { Metrics } from "../metrics";
+import { EmbeddedMemoryStore } from "./embedded-store";
+import { OpenAiCompatibleEmbedder } from "./embedders/openai-compatible";
+import type { Embedder } from "./embedders/types";
+import { WordVectorEmbedder } from "./embedders/word-vectors";
+import { MemoryService } from "./service";
+import type { MemoryStore } from "./store";
+
+export type { Embedder } from "./embedders/types";
+export { ensureWordVectorCache } from "./embedders/word-vectors";
+export { exchangeToRemember } from "./recall";
+export {
+  MEMORY_HEADER,
+  MEMORY_SCOPE_HEADER,
+  type MemoryControls,
+  MemoryService,
+  memoryControls,
+  type Recall,
+  writesMemory,
+} from "./service";
+export type { Memory, MemoryStore } from "./store";
+
+export function createEmbedder(config: Config): Embedder {
+  const { provider, model, dimensions, baseUrl, apiKey } = config.embedding;
+  if (provider === "builtin") return new WordVectorEmbedder();
+  return new OpenAiCompatibleEmbedder({
+    model: model ?? (provider === "openai" ? "text-embedding-3-small" : "default"),
+    dimensions,
+    baseUrl,
+    apiKey,
+  });
+}
+
+/** One collection per embedding model: vectors of different models cannot be compared. */
+export function collectionName(config: Config, embedder: Embedder): string {
+  return `${config.qdrant.collection}_${embedder.id.replace(/[^A-Za-z0-9_-]+/g, "-")}`;
+}
+
+export function createMemoryStore(config: Config, embedder: Embedder): MemoryStore {
+  return new EmbeddedMemoryStore(config.dataDir, collectionName(config, embedder), embedder.dimensions);
+}
+
+export function createMemory(config: Config, db: Database, logger: Logger, metrics: Metrics): MemoryService {
+  const embedder = createEmbedder(config);
+  const store = createMemoryStore(config, embedder);
+  return new MemoryService({ store, embedder, db, logger, metrics, settings: config.memory });
+}

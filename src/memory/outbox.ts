@@ -1,0 +1,153 @@
+import { createHash } from "node:crypto";
+import type { Database } from "../db";
+import type { Logger } from "../log";
+import type { Embedder } from "./embedders/types";
+import { bm25Document } from "./sparse";
+import type { MemoryStore, NewMemory } from "./store";
+import { chunkText } from "./text";
+
+export interface OutboxMessage {
+  role: "user" | "assistant";
+  content: string;
+}
+
+type OutboxRow = {
+  id: string;
+  request_id: string;
+  user_id: string;
+  conversation_id: string | null;
+  model: string | null;
+  messages: OutboxMessage[];
+  created_at: Date | string;
+  attempts: number;
+};
+
+export interface MemoryOutboxOptions {
+  db: Database;
+  store: MemoryStore;
+  embedder: Embedder;
+  logger: Logger;
+  chunkTokens: number;
+  intervalMs?: number;
+  batchSize?: number;
+  /** How long a claimed row is left to its worker before another may take it. */
+  leaseSeconds?: number;
+}
+
+/** A chunk's point id: derived from the request and the chunk's place in it, so a retry overwrites, never adds. */
+export function memoryId(requestId: string, index: number): string {
+  const h = createHash("sha256").update(`${requestId}:${index}`).digest("hex");
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-5${h.slice(13, 16)}-${((Number.parseInt(h[16]!, 16) & 3) | 8).toString(16)}${h.slice(17, 20)}-${h.slice(20, 32)}`;
+}
+
+/**
+ * Drains memory_outbox into the vector store: claims due rows (a lease, so several replicas share the work and a
+ * crashed worker's rows come back), chunks and embeds them, upserts, then deletes the row. Failures back off
+ * exponentially (up to 10 minutes) and keep the row; nothing is dropped.
+ */
+export class MemoryOutbox {
+  private timer: NodeJS.Timeout | undefined;
+  private draining: Promise<number> | undefined;
+  private failing = false;
+
+  constructor(private readonly options: MemoryOutboxOptions) {}
+
+  start(): void {
+    this.timer = setInterval(() => void this.drain(), this.options.intervalMs ?? 500);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    await this.draining;
+  }
+
+  /** Processes what is due now; resolves with the number of exchanges stored. */
+  drain(): Promise<number> {
+    this.draining ??= this.drainDue().finally(() => {
+      this.draining = undefined;
+    });
+    return this.draining;
+  }
+
+  async pending(): Promise<number> {
+    const [row] = await this.options.db.query<{ n: number }>("select count(*)::int as n from memory_outbox");
+    return row?.n ?? 0;
+  }
+
+  private async drainDue(): Promise<number> {
+    let stored = 0;
+    for (;;) {
+      let rows: OutboxRow[];
+      try {
+        rows = await this.claim();
+      } catch (error) {
+        this.options.logger.warn("memory outbox unreachable", { error });
+        return stored;
+      }
+      if (rows.length === 0) return stored;
+      for (const row of rows) {
+        if (await this.process(row)) stored++;
+      }
+    }
+  }
+
+  private claim(): Promise<OutboxRow[]> {
+    return this.options.db.query<OutboxRow>(
+      `update memory_outbox set attempts = attempts + 1,
+              next_attempt_at = now() + make_interval(secs => $2)
+        where id in (select id from memory_outbox where next_attempt_at <= now()
+                     order by id limit $1 for update skip locked)
+        returning id::text, request_id, user_id, conversation_id, model, messages, created_at, attempts`,
+      [this.options.batchSize ?? 50, this.options.leaseSeconds ?? 60],
+    );
+  }
+
+  private async process(row: OutboxRow): Promise<boolean> {
+    const { db, store, embedder, logger } = this.options;
+    const memories = store.forUser(row.user_id);
+    try {
+      const chunks = toChunks(row, this.options.chunkTokens);
+      const dense = await embedder.embed(chunks.map((c) => c.text));
+      await memories.upsert(chunks.map((c, i) => ({ ...c, dense: dense[i]!, sparse: bm25Document(c.text) })));
+      const done = await db.query("delete from memory_outbox where id = $1 returning 1", [row.id]);
+      // The row vanished while we worked: the user was erased. Take back what was just written.
+      if (done.length === 0) await memories.delete({ requestId: row.request_id });
+      if (this.failing) logger.info("memory writes resumed");
+      this.failing = false;
+      return true;
+    } catch (error) {
+      const delaySeconds = Math.min(600, 2 ** Math.min(row.attempts, 10));
+      if (!this.failing) logger.warn("memory write failed; will retry", { request_id: row.request_id, error });
+      this.failing = true;
+      await db
+        .query(
+          "update memory_outbox set next_attempt_at = now() + make_interval(secs => $2), last_error = $3 where id = $1",
+          [row.id, delaySeconds, String(error instanceof Error ? error.message : error).slice(0, 500)],
+        )
+        .catch(() => {});
+      return false;
+    }
+  }
+}
+
+function toChunks(row: OutboxRow, chunkTokens: number): Omit<NewMemory, "dense" | "sparse">[] {
+  // A millisecond apart per chunk, so the exchange keeps its order (user turn, then reply) when sorted by time.
+  const base = new Date(row.created_at).getTime();
+  const chunks: Omit<NewMemory, "dense" | "sparse">[] = [];
+  for (const message of row.messages) {
+    for (const text of chunkText(message.content, chunkTokens)) {
+      chunks.push({
+        id: memoryId(row.request_id, chunks.length),
+        conversationId: row.conversation_id,
+        role: message.role,
+        text,
+        createdAt: new Date(base + chunks.length).toISOString(),
+        model: row.model,
+        requestId: row.request_id,
+      });
+    }
+  }
+  return chunks;
+}

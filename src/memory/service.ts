@@ -1,0 +1,185 @@
+import type { Config } from "../config";
+import type { Database } from "../db";
+import { invalidRequest } from "../errors";
+import type { Logger } from "../log";
+import type { Metrics } from "../metrics";
+import type { Embedder } from "./embedders/types";
+import { MemoryOutbox } from "./outbox";
+import { type ChatTurn, memoryMessage, recallQuery, selectMemories } from "./recall";
+import { bm25Query } from "./sparse";
+import type { Memory, MemoryPage, MemoryStore } from "./store";
+
+export type MemoryMode = Config["memory"]["defaultMode"];
+export type MemoryScope = Config["memory"]["defaultScope"];
+
+export interface MemoryControls {
+  mode: MemoryMode;
+  scope: MemoryScope;
+}
+
+export const MEMORY_HEADER = "x-perpetual-memory";
+export const MEMORY_SCOPE_HEADER = "x-perpetual-memory-scope";
+
+/** Per-request memory controls from headers, defaults from config; a bad value is a 400 naming the header. */
+export function memoryControls(
+  header: (name: string) => string | undefined,
+  defaults: Config["memory"],
+): MemoryControls {
+  const mode = header(MEMORY_HEADER)?.trim().toLowerCase() || defaults.defaultMode;
+  const scope = header(MEMORY_SCOPE_HEADER)?.trim().toLowerCase() || defaults.defaultScope;
+  if (!["on", "off", "read-only", "write-only"].includes(mode)) {
+    throw invalidRequest(`${MEMORY_HEADER} must be on, off, read-only or write-only.`, "invalid_header", MEMORY_HEADER);
+  }
+  if (!["user", "conversation"].includes(scope)) {
+    throw invalidRequest(`${MEMORY_SCOPE_HEADER} must be user or conversation.`, "invalid_header", MEMORY_SCOPE_HEADER);
+  }
+  return { mode: mode as MemoryMode, scope: scope as MemoryScope };
+}
+
+export const readsMemory = (mode: MemoryMode) => mode === "on" || mode === "read-only";
+export const writesMemory = (mode: MemoryMode) => mode === "on" || mode === "write-only";
+
+export interface Recall {
+  /** The system message to add, when memories were found. */
+  message?: { role: "system"; content: string };
+  used: number;
+  /** ok | off | empty | timeout | unavailable: reported in the x-perpetual-memory response header. */
+  status: "ok" | "off" | "empty" | "timeout" | "unavailable";
+  calls: number;
+  latencyMs: number;
+}
+
+const CANDIDATES = 50;
+
+/** Recall before the provider call, the write-back outbox after it, and the caller-scoped memory API. */
+export class MemoryService {
+  readonly outbox: MemoryOutbox;
+
+  constructor(
+    private readonly deps: {
+      store: MemoryStore;
+      embedder: Embedder;
+      db: Database;
+      logger: Logger;
+      metrics: Metrics;
+      settings: Config["memory"];
+    },
+  ) {
+    this.outbox = new MemoryOutbox({ ...deps, chunkTokens: deps.settings.chunkTokens });
+  }
+
+  /** This request's controls: x-perpetual-memory / x-perpetual-memory-scope headers over the configured defaults. */
+  controlsFrom(header: (name: string) => string | undefined): MemoryControls {
+    return memoryControls(header, this.deps.settings);
+  }
+
+  get store(): MemoryStore {
+    return this.deps.store;
+  }
+
+  /** Opens the store (creating collections and indexes when missing) and starts draining the outbox. */
+  async start(): Promise<void> {
+    await this.deps.store.ready();
+    this.outbox.start();
+  }
+
+  async stop(): Promise<void> {
+    await this.outbox.stop();
+    await this.deps.store.close();
+  }
+
+  /** Never throws: a slow or failing store means an answer without memory, reported in the status. */
+  async recall(
+    userId: string,
+    messages: readonly ChatTurn[],
+    controls: MemoryControls,
+    conversationId: string | null,
+  ): Promise<Recall> {
+    if (!readsMemory(controls.mode)) return { used: 0, status: "off", calls: 0, latencyMs: 0 };
+    const query = recallQuery(messages);
+    if (!query.trim()) return { used: 0, status: "empty", calls: 0, latencyMs: 0 };
+    const started = performance.now();
+    const { metrics, settings } = this.deps;
+    const controller = new AbortController();
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<"timeout">((resolve) => {
+      timer = setTimeout(() => {
+        controller.abort();
+        resolve("timeout");
+      }, settings.recallTimeoutMs);
+    });
+    try {
+      const result = await Promise.race([
+        this.search(userId, query, controls, conversationId, controller.signal),
+        timeout,
+      ]);
+      const latencyMs = Math.round(performance.now() - started);
+      metrics.retrievalsTotal.inc();
+      metrics.retrievalDuration.observe(latencyMs / 1000);
+      if (result === "timeout") {
+        metrics.memoryRecallFailures.inc({ reason: "timeout" });
+        return { used: 0, status: "timeout", calls: 1, latencyMs };
+      }
+      const chosen = selectMemories(result, messages, settings.tokenBudget);
+      if (chosen.length === 0) return { used: 0, status: "empty", calls: 1, latencyMs };
+      return { message: memoryMessage(chosen), used: chosen.length, status: "ok", calls: 1, latencyMs };
+    } catch (error) {
+      const latencyMs = Math.round(performance.now() - started);
+      metrics.memoryRecallFailures.inc({ reason: "unavailable" });
+      this.deps.logger.warn("memory recall failed; answering without memory", { error });
+      return { used: 0, status: "unavailable", calls: 1, latencyMs };
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** POST /v1/memories/search: the same hybrid search as recall, without the budget. */
+  async searchMemories(userId: string, query: string, limit: number, conversationId?: string) {
+    const results = await this.search(
+      userId,
+      query,
+      { mode: "on", scope: conversationId ? "conversation" : "user" },
+      conversationId ?? null,
+    );
+    return results.slice(0, limit);
+  }
+
+  list(userId: string, options: { conversationId?: string; limit: number; after?: string }): Promise<MemoryPage> {
+    return this.deps.store.forUser(userId).list(options);
+  }
+
+  deleteIds(userId: string, ids: string[]): Promise<number> {
+    return this.deps.store.forUser(userId).delete({ ids });
+  }
+
+  /** Stored memories of a conversation, and its exchanges still waiting in the outbox. */
+  async deleteConversation(userId: string, conversationId: string): Promise<number> {
+    await this.deps.db.asUser(userId, (tx) =>
+      tx.query("delete from memory_outbox where user_id = $1 and conversation_id = $2", [userId, conversationId]),
+    );
+    return this.deps.store.forUser(userId).delete({ conversationId });
+  }
+
+  /** Account erasure: every point of the user (outbox rows go with the user row). */
+  forgetUser(userId: string): Promise<number> {
+    return this.deps.store.forUser(userId).delete({ all: true });
+  }
+
+  private async search(
+    userId: string,
+    query: string,
+    controls: MemoryControls,
+    conversationId: string | null,
+    signal?: AbortSignal,
+  ) {
+    const [dense] = await this.deps.embedder.embed([query], signal);
+    return this.deps.store.forUser(userId).search({
+      dense: dense!,
+      sparse: bm25Query(query),
+      limit: CANDIDATES,
+      ...(controls.scope === "conversation" && { conversationId: conversationId ?? "" }),
+    });
+  }
+}
+
+export type { Memory };

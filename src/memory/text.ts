@@ -1,0 +1,90 @@
+import { stemmer } from "stemmer";
+
+/**
+ * Text handling shared by the sparse (BM25) side and the chunker: lower-cased word tokens, English stop words
+ * dropped, Porter-stemmed (the `stemmer` package) so "hiking" finds "hiked".
+ */
+
+const STOP_WORDS = new Set(
+  (
+    "a about above after again against all am an and any are as at be because been before being below between both " +
+    "but by can could did do does doing down during each few for from further had has have having he her here hers " +
+    "herself him himself his how i if in into is it its itself just me more most my myself no nor not now of off on " +
+    "once only or other our ours ourselves out over own same she should so some such than that the their theirs them " +
+    "themselves then there these they this those through to too under until up very was we were what when where " +
+    "which while who whom why will with would you your yours yourself yourselves also yeah oh ok okay really just " +
+    "im ive id youre thats dont its"
+  ).split(" "),
+);
+
+const WORD = /[\p{L}\p{N}]+(?:['’][\p{L}]+)?/gu;
+
+/** Words as they appear (lower-cased, apostrophes folded), stop words included: for the dense embedder. */
+export function words(text: string): string[] {
+  return (text.toLowerCase().match(WORD) ?? []).map((w) => w.replace(/['’]/g, ""));
+}
+
+/** Index terms for BM25: stop words dropped, stemmed. */
+export function terms(text: string): string[] {
+  const out: string[] = [];
+  for (const word of words(text)) {
+    if (STOP_WORDS.has(word) || word.length > 40) continue;
+    out.push(/^\d+$/.test(word) ? word : stemmer(word));
+  }
+  return out;
+}
+
+/** A rough token count (≈ 4 characters per token), the same rule the rate limiter's estimate uses. */
+export function approximateTokens(text: string): number {
+  return Math.ceil(text.length / 4);
+}
+
+/**
+ * Splits a long message into chunks of at most `maxTokens` (approximate), on paragraph bounds first, then
+ * sentence bounds, then words; short messages stay whole.
+ */
+export function chunkText(text: string, maxTokens: number): string[] {
+  const clean = text.replace(/\r\n/g, "\n").trim();
+  if (!clean) return [];
+  if (approximateTokens(clean) <= maxTokens) return [clean];
+  const pieces = clean
+    .split(/\n\s*\n/)
+    .flatMap((paragraph) => (approximateTokens(paragraph) <= maxTokens ? [paragraph] : sentences(paragraph)))
+    .flatMap((piece) => (approximateTokens(piece) <= maxTokens ? [piece] : byWords(piece, maxTokens)));
+  const chunks: string[] = [];
+  let current = "";
+  for (const piece of pieces.map((p) => p.trim()).filter(Boolean)) {
+    const joined = current ? `${current}\n${piece}` : piece;
+    if (current && approximateTokens(joined) > maxTokens) {
+      chunks.push(current);
+      current = piece;
+    } else {
+      current = joined;
+    }
+  }
+  if (current) chunks.push(current);
+  return chunks;
+}
+
+function sentences(text: string): string[] {
+  return text.match(/[^.!?…]+(?:[.!?…]+["')\]]*\s*|$)/g) ?? [text];
+}
+
+function byWords(text: string, maxTokens: number): string[] {
+  const out: string[] = [];
+  let current = "";
+  for (const word of text.split(/\s+/)) {
+    const joined = current ? `${current} ${word}` : word;
+    if (current && approximateTokens(joined) > maxTokens) {
+      out.push(current);
+      current = word;
+    } else {
+      current = joined;
+    }
+  }
+  if (current) out.push(current);
+  // A single "word" longer than the cap (a base64 blob, a URL) is cut by characters.
+  return out.flatMap((piece) =>
+    approximateTokens(piece) <= maxTokens ? [piece] : (piece.match(new RegExp(`.{1,${maxTokens * 4}}`, "gs")) ?? []),
+  );
+}
