@@ -2,7 +2,14 @@ import type { Config } from "../config";
 import { ApiError, invalidRequest } from "../errors";
 import type { Principal } from "../identity";
 import type { RateLimiter } from "../limits";
-import { exchangeToRemember, type MemoryControls, type MemoryService, type Recall, writesMemory } from "../memory";
+import {
+  type ChatTurn,
+  exchangeToRemember,
+  type MemoryControls,
+  type MemoryService,
+  type Recall,
+  writesMemory,
+} from "../memory";
 import type { Metrics } from "../metrics";
 import {
   adapterFor,
@@ -270,8 +277,6 @@ export class ChatPipeline {
     if (outcome.firstTokenMs) metrics.timeToFirstToken.observe({ provider }, outcome.firstTokenMs / 1000);
   }
 }
-
-type ChatTurn = { role: string; content?: unknown };
 
 /** The memory message goes after the client's leading system/developer messages, before the conversation. */
 function withMemory(messages: ChatTurn[], memory: ChatTurn): ChatTurn[] {

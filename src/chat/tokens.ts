@@ -1,4 +1,5 @@
 import { encode } from "gpt-tokenizer";
+import { textParts } from "../providers";
 
 /**
  * A tokenizer estimate (o200k_base, GPT-4o's encoding) for when a provider reports no usage. Marked as estimated
@@ -13,12 +14,7 @@ export function estimatePromptTokens(messages: ReadonlyArray<{ content?: unknown
   let total = 3;
   for (const m of messages) {
     total += 4;
-    if (typeof m.content === "string") total += estimateTokens(m.content);
-    else if (Array.isArray(m.content)) {
-      for (const part of m.content as Array<{ type?: string; text?: string }>) {
-        if (part.type === "text" && part.text) total += estimateTokens(part.text);
-      }
-    }
+    for (const part of textParts(m.content)) total += estimateTokens(part);
   }
   return total;
 }

@@ -144,15 +144,7 @@ type LogRecord = ({ op: "put"; u: string } & ReturnType<typeof serialize>) | { o
 
 function serialize(m: NewMemory) {
   return {
-    m: {
-      id: m.id,
-      conversationId: m.conversationId,
-      role: m.role,
-      text: m.text,
-      createdAt: m.createdAt,
-      model: m.model,
-      requestId: m.requestId,
-    },
+    m: plain(m),
     d: Buffer.from(m.dense.buffer, m.dense.byteOffset, m.dense.byteLength).toString("base64"),
     s: [m.sparse.indices, m.sparse.values] as [number[], number[]],
   };

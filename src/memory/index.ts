@@ -9,21 +9,12 @@ import { WordVectorEmbedder } from "./embedders/word-vectors";
 import { MemoryService } from "./service";
 import type { MemoryStore } from "./store";
 
-export type { Embedder } from "./embedders/types";
 export { ensureWordVectorCache } from "./embedders/word-vectors";
+export type { ChatTurn } from "./recall";
 export { exchangeToRemember } from "./recall";
-export {
-  MEMORY_HEADER,
-  MEMORY_SCOPE_HEADER,
-  type MemoryControls,
-  MemoryService,
-  memoryControls,
-  type Recall,
-  writesMemory,
-} from "./service";
-export type { Memory, MemoryStore } from "./store";
+export { type MemoryControls, MemoryService, type Recall, writesMemory } from "./service";
 
-export function createEmbedder(config: Config): Embedder {
+function createEmbedder(config: Config): Embedder {
   const { provider, model, dimensions, baseUrl, apiKey } = config.embedding;
   if (provider === "builtin") return new WordVectorEmbedder();
   return new OpenAiCompatibleEmbedder({
@@ -35,11 +26,11 @@ export function createEmbedder(config: Config): Embedder {
 }
 
 /** One collection per embedding model: vectors of different models cannot be compared. */
-export function collectionName(config: Config, embedder: Embedder): string {
+function collectionName(config: Config, embedder: Embedder): string {
   return `${config.qdrant.collection}_${embedder.id.replace(/[^A-Za-z0-9_-]+/g, "-")}`;
 }
 
-export function createMemoryStore(config: Config, embedder: Embedder): MemoryStore {
+function createMemoryStore(config: Config, embedder: Embedder): MemoryStore {
   return new EmbeddedMemoryStore(config.dataDir, collectionName(config, embedder), embedder.dimensions);
 }
 

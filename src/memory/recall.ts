@@ -1,3 +1,4 @@
+import { textParts } from "../providers";
 import type { OutboxMessage } from "./outbox";
 import type { Memory, ScoredMemory } from "./store";
 import { approximateTokens } from "./text";
@@ -8,17 +9,7 @@ export interface ChatTurn {
   content?: unknown;
 }
 
-/** The text of a message's content: a string, or the text parts of a content array. */
-export function textOf(content: unknown): string {
-  if (typeof content === "string") return content;
-  if (!Array.isArray(content)) return "";
-  return content
-    .map((part: { type?: string; text?: unknown }) =>
-      part?.type === "text" && typeof part.text === "string" ? part.text : "",
-    )
-    .filter(Boolean)
-    .join("\n");
-}
+const textOf = (content: unknown): string => textParts(content).filter(Boolean).join("\n");
 
 /** The recall query: the latest user turn, plus a little of the turn before it for context. */
 export function recallQuery(messages: readonly ChatTurn[]): string {

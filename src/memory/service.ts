@@ -7,7 +7,7 @@ import type { Embedder } from "./embedders/types";
 import { MemoryOutbox } from "./outbox";
 import { type ChatTurn, memoryMessage, recallQuery, selectMemories } from "./recall";
 import { bm25Query } from "./sparse";
-import type { Memory, MemoryPage, MemoryStore } from "./store";
+import type { MemoryStore } from "./store";
 
 export type MemoryMode = Config["memory"]["defaultMode"];
 export type MemoryScope = Config["memory"]["defaultScope"];
@@ -17,14 +17,11 @@ export interface MemoryControls {
   scope: MemoryScope;
 }
 
-export const MEMORY_HEADER = "x-perpetual-memory";
-export const MEMORY_SCOPE_HEADER = "x-perpetual-memory-scope";
+const MEMORY_HEADER = "x-perpetual-memory";
+const MEMORY_SCOPE_HEADER = "x-perpetual-memory-scope";
 
 /** Per-request memory controls from headers, defaults from config; a bad value is a 400 naming the header. */
-export function memoryControls(
-  header: (name: string) => string | undefined,
-  defaults: Config["memory"],
-): MemoryControls {
+function memoryControls(header: (name: string) => string | undefined, defaults: Config["memory"]): MemoryControls {
   const mode = header(MEMORY_HEADER)?.trim().toLowerCase() || defaults.defaultMode;
   const scope = header(MEMORY_SCOPE_HEADER)?.trim().toLowerCase() || defaults.defaultScope;
   if (!["on", "off", "read-only", "write-only"].includes(mode)) {
@@ -36,7 +33,7 @@ export function memoryControls(
   return { mode: mode as MemoryMode, scope: scope as MemoryScope };
 }
 
-export const readsMemory = (mode: MemoryMode) => mode === "on" || mode === "read-only";
+const readsMemory = (mode: MemoryMode) => mode === "on" || mode === "read-only";
 export const writesMemory = (mode: MemoryMode) => mode === "on" || mode === "write-only";
 
 export interface Recall {
@@ -54,6 +51,8 @@ const CANDIDATES = 50;
 /** Recall before the provider call, the write-back outbox after it, and the caller-scoped memory API. */
 export class MemoryService {
   readonly outbox: MemoryOutbox;
+  /** Logged once per outage, not once per request. */
+  private recallFailing = false;
 
   constructor(
     private readonly deps: {
@@ -120,44 +119,20 @@ export class MemoryService {
         metrics.memoryRecallFailures.inc({ reason: "timeout" });
         return { used: 0, status: "timeout", calls: 1, latencyMs };
       }
+      if (this.recallFailing) this.deps.logger.info("memory recall works again");
+      this.recallFailing = false;
       const chosen = selectMemories(result, messages, settings.tokenBudget);
       if (chosen.length === 0) return { used: 0, status: "empty", calls: 1, latencyMs };
       return { message: memoryMessage(chosen), used: chosen.length, status: "ok", calls: 1, latencyMs };
     } catch (error) {
       const latencyMs = Math.round(performance.now() - started);
       metrics.memoryRecallFailures.inc({ reason: "unavailable" });
-      this.deps.logger.warn("memory recall failed; answering without memory", { error });
+      if (!this.recallFailing) this.deps.logger.warn("memory recall failing; answering without memory", { error });
+      this.recallFailing = true;
       return { used: 0, status: "unavailable", calls: 1, latencyMs };
     } finally {
       clearTimeout(timer);
     }
-  }
-
-  /** POST /v1/memories/search: the same hybrid search as recall, without the budget. */
-  async searchMemories(userId: string, query: string, limit: number, conversationId?: string) {
-    const results = await this.search(
-      userId,
-      query,
-      { mode: "on", scope: conversationId ? "conversation" : "user" },
-      conversationId ?? null,
-    );
-    return results.slice(0, limit);
-  }
-
-  list(userId: string, options: { conversationId?: string; limit: number; after?: string }): Promise<MemoryPage> {
-    return this.deps.store.forUser(userId).list(options);
-  }
-
-  deleteIds(userId: string, ids: string[]): Promise<number> {
-    return this.deps.store.forUser(userId).delete({ ids });
-  }
-
-  /** Stored memories of a conversation, and its exchanges still waiting in the outbox. */
-  async deleteConversation(userId: string, conversationId: string): Promise<number> {
-    await this.deps.db.asUser(userId, (tx) =>
-      tx.query("delete from memory_outbox where user_id = $1 and conversation_id = $2", [userId, conversationId]),
-    );
-    return this.deps.store.forUser(userId).delete({ conversationId });
   }
 
   /** Account erasure: every point of the user (outbox rows go with the user row). */
@@ -181,5 +156,3 @@ export class MemoryService {
     });
   }
 }
-
-export type { Memory };

@@ -6,6 +6,7 @@ import type { ProviderAdapter } from "./types";
 
 export { type CallOptions, type CallTarget, type ProviderAdapter, UpstreamError } from "./types";
 export type { ChatChunk, ChatCompletion, ChatRequest, ChatUsage, EmbeddingRequest, EmbeddingResponse } from "./wire";
+export { textParts } from "./wire";
 
 const adapters: Record<ProviderSettings["kind"], ProviderAdapter> = {
   openai: openAiAdapter(),

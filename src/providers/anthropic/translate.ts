@@ -1,5 +1,12 @@
 import { invalidRequest } from "../../errors";
-import type { ChatChunk, ChatCompletion, ChatRequest, ChatUsage, FinishReason } from "../wire";
+import {
+  type ChatChunk,
+  type ChatCompletion,
+  type ChatRequest,
+  type ChatUsage,
+  type FinishReason,
+  textParts,
+} from "../wire";
 
 /**
  * Pure OpenAI ⇄ Anthropic Messages translation, used in both directions:
@@ -50,17 +57,7 @@ export const DEFAULT_MAX_TOKENS = 4096;
 // ---------------------------------------------------------------------------------------------------------------
 // OpenAI request → Anthropic request
 
-function textOf(content: unknown): string {
-  if (typeof content === "string") return content;
-  if (Array.isArray(content)) {
-    return content
-      .map((part) =>
-        part && typeof part === "object" && (part as Json).type === "text" ? String((part as Json).text ?? "") : "",
-      )
-      .join("");
-  }
-  return "";
-}
+const textOf = (content: unknown): string => textParts(content).join("");
 
 function toAnthropicImage(url: string): Json {
   const dataUrl = /^data:([^;,]+);base64,(.*)$/s.exec(url);
