@@ -12,6 +12,7 @@ import { requestContext } from "./request-context";
 import { accountRoutes } from "./routes/account";
 import { adminRoutes } from "./routes/admin";
 import { anthropicRoutes } from "./routes/anthropic-api";
+import { memoryRoutes } from "./routes/memories";
 import { openAiRoutes } from "./routes/openai-api";
 import { statusRoutes } from "./status";
 
@@ -58,6 +59,7 @@ export function createApp(deps: AppDeps): Express {
   );
   const prefix = config.http.apiPrefix;
   catalog.mount(app, prefix, accountRoutes({ db, ...deps.services }));
+  catalog.mount(app, prefix, memoryRoutes(deps.services));
   catalog.mount(app, prefix, openAiRoutes({ logger, ...deps.services }));
   catalog.mount(app, prefix, anthropicRoutes({ logger, ...deps.services }));
   catalog.mount(

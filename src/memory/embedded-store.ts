@@ -5,6 +5,7 @@ import {
   fdatasyncSync,
   mkdirSync,
   openSync,
+  readdirSync,
   renameSync,
   writeSync,
 } from "node:fs";
@@ -12,6 +13,8 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import type { SparseVector } from "./sparse";
 import {
+  decodeCursor,
+  isAfterCursor,
   type Memory,
   type MemoryDeletion,
   type MemoryPage,
@@ -19,6 +22,7 @@ import {
   type MemoryStore,
   type NewMemory,
   PREFETCH_LIMIT,
+  pageOf,
   RRF_K,
   type ScoredMemory,
   type UserMemories,
@@ -34,6 +38,7 @@ import {
 export class EmbeddedMemoryStore implements MemoryStore {
   readonly kind = "embedded" as const;
   private readonly users = new Map<string, UserIndex>();
+  private readonly directory: string;
   private readonly path: string;
   private fd: number | undefined;
   private logLines = 0;
@@ -43,8 +48,9 @@ export class EmbeddedMemoryStore implements MemoryStore {
     readonly collection: string,
     private readonly dimensions: number,
   ) {
-    mkdirSync(join(dataDir, "memory"), { recursive: true, mode: 0o700 });
-    this.path = join(dataDir, "memory", `${collection}.ndjson`);
+    this.directory = join(dataDir, "memory");
+    mkdirSync(this.directory, { recursive: true, mode: 0o700 });
+    this.path = join(this.directory, `${collection}.ndjson`);
   }
 
   async ready(): Promise<void> {
@@ -57,6 +63,13 @@ export class EmbeddedMemoryStore implements MemoryStore {
 
   async connected(): Promise<boolean> {
     return this.fd !== undefined;
+  }
+
+  async siblings(prefix: string): Promise<string[]> {
+    return readdirSync(this.directory)
+      .filter((file) => file.endsWith(".ndjson"))
+      .map((file) => file.slice(0, -".ndjson".length))
+      .filter((name) => name.startsWith(prefix) && name !== this.collection);
   }
 
   forUser(userId: string): UserMemories {
@@ -225,15 +238,13 @@ class UserIndex {
   }
 
   list({ conversationId, limit, after }: { conversationId?: string; limit: number; after?: string }): MemoryPage {
-    const newestFirst = this.all()
-      .filter((m) => conversationId === undefined || m.conversationId === conversationId)
+    const cursor = after === undefined ? undefined : decodeCursor(after);
+    const following = this.all()
+      .filter((m) => (conversationId === undefined || m.conversationId === conversationId) && isAfterCursor(m, cursor))
       .sort((a, b) =>
         a.createdAt === b.createdAt ? b.id.localeCompare(a.id) : b.createdAt.localeCompare(a.createdAt),
       );
-    const start = after === undefined ? 0 : newestFirst.findIndex((m) => m.id === after) + 1;
-    const page = newestFirst.slice(start, start + limit);
-    const next = start + limit < newestFirst.length ? page.at(-1)?.id : undefined;
-    return { data: page.map(plain), ...(next && { next }) };
+    return pageOf(following.slice(0, limit + 1).map(plain), limit, cursor);
   }
 
   search(query: MemorySearch): ScoredMemory[] {

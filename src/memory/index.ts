@@ -6,6 +6,7 @@ import { EmbeddedMemoryStore } from "./embedded-store";
 import { OpenAiCompatibleEmbedder } from "./embedders/openai-compatible";
 import type { Embedder } from "./embedders/types";
 import { WordVectorEmbedder } from "./embedders/word-vectors";
+import { QdrantMemoryStore } from "./qdrant-store";
 import { MemoryService } from "./service";
 import type { MemoryStore } from "./store";
 
@@ -13,6 +14,7 @@ export { ensureWordVectorCache } from "./embedders/word-vectors";
 export type { ChatTurn } from "./recall";
 export { exchangeToRemember } from "./recall";
 export { type MemoryControls, MemoryService, type Recall, writesMemory } from "./service";
+export { InvalidCursorError, type Memory, type ScoredMemory } from "./store";
 
 function createEmbedder(config: Config): Embedder {
   const { provider, model, dimensions, baseUrl, apiKey } = config.embedding;
@@ -30,12 +32,15 @@ function collectionName(config: Config, embedder: Embedder): string {
   return `${config.qdrant.collection}_${embedder.id.replace(/[^A-Za-z0-9_-]+/g, "-")}`;
 }
 
-function createMemoryStore(config: Config, embedder: Embedder): MemoryStore {
-  return new EmbeddedMemoryStore(config.dataDir, collectionName(config, embedder), embedder.dimensions);
+/** Qdrant when QDRANT_URL is set, else the embedded store under DATA_DIR. */
+export function createMemoryStore(config: Config, collection: string, dimensions: number): MemoryStore {
+  const { url, apiKey } = config.qdrant;
+  if (url) return new QdrantMemoryStore({ url, apiKey }, collection, dimensions);
+  return new EmbeddedMemoryStore(config.dataDir, collection, dimensions);
 }
 
 export function createMemory(config: Config, db: Database, logger: Logger, metrics: Metrics): MemoryService {
   const embedder = createEmbedder(config);
-  const store = createMemoryStore(config, embedder);
+  const store = createMemoryStore(config, collectionName(config, embedder), embedder.dimensions);
   return new MemoryService({ store, embedder, db, logger, metrics, settings: config.memory });
 }

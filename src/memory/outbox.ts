@@ -28,6 +28,8 @@ export interface MemoryOutboxOptions {
   embedder: Embedder;
   logger: Logger;
   chunkTokens: number;
+  /** Opens the store if it is not open yet; false while it is away (the drain waits). */
+  storeReady?: () => Promise<boolean>;
   intervalMs?: number;
   batchSize?: number;
   /** How long a claimed row is left to its worker before another may take it. */
@@ -78,6 +80,7 @@ export class MemoryOutbox {
 
   private async drainDue(): Promise<number> {
     let stored = 0;
+    if (this.options.storeReady && !(await this.options.storeReady())) return stored;
     for (;;) {
       let rows: OutboxRow[];
       try {

@@ -7,7 +7,7 @@ import type { Embedder } from "./embedders/types";
 import { MemoryOutbox } from "./outbox";
 import { type ChatTurn, memoryMessage, recallQuery, selectMemories } from "./recall";
 import { bm25Query } from "./sparse";
-import type { MemoryStore } from "./store";
+import type { MemoryDeletion, MemoryPage, MemoryStore } from "./store";
 
 export type MemoryMode = Config["memory"]["defaultMode"];
 export type MemoryScope = Config["memory"]["defaultScope"];
@@ -53,6 +53,8 @@ export class MemoryService {
   readonly outbox: MemoryOutbox;
   /** Logged once per outage, not once per request. */
   private recallFailing = false;
+  private storeOpen = false;
+  private openFailing = false;
 
   constructor(
     private readonly deps: {
@@ -64,7 +66,11 @@ export class MemoryService {
       settings: Config["memory"];
     },
   ) {
-    this.outbox = new MemoryOutbox({ ...deps, chunkTokens: deps.settings.chunkTokens });
+    this.outbox = new MemoryOutbox({
+      ...deps,
+      chunkTokens: deps.settings.chunkTokens,
+      storeReady: () => this.openStore(),
+    });
   }
 
   /** This request's controls: x-perpetual-memory / x-perpetual-memory-scope headers over the configured defaults. */
@@ -76,10 +82,27 @@ export class MemoryService {
     return this.deps.store;
   }
 
-  /** Opens the store (creating collections and indexes when missing) and starts draining the outbox. */
+  /**
+   * Opens the store (creating collections and indexes when missing) and starts draining the outbox. A store that is
+   * away at start does not stop the server: recall answers without memory, and the outbox worker keeps trying to
+   * open it before each drain, so writes wait in the outbox until it is back.
+   */
   async start(): Promise<void> {
-    await this.deps.store.ready();
+    await this.openStore();
     this.outbox.start();
+  }
+
+  private async openStore(): Promise<boolean> {
+    if (this.storeOpen) return true;
+    try {
+      await this.deps.store.ready();
+      this.storeOpen = true;
+      if (this.openFailing) this.deps.logger.info("memory store opened");
+    } catch (error) {
+      if (!this.openFailing) this.deps.logger.warn("memory store unavailable; writes wait in the outbox", { error });
+      this.openFailing = true;
+    }
+    return this.storeOpen;
   }
 
   async stop(): Promise<void> {
@@ -138,6 +161,37 @@ export class MemoryService {
   /** Account erasure: every point of the user (outbox rows go with the user row). */
   forgetUser(userId: string): Promise<number> {
     return this.deps.store.forUser(userId).delete({ all: true });
+  }
+
+  /** The memory API: the caller's memories, newest first. Rejects InvalidCursorError for a foreign cursor. */
+  list(userId: string, options: { conversationId?: string; limit: number; after?: string }): Promise<MemoryPage> {
+    return this.deps.store.forUser(userId).list(options);
+  }
+
+  /** The memory API's search: the same hybrid ranking recall uses, without the budget. */
+  async find(userId: string, text: string, options: { limit: number; conversationId?: string }) {
+    const [dense] = await this.deps.embedder.embed([text]);
+    return this.deps.store.forUser(userId).search({ dense: dense!, sparse: bm25Query(text), ...options });
+  }
+
+  /**
+   * Deletes stored memories and, for a conversation or everything, the exchanges still waiting in the outbox (as
+   * the user, under RLS), so they do not reappear when the worker gets to them.
+   */
+  async forget(userId: string, which: MemoryDeletion): Promise<{ stored: number; pending: number }> {
+    let pending = 0;
+    if ("all" in which || "conversationId" in which) {
+      const rows = await this.deps.db.asUser(userId, (tx) =>
+        "all" in which
+          ? tx.query("delete from memory_outbox where user_id = $1 returning 1", [userId])
+          : tx.query("delete from memory_outbox where user_id = $1 and conversation_id = $2 returning 1", [
+              userId,
+              which.conversationId,
+            ]),
+      );
+      pending = rows.length;
+    }
+    return { stored: await this.deps.store.forUser(userId).delete(which), pending };
   }
 
   private async search(

@@ -49,7 +49,7 @@ export interface UserMemories {
   upsert(memories: NewMemory[]): Promise<void>;
   /** Hybrid search: dense and BM25 rankings fused with reciprocal rank fusion. */
   search(query: MemorySearch): Promise<ScoredMemory[]>;
-  /** Newest first. */
+  /** Newest first. `after` is a cursor from an earlier page; one this store did not hand out throws InvalidCursorError. */
   list(options: { conversationId?: string; limit: number; after?: string }): Promise<MemoryPage>;
   delete(which: MemoryDeletion): Promise<number>;
 }
@@ -59,6 +59,8 @@ export interface MemoryStore {
   /** Creates collections and indexes if missing (idempotent); called at start. */
   ready(): Promise<void>;
   connected(): Promise<boolean>;
+  /** Other collections of this deployment whose names start with `prefix` (earlier embedding models). */
+  siblings(prefix: string): Promise<string[]>;
   forUser(userId: string): UserMemories;
   close(): Promise<void>;
 }
@@ -67,3 +69,39 @@ export interface MemoryStore {
 export const RRF_K = 60;
 /** How many candidates each side (dense, sparse) contributes before fusion. */
 export const PREFETCH_LIMIT = 100;
+
+/** A page cursor that the store did not hand out. */
+export class InvalidCursorError extends Error {
+  constructor() {
+    super("invalid page cursor");
+  }
+}
+
+/** Where a page of a newest-first listing ended: its last timestamp and the ids already returned at it. */
+interface PageCursor {
+  createdAt: string;
+  ids: string[];
+}
+
+export function decodeCursor(value: string): PageCursor {
+  try {
+    const parsed = JSON.parse(Buffer.from(value, "base64url").toString("utf8")) as PageCursor;
+    if (typeof parsed.createdAt === "string" && Array.isArray(parsed.ids)) return parsed;
+  } catch {}
+  throw new InvalidCursorError();
+}
+
+/** Whether a memory comes after the cursor in newest-first order (robust to deletions between pages). */
+export const isAfterCursor = (m: Memory, cursor: PageCursor | undefined) =>
+  !cursor || m.createdAt < cursor.createdAt || (m.createdAt === cursor.createdAt && !cursor.ids.includes(m.id));
+
+/** One page of a newest-first listing from the memories after the cursor (`following`, at least limit + 1 if more). */
+export function pageOf(following: Memory[], limit: number, cursor: PageCursor | undefined): MemoryPage {
+  const data = following.slice(0, limit);
+  const last = data.at(-1);
+  if (following.length <= limit || !last) return { data };
+  const carried = cursor?.createdAt === last.createdAt ? cursor.ids : [];
+  const atLast = data.filter((m) => m.createdAt === last.createdAt).map((m) => m.id);
+  const next: PageCursor = { createdAt: last.createdAt, ids: [...carried, ...atLast] };
+  return { data, next: Buffer.from(JSON.stringify(next)).toString("base64url") };
+}

@@ -1,0 +1,191 @@
+import { z } from "zod";
+import { ApiError, invalidRequest, notFound, serviceUnavailable } from "../../errors";
+import type { Authenticator } from "../../identity";
+import { InvalidCursorError, type Memory, type MemoryService } from "../../memory";
+import { parseBody, uuidParam } from "../../validation";
+import { ApiRouter, json } from "../api-router";
+import { principalOf, requireUser } from "../authentication";
+
+const conversationId = z
+  .string()
+  .regex(/^[\w.:-]{1,200}$/, { message: "must be 1-200 letters, digits or _.:-" })
+  .meta({ description: "A conversation id, as sent in x-perpetual-conversation-id." });
+
+const listQuery = z.strictObject({
+  conversation_id: conversationId.optional(),
+  limit: z.coerce.number().int().min(1).max(200).default(50),
+  after: z.string().max(4000).optional().meta({ description: "`next_cursor` of the previous page." }),
+});
+
+const searchBody = z
+  .strictObject({
+    query: z.string().trim().min(1).max(8000),
+    limit: z.int().min(1).max(50).default(10),
+    conversation_id: conversationId.optional(),
+  })
+  .meta({ id: "MemorySearchRequest" });
+
+const deleteQuery = z
+  .strictObject({
+    conversation_id: conversationId.optional(),
+    all: z.enum(["true"]).optional().meta({ description: "`true` deletes every memory of the caller." }),
+  })
+  .refine((q) => (q.conversation_id === undefined) !== (q.all === undefined), {
+    message: "give either conversation_id or all=true",
+  });
+
+const MemoryView = z
+  .strictObject({
+    id: z.uuid(),
+    object: z.literal("memory"),
+    conversation_id: z.string().nullable(),
+    role: z.enum(["user", "assistant"]),
+    text: z.string(),
+    created_at: z.iso.datetime(),
+    model: z.string().nullable(),
+    request_id: z.string().meta({ description: "The request whose exchange this chunk came from." }),
+  })
+  .meta({ id: "Memory" });
+
+const MemoryPageView = z
+  .strictObject({
+    object: z.literal("list"),
+    data: z.array(MemoryView),
+    has_more: z.boolean(),
+    next_cursor: z.string().nullable(),
+  })
+  .meta({ id: "MemoryPage" });
+
+const ScoredMemoryView = MemoryView.extend({
+  score: z.number().meta({ description: "Reciprocal-rank-fusion score of the dense and BM25 rankings." }),
+}).meta({ id: "ScoredMemory" });
+
+const SearchResultView = z
+  .strictObject({ object: z.literal("list"), data: z.array(ScoredMemoryView) })
+  .meta({ id: "MemorySearchResult" });
+
+const DeletedMemory = z
+  .strictObject({ id: z.uuid(), object: z.literal("memory"), deleted: z.literal(true) })
+  .meta({ id: "DeletedMemory" });
+
+const DeletedMemories = z
+  .strictObject({
+    object: z.literal("memory.deleted"),
+    deleted: z.int().nonnegative().meta({ description: "Stored memories deleted." }),
+    pending_deleted: z
+      .int()
+      .nonnegative()
+      .meta({ description: "Exchanges deleted before they were written into memory." }),
+  })
+  .meta({ id: "DeletedMemories" });
+
+const memoryJson = (m: Memory): z.output<typeof MemoryView> => ({
+  id: m.id,
+  object: "memory",
+  conversation_id: m.conversationId,
+  role: m.role,
+  text: m.text,
+  created_at: m.createdAt,
+  model: m.model,
+  request_id: m.requestId,
+});
+
+/** A store failure is the vector database being away: 503, never a 500. */
+async function fromStore<T>(work: Promise<T>): Promise<T> {
+  try {
+    return await work;
+  } catch (error) {
+    if (error instanceof ApiError) throw error;
+    if (error instanceof InvalidCursorError)
+      throw invalidRequest("Invalid 'after': not a cursor of this list.", "invalid_value", "after");
+    throw serviceUnavailable("The memory store is unavailable; try again shortly.", "memory_unavailable");
+  }
+}
+
+/** The caller's own memories: list, search, delete. The store reaches only the caller's points (tenant filter). */
+export function memoryRoutes({ authenticator, memory }: { authenticator: Authenticator; memory: MemoryService }) {
+  const api = new ApiRouter("Memory");
+  api.use(requireUser(authenticator), ["/memories"]);
+
+  api.route(
+    {
+      method: "get",
+      path: "/memories",
+      summary: "List the caller's memories, newest first",
+      access: "api_key",
+      query: listQuery,
+      responses: { 200: { description: "A page of memories.", content: json(MemoryPageView) } },
+      errors: [503],
+    },
+    async (req, res) => {
+      const q = parseBody(listQuery, req.query);
+      const { userId } = principalOf(res);
+      const page = await fromStore(
+        memory.list(userId, { conversationId: q.conversation_id, limit: q.limit, after: q.after }),
+      );
+      res.json({
+        object: "list",
+        data: page.data.map(memoryJson),
+        has_more: page.next !== undefined,
+        next_cursor: page.next ?? null,
+      });
+    },
+  );
+
+  api.route(
+    {
+      method: "post",
+      path: "/memories/search",
+      summary: "Search the caller's memories (hybrid dense + BM25, as recall does)",
+      access: "api_key",
+      body: searchBody,
+      responses: { 200: { description: "Best matches first.", content: json(SearchResultView) } },
+      errors: [503],
+    },
+    async (req, res) => {
+      const body = parseBody(searchBody, req.body);
+      const { userId } = principalOf(res);
+      const found = await fromStore(
+        memory.find(userId, body.query, { limit: body.limit, conversationId: body.conversation_id }),
+      );
+      res.json({ object: "list", data: found.map((f) => ({ ...memoryJson(f.memory), score: f.score })) });
+    },
+  );
+
+  api.route(
+    {
+      method: "delete",
+      path: "/memories/:id",
+      summary: "Delete one of the caller's memories",
+      access: "api_key",
+      responses: { 200: { description: "Deleted.", content: json(DeletedMemory) } },
+      errors: [404, 503],
+    },
+    async (req, res) => {
+      const id = uuidParam(req.params.id, "memory");
+      const { stored } = await fromStore(memory.forget(principalOf(res).userId, { ids: [id] }));
+      if (stored === 0) throw notFound(`No memory found with id '${id}'.`, "memory_not_found");
+      res.json({ id, object: "memory", deleted: true });
+    },
+  );
+
+  api.route(
+    {
+      method: "delete",
+      path: "/memories",
+      summary: "Delete the caller's memories of one conversation (or all of them)",
+      access: "api_key",
+      query: deleteQuery,
+      responses: { 200: { description: "How many were deleted.", content: json(DeletedMemories) } },
+      errors: [503],
+    },
+    async (req, res) => {
+      const q = parseBody(deleteQuery, req.query);
+      const which = q.conversation_id === undefined ? { all: true as const } : { conversationId: q.conversation_id };
+      const { stored, pending } = await fromStore(memory.forget(principalOf(res).userId, which));
+      res.json({ object: "memory.deleted", deleted: stored, pending_deleted: pending });
+    },
+  );
+
+  return api;
+}

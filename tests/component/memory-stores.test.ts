@@ -1,0 +1,230 @@
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { EmbeddedMemoryStore } from "../../src/memory/embedded-store";
+import { WordVectorEmbedder } from "../../src/memory/embedders/word-vectors";
+import { memoryId } from "../../src/memory/outbox";
+import { QdrantMemoryStore } from "../../src/memory/qdrant-store";
+import { bm25Document, bm25Query } from "../../src/memory/sparse";
+import { InvalidCursorError, type MemoryStore, type NewMemory } from "../../src/memory/store";
+import { type FakeQdrant, startFakeQdrant } from "../fakes/qdrant-server";
+
+const embedder = new WordVectorEmbedder();
+const ALICE = "00000000-0000-4000-8000-00000000000a";
+const BOB = "00000000-0000-4000-8000-00000000000b";
+
+function memory(
+  text: string,
+  requestId: string,
+  { index = 0, conversationId = "c1", createdAt = "2026-01-01T00:00:00.000Z" } = {},
+): NewMemory {
+  return {
+    id: memoryId(requestId, index),
+    conversationId,
+    role: index % 2 === 0 ? "user" : "assistant",
+    text,
+    createdAt,
+    model: "gpt-4o",
+    requestId,
+    dense: embedder.embedOne(text),
+    sparse: bm25Document(text),
+  };
+}
+
+const search = (text: string, conversationId?: string) => ({
+  dense: embedder.embedOne(text),
+  sparse: bm25Query(text),
+  limit: 10,
+  ...(conversationId && { conversationId }),
+});
+
+let qdrant: FakeQdrant;
+beforeAll(async () => {
+  qdrant = await startFakeQdrant();
+});
+afterAll(() => qdrant.close());
+
+const stores: [string, () => Promise<MemoryStore>][] = [
+  [
+    "embedded",
+    async () => new EmbeddedMemoryStore(mkdtempSync(join(tmpdir(), "mem-")), "perpetual_test", embedder.dimensions),
+  ],
+  [
+    "qdrant",
+    async () =>
+      new QdrantMemoryStore({ url: qdrant.url }, `perpetual_test_${Math.random().toString(36).slice(2)}`, 100),
+  ],
+];
+
+describe.each(stores)("Memory store contract: %s", (_kind, open) => {
+  let store: MemoryStore;
+  beforeEach(async () => {
+    store = await open();
+    await store.ready();
+  });
+  afterEach(async () => {
+    await store.close();
+    expect(qdrant.violations).toEqual([]);
+  });
+
+  test("When two users store overlapping content, then search, list and delete never cross users", async () => {
+    await store.forUser(ALICE).upsert([memory("My dog Biscuit loves the beach", "a1")]);
+    await store.forUser(BOB).upsert([memory("My dog Rex loves the beach", "b1")]);
+
+    const found = await store.forUser(ALICE).search(search("dog beach"));
+    expect(found.map((f) => f.memory.text)).toEqual(["My dog Biscuit loves the beach"]);
+    expect((await store.forUser(BOB).list({ limit: 10 })).data.map((m) => m.text)).toEqual([
+      "My dog Rex loves the beach",
+    ]);
+    // Alice cannot delete Bob's memory, even by its id, nor reach it through a conversation id they share.
+    expect(await store.forUser(ALICE).delete({ ids: [memoryId("b1", 0)] })).toBe(0);
+    expect(await store.forUser(ALICE).delete({ requestId: "b1" })).toBe(0);
+    expect(await store.forUser(BOB).search(search("dog"))).toHaveLength(1);
+    expect(await store.forUser(ALICE).delete({ conversationId: "c1" })).toBe(1);
+    expect(await store.forUser(ALICE).search(search("dog beach"))).toEqual([]);
+    expect((await store.forUser(BOB).list({ limit: 10 })).data).toHaveLength(1);
+    expect(await store.forUser(BOB).delete({ all: true })).toBe(1);
+  });
+
+  test("When the same chunk is written twice, then it is stored once; scope=conversation searches one conversation", async () => {
+    const alice = store.forUser(ALICE);
+    await alice.upsert([
+      memory("I moved to Lisbon in March", "r1", { conversationId: "c1" }),
+      memory("I work as a nurse in a children's hospital", "r1", { index: 1, conversationId: "c1" }),
+    ]);
+    await alice.upsert([memory("I moved to Lisbon in March", "r1", { conversationId: "c1" })]);
+    await alice.upsert([memory("Tennis on Sundays in Lisbon", "r2", { conversationId: "c2" })]);
+    expect((await alice.list({ limit: 10 })).data).toHaveLength(3);
+
+    const hits = await alice.search(search("Where do I live? Lisbon"));
+    expect(hits.map((h) => h.memory.text)).toContain("I moved to Lisbon in March");
+    expect(hits[0]!.score).toBeGreaterThan(0);
+    const scoped = await alice.search(search("Lisbon", "c2"));
+    expect(scoped.map((h) => h.memory.text)).toEqual(["Tennis on Sundays in Lisbon"]);
+    const first = hits.find((h) => h.memory.requestId === "r1" && h.memory.role === "user")!.memory;
+    expect(first).toEqual({
+      id: memoryId("r1", 0),
+      conversationId: "c1",
+      role: "user",
+      text: "I moved to Lisbon in March",
+      createdAt: "2026-01-01T00:00:00.000Z",
+      model: "gpt-4o",
+      requestId: "r1",
+    });
+    expect(await alice.delete({ requestId: "r1" })).toBe(2);
+  });
+
+  test("When memories are listed, then pages are newest first, continue with the cursor even across equal timestamps and deletions", async () => {
+    const alice = store.forUser(ALICE);
+    const at = (day: number) => `2026-01-0${day}T00:00:00.000Z`;
+    await alice.upsert([
+      ...[1, 2, 3, 4].map((d) => memory(`note ${d}`, `n${d}`, { createdAt: at(d) })),
+      // Three memories share one timestamp: pagination must neither skip nor repeat them.
+      ...["a", "b", "c"].map((x, i) => memory(`tie ${x}`, "tie", { index: i, createdAt: at(5) })),
+      memory("other conversation", "o1", { conversationId: "c9", createdAt: at(6) }),
+    ]);
+    const seen: string[] = [];
+    let after: string | undefined;
+    for (let pages = 0; pages < 10; pages++) {
+      const page = await alice.list({ limit: 2, after, conversationId: "c1" });
+      seen.push(...page.data.map((m) => m.text));
+      if (pages === 0) await alice.delete({ ids: [memoryId("n4", 0)] }); // deleted between pages
+      after = page.next;
+      if (!after) break;
+    }
+    expect(seen.slice(0, 2).every((t) => t.startsWith("tie"))).toBe(true);
+    expect(seen.slice(3)).toEqual(["note 3", "note 2", "note 1"]);
+    expect(new Set(seen.slice(0, 3))).toEqual(new Set(["tie a", "tie b", "tie c"]));
+    await expect(alice.list({ limit: 2, after: "not-a-cursor" })).rejects.toBeInstanceOf(InvalidCursorError);
+    await alice.delete({ all: true });
+  });
+
+  test("When opened again (another start, another replica), then ready() is idempotent and the data is there", async () => {
+    await store.forUser(ALICE).upsert([memory("remember the milk", "m1")]);
+    await store.ready();
+    expect(await store.connected()).toBe(true);
+    expect((await store.forUser(ALICE).search(search("milk")))[0]!.memory.text).toBe("remember the milk");
+    await store.forUser(ALICE).delete({ all: true });
+  });
+
+  test("The store's interface has no way to query without a user: every read and delete goes through forUser", () => {
+    const methods = Object.getOwnPropertyNames(Object.getPrototypeOf(store)).filter((m) => m !== "constructor");
+    expect(methods.sort()).toEqual(
+      ["close", "connected", "forUser", "ready", "siblings", ...(store.kind === "embedded" ? internals : [])].sort(),
+    );
+  });
+});
+const internals = ["userIndex", "append", "replay", "compact"];
+
+describe("Qdrant adapter requests", () => {
+  test("When the adapter starts and is used, then collection, indexes and every query follow the design, and all requests match Qdrant's OpenAPI document", async () => {
+    const name = "perpetual_memory_shape";
+    const first = new QdrantMemoryStore({ url: qdrant.url }, name, 100);
+    const second = new QdrantMemoryStore({ url: qdrant.url }, name, 100);
+    await Promise.all([first.ready(), second.ready()]);
+    await first.ready();
+    const collection = qdrant.collections.get(name)!;
+    expect(collection.config).toEqual({
+      vectors: { dense: { size: 100, distance: "Cosine" } },
+      sparse_vectors: { bm25: { modifier: "idf" } },
+    });
+    expect(collection.indexes).toEqual({
+      user_id: { type: "keyword", is_tenant: true },
+      conversation_id: "keyword",
+      request_id: "keyword",
+      created_at: "datetime",
+    });
+
+    const start = qdrant.requests.length;
+    const alice = first.forUser(ALICE);
+    await alice.upsert([memory("We adopted a puppy named Biscuit", "p1")]);
+    await alice.search(search("puppy"));
+    await alice.search(search("puppy", "c1"));
+    await alice.list({ limit: 5, conversationId: "c1" });
+    await alice.delete({ ids: [memoryId("p1", 0)] });
+    await alice.delete({ all: true });
+
+    const tenant = { key: "user_id", match: { value: ALICE } };
+    const reads = qdrant.requests.slice(start).filter((r) => r.method === "post");
+    expect(reads.map((r) => r.path.split("/").slice(3).join("/"))).toEqual([
+      "points/query",
+      "points/query",
+      "points/scroll",
+      "points/count",
+      "points/delete",
+      "points/count", // nothing left: no delete is sent
+    ]);
+    for (const { body } of reads) {
+      expect((body!.filter as { must: unknown[] }).must[0]).toEqual(tenant);
+      for (const prefetch of (body!.prefetch as { filter: { must: unknown[] }; using: string }[]) ?? []) {
+        expect(prefetch.filter.must[0]).toEqual(tenant);
+      }
+    }
+    const [query] = reads;
+    expect((query!.body!.prefetch as { using: string }[]).map((p) => p.using)).toEqual(["dense", "bm25"]);
+    expect(query!.body!.query).toEqual({ rrf: { k: 60 } });
+    const upsert = qdrant.requests.slice(start).find((r) => r.method === "put")!;
+    expect(Object.keys((upsert.body!.points as { payload: object }[])[0]!.payload).sort()).toEqual(
+      ["conversation_id", "created_at", "model", "request_id", "role", "text", "user_id"].sort(),
+    );
+    expect(qdrant.violations).toEqual([]);
+  });
+
+  test("When Qdrant is unreachable, then connected() is false and operations reject", async () => {
+    const store = new QdrantMemoryStore({ url: "http://127.0.0.1:9", timeoutMs: 1000 }, "nowhere", 100);
+    expect(await store.connected()).toBe(false);
+    await expect(store.forUser(ALICE).search(search("x"))).rejects.toBeDefined();
+  });
+
+  test("The test server itself refuses requests off the OpenAPI document", async () => {
+    const before = qdrant.violations.length;
+    const response = await fetch(`${qdrant.url}/collections/x/points/query`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ limit: -3, with_payload: "yes please" }),
+    });
+    expect(response.status).toBe(400);
+    expect(qdrant.violations.length).toBe(before + 1);
+    qdrant.violations.splice(before);
+  });
+});
