@@ -14,6 +14,7 @@ import {
   type User,
 } from "../identity";
 import { createLogger } from "../log";
+import { collectionName, createEmbedder, createMemoryStore, reindexMemories } from "../memory";
 import { openVault, rotateProviderKeys } from "../vault";
 
 /** A usage mistake: printed with the usage text, exit code 2. */
@@ -212,6 +213,43 @@ export const commands: Record<string, Command> = {
           `${report.failed.length} provider key(s) could not be decrypted with the configured keys: ${report.failed.join(", ")}`,
         );
         return 1;
+      }
+      return 0;
+    });
+  },
+
+  async "memory reindex"(args, io) {
+    const { values } = options(args, { from: { type: "string" } });
+    return withDatabase(async (db, config) => {
+      const embedder = createEmbedder(config);
+      const targetName = collectionName(config, embedder);
+      const target = createMemoryStore(config, targetName, embedder.dimensions);
+      await target.ready();
+      try {
+        const candidates = await target.siblings(`${config.qdrant.collection}_`);
+        const from =
+          typeof values.from === "string" ? values.from : candidates.length === 1 ? candidates[0] : undefined;
+        if (!from) {
+          throw new UsageError(
+            candidates.length === 0
+              ? `nothing to reindex: ${targetName} is the only memory collection`
+              : `several earlier collections exist; pick one with --from: ${candidates.join(", ")}`,
+          );
+        }
+        if (from === targetName) throw new UsageError(`--from ${from} is the current collection`);
+        if (!candidates.includes(from)) throw new UsageError(`no memory collection ${from}`);
+        const source = createMemoryStore(config, from, embedder.dimensions);
+        await source.ready();
+        try {
+          io.out(`Re-embedding memories from ${from} into ${targetName} with ${embedder.id}...`);
+          const report = await reindexMemories({ db, source, target, embedder });
+          io.out(`Reindexed ${report.memories} memories of ${report.users} user(s) into ${targetName}.`);
+          io.out(`${from} is left as it was; remove it once the new collection serves well.`);
+        } finally {
+          await source.close();
+        }
+      } finally {
+        await target.close();
       }
       return 0;
     });

@@ -17,6 +17,9 @@ Commands:
   keys revoke KEY_ID           Revoke a key.
   vault rotate                 Re-encrypt every stored provider key under API_KEY_ENCRYPTION_KEY (resumable,
                                safe while the server runs; keep old keys in API_KEY_ENCRYPTION_KEYS_PREVIOUS).
+  memory reindex [--from COLLECTION]
+                               Re-embed every memory with the configured embedder (after EMBEDDING_* changed) from
+                               the earlier model's collection into the current one; idempotent, resumable.
   help                         Show this help.
 
 In embedded mode (no DATABASE_URL) the database belongs to one process: stop the server first, or use the

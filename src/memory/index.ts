@@ -13,10 +13,11 @@ import type { MemoryStore } from "./store";
 export { ensureWordVectorCache } from "./embedders/word-vectors";
 export type { ChatTurn } from "./recall";
 export { exchangeToRemember } from "./recall";
+export { type ReindexReport, reindexMemories } from "./reindex";
 export { type MemoryControls, MemoryService, type Recall, writesMemory } from "./service";
 export { InvalidCursorError, type Memory, type ScoredMemory } from "./store";
 
-function createEmbedder(config: Config): Embedder {
+export function createEmbedder(config: Config): Embedder {
   const { provider, model, dimensions, baseUrl, apiKey } = config.embedding;
   if (provider === "builtin") return new WordVectorEmbedder();
   return new OpenAiCompatibleEmbedder({
@@ -28,7 +29,7 @@ function createEmbedder(config: Config): Embedder {
 }
 
 /** One collection per embedding model: vectors of different models cannot be compared. */
-function collectionName(config: Config, embedder: Embedder): string {
+export function collectionName(config: Config, embedder: Embedder): string {
   return `${config.qdrant.collection}_${embedder.id.replace(/[^A-Za-z0-9_-]+/g, "-")}`;
 }
 
