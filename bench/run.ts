@@ -28,7 +28,11 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function spawnNode(args: string[], env: Record<string, string>): { child: ChildProcess; output: () => string } {
   const { NODE_OPTIONS: _ignored, ...inherited } = process.env;
-  const child = spawn(process.execPath, args, { cwd: ROOT, env: { ...inherited, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, args, {
+    cwd: ROOT,
+    env: { ...inherited, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   let out = "";
   // Keep the start of the output only: a server at info level logs a line per request.
   const keep = (d: Buffer) => {
@@ -111,7 +115,11 @@ async function main() {
     // Every request is counted and checked, but the budget is set beyond what the bench sends, so nothing is refused.
     const apiKey = (await createApiKey(db, user.id, { rateLimitPerMinute: 100_000_000, rateLimitPerDay: 100_000_000 }))
       .key;
-    await new ProviderKeys(db, createVault(parseMasterKey(masterKey, "bench")), new Set(["openai"])).add(user.id, "openai", "sk-bench-upstream-key");
+    await new ProviderKeys(db, createVault(parseMasterKey(masterKey, "bench")), new Set(["openai"])).add(
+      user.id,
+      "openai",
+      "sk-bench-upstream-key",
+    );
     await db.close();
 
     const port = await services.freePort();
@@ -146,8 +154,20 @@ async function main() {
       const kind = stream ? "streaming" : "non-streaming";
       const directMax = await load({ url: direct, headers: {}, body: body(stream), connections: 50 });
       const proxiedMax = await load({ url: perpetual, headers: auth, body: body(stream), connections: 50 });
-      const directFixed = await load({ url: direct, headers: {}, body: body(stream), connections: 50, overallRate: 500 });
-      const proxiedFixed = await load({ url: perpetual, headers: auth, body: body(stream), connections: 50, overallRate: 500 });
+      const directFixed = await load({
+        url: direct,
+        headers: {},
+        body: body(stream),
+        connections: 50,
+        overallRate: 500,
+      });
+      const proxiedFixed = await load({
+        url: perpetual,
+        headers: auth,
+        body: body(stream),
+        connections: 50,
+        overallRate: 500,
+      });
       rows.push({
         kind,
         direct_rps: directMax.rps,
@@ -160,7 +180,12 @@ async function main() {
         failures: proxiedMax.errors + proxiedMax.non2xx + proxiedFixed.errors + proxiedFixed.non2xx,
       });
     }
-    const concurrent = await load({ url: perpetual, headers: auth, body: body(true, "openai/slow-stream"), connections: 2000 });
+    const concurrent = await load({
+      url: perpetual,
+      headers: auth,
+      body: body(true, "openai/slow-stream"),
+      connections: 2000,
+    });
     const memory = rssMb(server.child.pid!);
     const results = {
       date: new Date().toISOString(),
@@ -180,7 +205,9 @@ async function main() {
       targets: { throughput_ratio: 0.25, added_p50_ms: 0.5, added_p99_ms: 2, concurrent_streams: 2000, rss_mb: 150 },
     };
     console.table(rows);
-    console.table([{ ...results.concurrent_streams, server_rss_mb: memory.rss, server_peak_rss_mb: memory.peak, wiring }]);
+    console.table([
+      { ...results.concurrent_streams, server_rss_mb: memory.rss, server_peak_rss_mb: memory.peak, wiring },
+    ]);
     writeFileSync(join(ROOT, "bench", "results.json"), `${JSON.stringify(results, null, 2)}\n`);
     services.log("wrote bench/results.json");
   } finally {

@@ -11,9 +11,11 @@ import {
 } from "node:fs";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
+import { SignCodes } from "./sign-codes";
 import type { SparseVector } from "./sparse";
 import {
   decodeCursor,
+  FUSION_WEIGHTS,
   isAfterCursor,
   type Memory,
   type MemoryDeletion,
@@ -169,6 +171,11 @@ function deserialize(record: ReturnType<typeof serialize>): NewMemory {
   return { ...record.m, dense, sparse: { indices: record.s[0], values: record.s[1] } };
 }
 
+/** Up to this many memories per user, dense search is an exact scan (about 2 ms at the limit on one core). */
+const EXACT_SCAN_LIMIT = 20_000;
+/** Beyond it, this many nearest by binary code are rescored exactly (Qdrant's quantization oversampling). */
+const RESCORE_CANDIDATES = 2_000;
+
 /** One user's memories: slots in insertion order, dead slots skipped and reclaimed by `rebuild`. */
 class UserIndex {
   private memories: (NewMemory | undefined)[] = [];
@@ -179,6 +186,8 @@ class UserIndex {
   /** term id → live slots holding it (document frequency). */
   private readonly documentFrequency = new Map<number, number>();
   live = 0;
+  /** Binary codes for a fast first pass once the user has more memories than an exact scan serves quickly. */
+  private codes: SignCodes | undefined;
 
   constructor(private readonly dimensions: number) {
     this.vectors = new Float32Array(dimensions * 16);
@@ -195,6 +204,7 @@ class UserIndex {
     this.vectors.set(memory.dense.subarray(0, this.dimensions), slot * this.dimensions);
     this.memories.push(memory);
     this.slotById.set(memory.id, slot);
+    this.encode(slot);
     memory.sparse.indices.forEach((term, i) => {
       const list = this.postings.get(term) ?? { slots: [], weights: [] };
       this.postings.set(term, list);
@@ -203,6 +213,18 @@ class UserIndex {
       this.documentFrequency.set(term, (this.documentFrequency.get(term) ?? 0) + 1);
     });
     this.live++;
+  }
+
+  /** Keeps the binary codes current: built past EXACT_SCAN_LIMIT, rebuilt (new mean) each time the index doubles. */
+  private encode(slot: number): void {
+    const live = this.live + 1;
+    if (!this.codes && live <= EXACT_SCAN_LIMIT) return;
+    this.codes ??= new SignCodes(this.dimensions);
+    if (live > 2 * this.codes.builtAt) {
+      this.codes.rebuild(this.vectors, this.memories.length, (s) => this.memories[s] !== undefined, live);
+    } else {
+      this.codes.encode(slot, this.vectors.subarray(slot * this.dimensions, (slot + 1) * this.dimensions));
+    }
   }
 
   remove(id: string): void {
@@ -253,13 +275,13 @@ class UserIndex {
       return m !== undefined && (query.conversationId === undefined || m.conversationId === query.conversationId);
     };
     const fused = new Map<number, number>();
-    const fuse = (ranked: number[]) => {
+    const fuse = (ranked: number[], weight: number) => {
       ranked.forEach((slot, rank) => {
-        fused.set(slot, (fused.get(slot) ?? 0) + 1 / (RRF_K + rank + 1));
+        fused.set(slot, (fused.get(slot) ?? 0) + weight / (RRF_K + rank + 1));
       });
     };
-    fuse(this.denseTop(query.dense, allowed));
-    fuse(this.sparseTop(query.sparse, allowed));
+    fuse(this.denseTop(query.dense, allowed), FUSION_WEIGHTS.dense);
+    fuse(this.sparseTop(query.sparse, allowed), FUSION_WEIGHTS.sparse);
     return [...fused]
       .sort((a, b) => b[1] - a[1])
       .slice(0, query.limit)
@@ -270,12 +292,16 @@ class UserIndex {
     const top = new TopK(PREFETCH_LIMIT);
     const dims = this.dimensions;
     const vectors = this.vectors;
-    for (let slot = 0; slot < this.memories.length; slot++) {
-      if (!allowed(slot)) continue;
+    const score = (slot: number) => {
       let dot = 0;
       const base = slot * dims;
       for (let d = 0; d < dims; d++) dot += vectors[base + d]! * query[d]!;
       top.offer(slot, dot);
+    };
+    if (this.codes) {
+      for (const slot of this.codes.nearest(query, this.memories.length, allowed, RESCORE_CANDIDATES)) score(slot);
+    } else {
+      for (let slot = 0; slot < this.memories.length; slot++) if (allowed(slot)) score(slot);
     }
     return top.slotsBestFirst();
   }
@@ -306,6 +332,7 @@ class UserIndex {
     this.slotById.clear();
     this.postings = new Map();
     this.documentFrequency.clear();
+    this.codes = undefined;
     this.live = 0;
     for (const m of live) this.put(m);
   }

@@ -1,6 +1,7 @@
 import { QdrantClient } from "@qdrant/js-client-rest";
 import {
   decodeCursor,
+  FUSION_WEIGHTS,
   isAfterCursor,
   type Memory,
   type MemoryDeletion,
@@ -110,14 +111,16 @@ export class QdrantMemoryStore implements MemoryStore {
             ? []
             : [{ key: "conversation_id", match: { value: query.conversationId } }]),
         );
+        const prefetch = [
+          { query: Array.from(query.dense), using: DENSE, filter: scoped, limit: PREFETCH_LIMIT },
+          ...(query.sparse.indices.length > 0
+            ? [{ query: query.sparse, using: SPARSE, filter: scoped, limit: PREFETCH_LIMIT }]
+            : []),
+        ];
+        const weights = [FUSION_WEIGHTS.dense, FUSION_WEIGHTS.sparse].slice(0, prefetch.length);
         const { points } = await client.query(collection, {
-          prefetch: [
-            { query: Array.from(query.dense), using: DENSE, filter: scoped, limit: PREFETCH_LIMIT },
-            ...(query.sparse.indices.length > 0
-              ? [{ query: query.sparse, using: SPARSE, filter: scoped, limit: PREFETCH_LIMIT }]
-              : []),
-          ],
-          query: { rrf: { k: RRF_K } },
+          prefetch,
+          query: { rrf: { k: RRF_K, weights } },
           filter: scoped,
           limit: query.limit,
           with_payload: true,

@@ -46,7 +46,8 @@ export interface Recall {
   latencyMs: number;
 }
 
-const CANDIDATES = 50;
+/** Fused candidates handed to the budget fill: enough for a 2,000-token budget of short turns and the group boost. */
+const CANDIDATES = 200;
 
 /** Recall before the provider call, the write-back outbox after it, and the caller-scoped memory API. */
 export class MemoryService {

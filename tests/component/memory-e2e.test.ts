@@ -85,7 +85,7 @@ describe("Persistent memory end to end with the openai SDK, on embedded defaults
     const memory = memoryMessageOf(sent);
     expect(memory).toBe(messages[1]);
     expect(memory!.content).toContain("Biscuit");
-    expect(memory!.content).toMatch(/\[\d{4}-\d{2}-\d{2} \d{2}:\d{2}\] user: My dog is called Biscuit/);
+    expect(memory!.content).toMatch(/\[\d{4}-\d{2}-\d{2} \d{2}:\d{2}\]\nuser: My dog is called Biscuit/);
     // Bob's memories never reach Alice.
     expect(JSON.stringify(sent)).not.toContain("Pepper");
 

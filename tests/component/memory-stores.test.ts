@@ -202,7 +202,7 @@ describe("Qdrant adapter requests", () => {
     }
     const [query] = reads;
     expect((query!.body!.prefetch as { using: string }[]).map((p) => p.using)).toEqual(["dense", "bm25"]);
-    expect(query!.body!.query).toEqual({ rrf: { k: 60 } });
+    expect(query!.body!.query).toEqual({ rrf: { k: 60, weights: [0.3, 1] } });
     const upsert = qdrant.requests.slice(start).find((r) => r.method === "put")!;
     expect(Object.keys((upsert.body!.points as { payload: object }[])[0]!.payload).sort()).toEqual(
       ["conversation_id", "created_at", "model", "request_id", "role", "text", "user_id"].sort(),

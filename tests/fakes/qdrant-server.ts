@@ -273,13 +273,17 @@ export async function startFakeQdrant(): Promise<FakeQdrant> {
     const q = body.query as Json | undefined;
     if (prefetch.length > 0) {
       const lists = (prefetch as Json[]).map((p) => nearest(c, p, all));
-      const k = (q?.rrf as { k?: number } | undefined)?.k ?? (q?.fusion === "rrf" ? 2 : undefined);
+      const rrf = q?.rrf as { k?: number; weights?: number[] } | undefined;
+      const k = rrf?.k ?? (q?.fusion === "rrf" || rrf ? 2 : undefined);
+      if (rrf?.weights && rrf.weights.length !== prefetch.length) {
+        throw new QdrantError(400, "Wrong input: the number of RRF weights must match the number of prefetches");
+      }
       if (k === undefined) throw new QdrantError(400, "Wrong input: this server fuses prefetches with rrf only");
       const fused = new Map<string, { point: Point; score: number }>();
-      for (const list of lists) {
+      for (const [i, list] of lists.entries()) {
         list.forEach(({ point }, rank) => {
           const entry = fused.get(idKey(point.id)) ?? { point, score: 0 };
-          entry.score += 1 / (k + rank + 1);
+          entry.score += (rrf?.weights?.[i] ?? 1) / (k + rank + 1);
           fused.set(idKey(point.id), entry);
         });
       }

@@ -1,0 +1,165 @@
+/**
+ * `npm run bench:memory-latency`: what recall adds to a request on the embedded store with 1M memories in total
+ * and 100k of them belonging to one user, and how fast chunks are written. Recall is measured through
+ * MemoryService.recall, the pipeline's own call (embed the query, hybrid search, dedupe, budget, format).
+ * BENCH_MEMORIES scales the total (default 1,000,000; the heavy user keeps a tenth).
+ */
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { loadConfig } from "../src/config";
+import type { Database } from "../src/db";
+import { createLogger } from "../src/log";
+import { MemoryService } from "../src/memory";
+import { EmbeddedMemoryStore } from "../src/memory/embedded-store";
+import { ensureWordVectorCache, WordVectorEmbedder } from "../src/memory/embedders/word-vectors";
+import { memoryId } from "../src/memory/outbox";
+import { bm25Document } from "../src/memory/sparse";
+import type { NewMemory } from "../src/memory/store";
+import { createMetrics } from "../src/metrics";
+
+const TOTAL = Number(process.env.BENCH_MEMORIES ?? 1_000_000);
+const HEAVY = Math.round(TOTAL / 10);
+const PER_LIGHT_USER = 1_000;
+const QUERIES = 1_000;
+
+/** Deterministic pseudo-random numbers, so runs are comparable. */
+let seed = 42;
+const random = () => {
+  seed = (Math.imul(seed ^ (seed >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) | 0;
+  return ((seed >>> 0) % 1_000_000) / 1_000_000;
+};
+
+/** English words in frequency order, from the built-in embedder's vocabulary, drawn with a Zipf-like skew. */
+function wordSampler(): () => string {
+  const file = readFileSync(ensureWordVectorCache());
+  const words = file
+    .subarray(12, 12 + file.readUInt32LE(8))
+    .toString("utf8")
+    .split("\n")
+    .slice(30, 30_000)
+    .filter((w) => /^[a-z]+$/.test(w));
+  return () => words[Math.floor(words.length * random() ** 2.5)]!;
+}
+
+function sentence(word: () => string): string {
+  const length = 8 + Math.floor(random() * 30);
+  return Array.from({ length }, word).join(" ");
+}
+
+const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]!;
+
+async function main() {
+  const embedder = new WordVectorEmbedder();
+  const word = wordSampler();
+  const dir = mkdtempSync(join(tmpdir(), "perpetual-memory-bench-"));
+  const store = new EmbeddedMemoryStore(dir, "bench", embedder.dimensions);
+  await store.ready();
+  const year = 365 * 86_400_000;
+  const now = Date.now();
+  const memoryOf = (userId: string, n: number): NewMemory => {
+    const text = sentence(word);
+    return {
+      id: memoryId(`${userId}-${n}`, 0),
+      conversationId: `c${n % 50}`,
+      role: n % 2 === 0 ? "user" : "assistant",
+      text,
+      createdAt: new Date(now - random() * year).toISOString(),
+      model: "gpt-4o",
+      requestId: `${userId}-${n}`,
+      dense: embedder.embedOne(text),
+      sparse: bm25Document(text),
+    };
+  };
+
+  const heavyUser = "00000000-0000-4000-8000-000000000001";
+  const lightUsers = Array.from(
+    { length: Math.ceil((TOTAL - HEAVY) / PER_LIGHT_USER) },
+    (_, i) => `00000000-0000-4000-8000-${(i + 2).toString(16).padStart(12, "0")}`,
+  );
+
+  // Bulk load: chunk, embed, BM25, append (fsynced per batch of 1,000) and index.
+  const loadStarted = performance.now();
+  const load = async (userId: string, count: number) => {
+    for (let start = 0; start < count; start += 1_000) {
+      const batch = Array.from({ length: Math.min(1_000, count - start) }, (_, i) => memoryOf(userId, start + i));
+      await store.forUser(userId).upsert(batch);
+    }
+  };
+  await load(heavyUser, HEAVY);
+  for (const user of lightUsers) await load(user, PER_LIGHT_USER);
+  const loadSeconds = (performance.now() - loadStarted) / 1000;
+  const loaded = HEAVY + lightUsers.length * PER_LIGHT_USER;
+
+  // As the outbox writes: one exchange (a user turn and a reply) per fsynced append.
+  const exchanges = 2_000;
+  const writeStarted = performance.now();
+  for (let i = 0; i < exchanges; i++) {
+    const user = lightUsers[i % lightUsers.length]!;
+    await store.forUser(user).upsert([memoryOf(user, 10_000 + 2 * i), memoryOf(user, 10_001 + 2 * i)]);
+  }
+  const exchangeChunksPerSecond = (2 * exchanges) / ((performance.now() - writeStarted) / 1000);
+
+  const config = loadConfig({ NODE_ENV: "test", DATA_DIR: dir });
+  const memory = new MemoryService({
+    store,
+    embedder,
+    db: undefined as unknown as Database, // recall never touches the database
+    logger: createLogger({ level: "error", format: "json" }),
+    metrics: createMetrics({ usagePending: () => 0 }),
+    settings: config.memory,
+  });
+  const controls = { mode: "on" as const, scope: "user" as const };
+
+  async function measure(users: () => string) {
+    const times: number[] = [];
+    let used = 0;
+    for (let i = 0; i < QUERIES + 50; i++) {
+      const messages = [
+        { role: "system", content: "You are a helpful assistant." },
+        { role: "user", content: `${sentence(word)}?` },
+      ];
+      const started = performance.now();
+      const recall = await memory.recall(users(), messages, controls, null);
+      const elapsed = performance.now() - started;
+      if (recall.status !== "ok") throw new Error(`recall answered ${recall.status}`);
+      if (i >= 50) {
+        times.push(elapsed); // the first 50 warm the JIT
+        used += recall.used;
+      }
+    }
+    times.sort((a, b) => a - b);
+    return { p50: percentile(times, 0.5), p99: percentile(times, 0.99), memoriesUsed: used / QUERIES };
+  }
+
+  const heavy = await measure(() => heavyUser);
+  const light = await measure(() => lightUsers[Math.floor(random() * lightUsers.length)]!);
+  await store.close();
+  rmSync(dir, { recursive: true, force: true });
+
+  const ms = (x: number) => `${x.toFixed(2)} ms`;
+  console.log(`\nEmbedded memory store: ${loaded.toLocaleString("en")} memories, ${lightUsers.length + 1} users`);
+  console.log("| user | memories | recall p50 | recall p99 | memories injected (avg) |");
+  console.log("|---|---:|---:|---:|---:|");
+  console.log(
+    `| heavy | ${HEAVY.toLocaleString("en")} | ${ms(heavy.p50)} | ${ms(heavy.p99)} | ${heavy.memoriesUsed.toFixed(1)} |`,
+  );
+  console.log(
+    `| typical | ${PER_LIGHT_USER.toLocaleString("en")} | ${ms(light.p50)} | ${ms(light.p99)} | ${light.memoriesUsed.toFixed(1)} |`,
+  );
+  console.log(`\nTarget: p50 ≤ 5 ms, p99 ≤ 25 ms for the heavy user.`);
+  console.log(
+    `Bulk load (embed + BM25 + fsynced append + index, 1,000 per batch): ${Math.round(loaded / loadSeconds).toLocaleString("en")} chunks/s`,
+  );
+  console.log(
+    `Outbox-style writes (one exchange of 2 chunks per fsync): ${Math.round(exchangeChunksPerSecond).toLocaleString("en")} chunks/s`,
+  );
+  console.log(
+    `Heap used: ${Math.round(process.memoryUsage().heapUsed / 2 ** 20)} MB, RSS ${Math.round(process.memoryUsage().rss / 2 ** 20)} MB`,
+  );
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exit(1);
+});

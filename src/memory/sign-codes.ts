@@ -1,0 +1,85 @@
+/** Set bits of every 16-bit value: Hamming distance by table lookup (JavaScript has no popcount). */
+const POPCOUNT16 = new Uint8Array(1 << 16);
+for (let i = 1; i < POPCOUNT16.length; i++) POPCOUNT16[i] = (i & 1) + POPCOUNT16[i >> 1]!;
+
+/**
+ * Binary quantization for the embedded store's large users, as Qdrant's binary quantization with rescoring does:
+ * each vector keeps one bit per dimension (the sign after subtracting the user's mean vector, so bits split
+ * evenly), the query's bits are compared by Hamming distance (a few table lookups per vector instead of a
+ * 100-dimension dot product), and the closest few thousand are rescored exactly by the caller.
+ */
+export class SignCodes {
+  private readonly words: number;
+  private codes: Uint16Array;
+  private readonly mean: Float32Array;
+  /** Live vectors when the mean was last taken; codes are rebuilt when the index has doubled since. */
+  builtAt = 0;
+
+  constructor(private readonly dimensions: number) {
+    this.words = Math.ceil(dimensions / 16);
+    this.codes = new Uint16Array(this.words * 1024);
+    this.mean = new Float32Array(dimensions);
+  }
+
+  /** Takes the mean of the live vectors and encodes every slot. */
+  rebuild(vectors: Float32Array, slots: number, isLive: (slot: number) => boolean, live: number): void {
+    const dims = this.dimensions;
+    const sum = new Float64Array(dims);
+    for (let slot = 0; slot < slots; slot++) {
+      if (!isLive(slot)) continue;
+      for (let d = 0; d < dims; d++) sum[d]! += vectors[slot * dims + d]!;
+    }
+    for (let d = 0; d < dims; d++) this.mean[d] = sum[d]! / Math.max(1, live);
+    for (let slot = 0; slot < slots; slot++) this.encode(slot, vectors.subarray(slot * dims, (slot + 1) * dims));
+    this.builtAt = live;
+  }
+
+  encode(slot: number, vector: Float32Array): void {
+    if ((slot + 1) * this.words > this.codes.length) {
+      const grown = new Uint16Array(Math.max(this.codes.length * 2, (slot + 1) * this.words));
+      grown.set(this.codes);
+      this.codes = grown;
+    }
+    this.write(vector, this.codes, slot * this.words);
+  }
+
+  /**
+   * The slots whose codes are nearest the query's: at least `wanted` of them (all ties at the cut-off distance
+   * included), from the slots that pass `isAllowed`.
+   */
+  nearest(query: Float32Array, slots: number, isAllowed: (slot: number) => boolean, wanted: number): number[] {
+    const words = this.words;
+    const q = new Uint16Array(words);
+    this.write(query, q, 0);
+    const distance = new Uint8Array(slots).fill(255);
+    const histogram = new Uint32Array(words * 16 + 1);
+    const codes = this.codes;
+    for (let slot = 0; slot < slots; slot++) {
+      if (!isAllowed(slot)) continue;
+      let d = 0;
+      const base = slot * words;
+      for (let w = 0; w < words; w++) d += POPCOUNT16[codes[base + w]! ^ q[w]!]!;
+      distance[slot] = d;
+      histogram[d]!++;
+    }
+    let cutoff = 0;
+    for (let seen = 0; cutoff < histogram.length; cutoff++) {
+      seen += histogram[cutoff]!;
+      if (seen >= wanted) break;
+    }
+    const out: number[] = [];
+    for (let slot = 0; slot < slots; slot++) if (distance[slot]! <= cutoff) out.push(slot);
+    return out;
+  }
+
+  private write(vector: Float32Array, into: Uint16Array, offset: number): void {
+    for (let w = 0; w < this.words; w++) {
+      let bits = 0;
+      for (let b = 0; b < 16; b++) {
+        const d = w * 16 + b;
+        if (d < this.dimensions && vector[d]! > this.mean[d]!) bits |= 1 << b;
+      }
+      into[offset + w] = bits;
+    }
+  }
+}

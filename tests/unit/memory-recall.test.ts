@@ -1,0 +1,92 @@
+import { memoryMessage, recallQuery, selectMemories } from "../../src/memory/recall";
+import { SignCodes } from "../../src/memory/sign-codes";
+import type { Memory, ScoredMemory } from "../../src/memory/store";
+import { approximateTokens } from "../../src/memory/text";
+
+const at = (day: number, minute = 0) => new Date(Date.UTC(2026, 0, day, 9, minute)).toISOString();
+function scored(text: string, score: number, createdAt: string, conversationId = "c1"): ScoredMemory {
+  const memory: Memory = { id: text, conversationId, role: "user", text, createdAt, model: null, requestId: text };
+  return { memory, score };
+}
+
+describe("Recall selection", () => {
+  const now = Date.parse(at(20));
+
+  test("When the client already sent a memory's text, then it is dropped; the rest fit the budget, oldest first", () => {
+    const candidates = [
+      scored("I live in Porto", 0.9, at(3)),
+      scored("My cat is called Miso", 0.8, at(1)),
+      scored(`A long note ${"about gardening ".repeat(100)}`, 0.7, at(2)),
+      scored("I run on Tuesdays", 0.1, at(4)),
+    ];
+    const sent = [{ role: "user", content: "Remember: i live in   PORTO. What should I do today?" }];
+    const chosen = selectMemories(candidates, sent, 120, now);
+    expect(chosen.map((m) => m.text)).toEqual(["My cat is called Miso", "I run on Tuesdays"]);
+    expect(approximateTokens(memoryMessage(chosen).content)).toBeLessThanOrEqual(120);
+  });
+
+  test("When memories share a conversation and a day, then they share one dated heading and are boosted together", () => {
+    const candidates = [
+      scored("lone strong match", 1.0, at(5), "c9"),
+      scored("session part one", 0.7, at(2, 1), "c1"),
+      scored("session part two", 0.7, at(2, 2), "c1"),
+      scored("session part three", 0.7, at(2, 3), "c1"),
+    ];
+    const [first] = selectMemories(candidates, [], 1_000, now);
+    expect(first!.text).toBe("session part one");
+    const message = memoryMessage(selectMemories(candidates, [], 1_000, now)).content;
+    expect(message.split("\n").slice(2)).toEqual([
+      "[2026-01-02 09:01]",
+      "user: session part one",
+      "user: session part two",
+      "user: session part three",
+      "[2026-01-05 09:00]",
+      "user: lone strong match",
+    ]);
+    // The group boost reorders the fill, not the output order: the lone match survives a budget for two groups.
+    const tight = selectMemories(candidates, [], approximateTokens(message) - 6, now);
+    expect(tight).toHaveLength(3);
+  });
+
+  test("The query is the latest user turn plus a little of the turn before it", () => {
+    const query = recallQuery([
+      { role: "user", content: "first question" },
+      { role: "assistant", content: `${"x".repeat(500)}tail of the answer` },
+      { role: "user", content: [{ type: "text", text: "follow-up" }] },
+    ]);
+    expect(query.startsWith("follow-up\n")).toBe(true);
+    expect(query).toContain("tail of the answer");
+    expect(query.length).toBeLessThan("follow-up\n".length + 301);
+  });
+});
+
+describe("Binary codes for large users", () => {
+  test("When 30,000 vectors are coded, then the exact 10 nearest are among the candidates kept for rescoring", () => {
+    let seed = 7;
+    const random = () => {
+      seed = (seed * 16807) % 2147483647;
+      return seed / 2147483647 - 0.5;
+    };
+    const dims = 100;
+    const count = 30_000;
+    const vectors = new Float32Array(count * dims).map(random);
+    const codes = new SignCodes(dims);
+    codes.rebuild(vectors, count, () => true, count);
+    let found = 0;
+    for (let q = 0; q < 20; q++) {
+      const query = vectors.slice(q * dims, (q + 1) * dims).map((x) => x + random() * 0.5);
+      const exact = Array.from({ length: count }, (_, slot) => {
+        let dot = 0;
+        for (let d = 0; d < dims; d++) dot += vectors[slot * dims + d]! * query[d]!;
+        return [slot, dot] as const;
+      })
+        .sort((a, b) => b[1] - a[1])
+        .slice(0, 10)
+        .map(([slot]) => slot);
+      const candidates = new Set(codes.nearest(query, count, () => true, 2_000));
+      expect(candidates.size).toBeGreaterThanOrEqual(2_000);
+      found += exact.filter((slot) => candidates.has(slot)).length;
+    }
+    expect(found / 200).toBeGreaterThan(0.9);
+  });
+});
