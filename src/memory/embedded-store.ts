@@ -186,6 +186,8 @@ class UserIndex {
   /** term id → live slots holding it (document frequency). */
   private readonly documentFrequency = new Map<number, number>();
   live = 0;
+  /** Per-slot BM25 accumulator, reused by every query (zeroed again after each). */
+  private scores = new Float64Array(0);
   /** Binary codes for a fast first pass once the user has more memories than an exact scan serves quickly. */
   private codes: SignCodes | undefined;
 
@@ -307,21 +309,28 @@ class UserIndex {
   }
 
   private sparseTop(query: SparseVector, allowed: (slot: number) => boolean): number[] {
-    const scores = new Map<number, number>();
+    // Scores accumulate in a typed array indexed by slot (a Map per query was the slowest part at 100k memories).
+    if (this.scores.length < this.memories.length) this.scores = new Float64Array(this.memories.length * 2);
+    const scores = this.scores;
+    const touched: number[] = [];
     query.indices.forEach((term, i) => {
       const list = this.postings.get(term);
       const df = this.documentFrequency.get(term);
       if (!list || !df) return;
       // Qdrant's IDF modifier: ln(1 + (N - n + 0.5) / (n + 0.5)).
       const idf = Math.log(1 + (this.live - df + 0.5) / (df + 0.5)) * query.values[i]!;
-      for (let j = 0; j < list.slots.length; j++) {
-        const slot = list.slots[j]!;
-        if (this.memories[slot] === undefined) continue;
-        scores.set(slot, (scores.get(slot) ?? 0) + idf * list.weights[j]!);
+      const { slots, weights } = list;
+      for (let j = 0; j < slots.length; j++) {
+        const slot = slots[j]!;
+        if (scores[slot] === 0) touched.push(slot);
+        scores[slot]! += idf * weights[j]!;
       }
     });
     const top = new TopK(PREFETCH_LIMIT);
-    for (const [slot, score] of scores) if (allowed(slot)) top.offer(slot, score);
+    for (const slot of touched) {
+      if (allowed(slot)) top.offer(slot, scores[slot]!);
+      scores[slot] = 0;
+    }
     return top.slotsBestFirst();
   }
 

@@ -44,8 +44,8 @@ export class SignCodes {
   }
 
   /**
-   * The slots whose codes are nearest the query's: at least `wanted` of them (all ties at the cut-off distance
-   * included), from the slots that pass `isAllowed`.
+   * The `wanted` slots (fewer if fewer pass `isAllowed`) whose codes are nearest the query's; ties at the cut-off
+   * distance are taken in slot order.
    */
   nearest(query: Float32Array, slots: number, isAllowed: (slot: number) => boolean, wanted: number): number[] {
     const words = this.words;
@@ -63,12 +63,18 @@ export class SignCodes {
       histogram[d]!++;
     }
     let cutoff = 0;
-    for (let seen = 0; cutoff < histogram.length; cutoff++) {
-      seen += histogram[cutoff]!;
-      if (seen >= wanted) break;
+    let closer = 0;
+    for (; cutoff < histogram.length; cutoff++) {
+      if (closer + histogram[cutoff]! >= wanted) break;
+      closer += histogram[cutoff]!;
     }
+    // Everything closer than the cut-off distance, then slots at it until `wanted`: never more than asked for.
     const out: number[] = [];
-    for (let slot = 0; slot < slots; slot++) if (distance[slot]! <= cutoff) out.push(slot);
+    let atCutoff = wanted - closer;
+    for (let slot = 0; slot < slots; slot++) {
+      const d = distance[slot]!;
+      if (d < cutoff || (d === cutoff && atCutoff-- > 0)) out.push(slot);
+    }
     return out;
   }
 

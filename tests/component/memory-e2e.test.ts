@@ -1,31 +1,15 @@
-import { randomBytes } from "node:crypto";
 import OpenAI from "openai";
 import { type Database, migrate, openPglite } from "../../src/db";
-import { createApiKey, createUser } from "../../src/identity";
 import { type FakeOpenAiUpstream, startFakeOpenAiUpstream } from "../fakes/openai-upstream";
 import { startTestApp, type TestApp, testConfig } from "../helpers/app";
+import { memoryCaller, memoryMessageOf } from "../helpers/memory";
 
 describe("Persistent memory end to end with the openai SDK, on embedded defaults", () => {
   let db: Database;
   let upstream: FakeOpenAiUpstream;
   let app: TestApp;
 
-  async function caller(email: string) {
-    const user = await createUser(db, email, "enterprise");
-    const key = (await createApiKey(db, user.id)).key;
-    await app.services.providerKeys.add(user.id, "openai", `sk-proj-${randomBytes(12).toString("hex")}`);
-    const client = (conversation: string, memory?: string) =>
-      new OpenAI({
-        apiKey: key,
-        baseURL: `${app.baseUrl}/v1`,
-        maxRetries: 0,
-        defaultHeaders: {
-          "x-perpetual-conversation-id": conversation,
-          ...(memory && { "x-perpetual-memory": memory }),
-        },
-      });
-    return { userId: user.id, client };
-  }
+  const caller = (email: string) => memoryCaller(app, db, email);
 
   /** Everything recorded so far is in the vector store. */
   async function settle() {
@@ -34,10 +18,6 @@ describe("Persistent memory end to end with the openai SDK, on embedded defaults
   }
 
   const lastSent = () => upstream.received.filter((r) => r.path.endsWith("/chat/completions")).at(-1)!.body;
-  const memoryMessageOf = (body: Record<string, unknown>) =>
-    (body.messages as { role: string; content: string }[]).find(
-      (m) => m.role === "system" && m.content.startsWith("Excerpts from earlier conversations"),
-    );
 
   beforeAll(async () => {
     db = await openPglite();

@@ -1,12 +1,11 @@
 import { randomBytes } from "node:crypto";
-import OpenAI from "openai";
 import { type Database, migrate, openPostgres } from "../../src/db";
-import { createApiKey, createUser } from "../../src/identity";
 import { WORD_VECTORS_ID } from "../../src/memory/embedders/word-vectors";
 import { type FakeOpenAiUpstream, startFakeOpenAiUpstream } from "../fakes/openai-upstream";
 import { type FakeQdrant, startFakeQdrant } from "../fakes/qdrant-server";
 import { startTestApp, type TestApp, testConfig } from "../helpers/app";
 import { jsonClient } from "../helpers/http";
+import { memoryCaller, memoryMessageOf } from "../helpers/memory";
 import { createTestDatabase } from "../helpers/postgres";
 
 jest.setTimeout(60_000);
@@ -20,32 +19,13 @@ describe("Persistent memory on Qdrant (test server), PostgreSQL 15, the openai S
   let qdrant: FakeQdrant;
   let app: TestApp;
 
-  async function caller(email: string) {
-    const user = await createUser(db, email, "enterprise");
-    const key = (await createApiKey(db, user.id)).key;
-    await app.services.providerKeys.add(user.id, "openai", `sk-proj-${randomBytes(12).toString("hex")}`);
-    const client = (conversation: string, memory?: string) =>
-      new OpenAI({
-        apiKey: key,
-        baseURL: `${app.baseUrl}/v1`,
-        maxRetries: 0,
-        defaultHeaders: {
-          "x-perpetual-conversation-id": conversation,
-          ...(memory && { "x-perpetual-memory": memory }),
-        },
-      });
-    return { userId: user.id, key, client };
-  }
+  const caller = (email: string) => memoryCaller(app, db, email);
 
   const settle = async () => {
     await app.services.usage.flush();
     await app.services.memory.outbox.drain();
   };
   const lastSent = () => upstream.received.filter((r) => r.path.endsWith("/chat/completions")).at(-1)!.body;
-  const memoryMessageOf = (body: Record<string, unknown>) =>
-    (body.messages as { role: string; content: string }[]).find((m) =>
-      m.content.startsWith("Excerpts from earlier conversations"),
-    );
   const pointsOf = (userId: string) => qdrant.payloads(COLLECTION).filter((p) => p.user_id === userId);
   const outboxRows = async (userId: string) =>
     (await db.query<{ n: number }>("select count(*)::int as n from memory_outbox where user_id = $1", [userId]))[0]!.n;

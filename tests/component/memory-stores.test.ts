@@ -2,41 +2,16 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { EmbeddedMemoryStore } from "../../src/memory/embedded-store";
-import { WordVectorEmbedder } from "../../src/memory/embedders/word-vectors";
 import { memoryId } from "../../src/memory/outbox";
 import { QdrantMemoryStore } from "../../src/memory/qdrant-store";
-import { bm25Document, bm25Query } from "../../src/memory/sparse";
-import { InvalidCursorError, type MemoryStore, type NewMemory } from "../../src/memory/store";
+import { InvalidCursorError, type MemoryStore } from "../../src/memory/store";
 import { type FakeQdrant, startFakeQdrant } from "../fakes/qdrant-server";
+import { embedder, memoryChunk, searchFor } from "../helpers/memory";
 
-const embedder = new WordVectorEmbedder();
 const ALICE = "00000000-0000-4000-8000-00000000000a";
 const BOB = "00000000-0000-4000-8000-00000000000b";
-
-function memory(
-  text: string,
-  requestId: string,
-  { index = 0, conversationId = "c1", createdAt = "2026-01-01T00:00:00.000Z" } = {},
-): NewMemory {
-  return {
-    id: memoryId(requestId, index),
-    conversationId,
-    role: index % 2 === 0 ? "user" : "assistant",
-    text,
-    createdAt,
-    model: "gpt-4o",
-    requestId,
-    dense: embedder.embedOne(text),
-    sparse: bm25Document(text),
-  };
-}
-
-const search = (text: string, conversationId?: string) => ({
-  dense: embedder.embedOne(text),
-  sparse: bm25Query(text),
-  limit: 10,
-  ...(conversationId && { conversationId }),
-});
+const memory = memoryChunk;
+const search = searchFor;
 
 let qdrant: FakeQdrant;
 beforeAll(async () => {
