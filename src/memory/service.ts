@@ -133,7 +133,15 @@ export class MemoryService {
     });
     try {
       const result = await Promise.race([
-        this.search(userId, query, controls, conversationId, controller.signal),
+        this.find(
+          userId,
+          query,
+          {
+            limit: CANDIDATES,
+            ...(controls.scope === "conversation" && { conversationId: conversationId ?? "" }),
+          },
+          controller.signal,
+        ),
         timeout,
       ]);
       const latencyMs = Math.round(performance.now() - started);
@@ -169,9 +177,9 @@ export class MemoryService {
     return this.deps.store.forUser(userId).list(options);
   }
 
-  /** The memory API's search: the same hybrid ranking recall uses, without the budget. */
-  async find(userId: string, text: string, options: { limit: number; conversationId?: string }) {
-    const [dense] = await this.deps.embedder.embed([text]);
+  /** Hybrid search of one user's memories: recall's first step, and the memory API's search. */
+  async find(userId: string, text: string, options: { limit: number; conversationId?: string }, signal?: AbortSignal) {
+    const [dense] = await this.deps.embedder.embed([text], signal);
     return this.deps.store.forUser(userId).search({ dense: dense!, sparse: bm25Query(text), ...options });
   }
 
@@ -193,21 +201,5 @@ export class MemoryService {
       pending = rows.length;
     }
     return { stored: await this.deps.store.forUser(userId).delete(which), pending };
-  }
-
-  private async search(
-    userId: string,
-    query: string,
-    controls: MemoryControls,
-    conversationId: string | null,
-    signal?: AbortSignal,
-  ) {
-    const [dense] = await this.deps.embedder.embed([query], signal);
-    return this.deps.store.forUser(userId).search({
-      dense: dense!,
-      sparse: bm25Query(query),
-      limit: CANDIDATES,
-      ...(controls.scope === "conversation" && { conversationId: conversationId ?? "" }),
-    });
   }
 }

@@ -51,10 +51,15 @@ export function chunkText(text: string, maxTokens: number): string[] {
     .split(/\n\s*\n/)
     .flatMap((paragraph) => (approximateTokens(paragraph) <= maxTokens ? [paragraph] : sentences(paragraph)))
     .flatMap((piece) => (approximateTokens(piece) <= maxTokens ? [piece] : byWords(piece, maxTokens)));
+  return pack(pieces.map((p) => p.trim()).filter(Boolean), "\n", maxTokens);
+}
+
+/** Joins consecutive pieces with `separator` into as few chunks as fit `maxTokens` each, keeping their order. */
+function pack(pieces: string[], separator: string, maxTokens: number): string[] {
   const chunks: string[] = [];
   let current = "";
-  for (const piece of pieces.map((p) => p.trim()).filter(Boolean)) {
-    const joined = current ? `${current}\n${piece}` : piece;
+  for (const piece of pieces) {
+    const joined = current ? `${current}${separator}${piece}` : piece;
     if (current && approximateTokens(joined) > maxTokens) {
       chunks.push(current);
       current = piece;
@@ -71,20 +76,8 @@ function sentences(text: string): string[] {
 }
 
 function byWords(text: string, maxTokens: number): string[] {
-  const out: string[] = [];
-  let current = "";
-  for (const word of text.split(/\s+/)) {
-    const joined = current ? `${current} ${word}` : word;
-    if (current && approximateTokens(joined) > maxTokens) {
-      out.push(current);
-      current = word;
-    } else {
-      current = joined;
-    }
-  }
-  if (current) out.push(current);
   // A single "word" longer than the cap (a base64 blob, a URL) is cut by characters.
-  return out.flatMap((piece) =>
+  return pack(text.split(/\s+/), " ", maxTokens).flatMap((piece) =>
     approximateTokens(piece) <= maxTokens ? [piece] : (piece.match(new RegExp(`.{1,${maxTokens * 4}}`, "gs")) ?? []),
   );
 }

@@ -5,10 +5,11 @@ import { InvalidCursorError, type Memory, type MemoryService } from "../../memor
 import { parseBody, uuidParam } from "../../validation";
 import { ApiRouter, json } from "../api-router";
 import { principalOf, requireUser } from "../authentication";
+import { CONVERSATION_ID } from "../conversation";
 
 const conversationId = z
   .string()
-  .regex(/^[\w.:-]{1,200}$/, { message: "must be 1-200 letters, digits or _.:-" })
+  .regex(CONVERSATION_ID, { message: "must be 1-200 letters, digits or _.:-" })
   .meta({ description: "A conversation id, as sent in x-perpetual-conversation-id." });
 
 const listQuery = z.strictObject({
