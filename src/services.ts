@@ -1,10 +1,11 @@
 import { join } from "node:path";
 import { AuthClient } from "@supabase/auth-js";
+import { type Billing, createBilling } from "./billing";
 import { ChatPipeline } from "./chat/pipeline";
 import { LocalTargets, ProxyTargets, type Targets } from "./chat/targets";
 import type { Config } from "./config";
 import type { Database } from "./db";
-import { Authenticator, JwtVerifier } from "./identity";
+import { Authenticator, JwtVerifier, UserChanges } from "./identity";
 import { type CounterStore, InProcessCounters, RateLimiter, RedisCounters } from "./limits";
 import { VllmPool } from "./local/pool";
 import type { Logger } from "./log";
@@ -30,6 +31,10 @@ export interface Services {
   memory: MemoryService;
   /** Local mode only: the vLLM servers (start() runs the first health check). */
   pool?: VllmPool;
+  /** Forgets a changed user's cached lookups on every replica (tier, keys, erasure). close() on shutdown. */
+  userChanges: UserChanges;
+  /** Polar: checkout/portal, webhooks, the usage-event outbox (outbox.start()/stop()); parts absent when off. */
+  billing: Billing;
 }
 
 export function createServices(config: Config, db: Database, logger: Logger): Services {
@@ -50,11 +55,18 @@ export function createServices(config: Config, db: Database, logger: Logger): Se
   const jwt = new JwtVerifier({ supabaseUrl: url, jwtSecret, verify: config.auth.supabaseVerify }, supabaseAuth);
   const authenticator = new Authenticator({ db, tiers: config.tiers, jwt, logger, cacheTtlMs: config.auth.cacheTtlMs });
   const providerKeys = new ProviderKeys(db, vault, new Set(config.providers.keys()), config.auth.cacheTtlMs);
-  const usage = new UsageRecorder({ db, logger, spoolPath: join(config.dataDir, "usage-spool.ndjson") });
+  const usage = new UsageRecorder({
+    db,
+    logger,
+    spoolPath: join(config.dataDir, "usage-spool.ndjson"),
+    billUsage: config.polar.apiKey !== undefined,
+  });
   let memory: MemoryService | undefined;
+  let billing: Billing | undefined;
   const metrics = createMetrics({
     usagePending: () => usage.pending,
     memoryPending: () => memory?.outbox.pending() ?? Promise.resolve(0),
+    billingPending: () => billing?.outbox?.pending() ?? Promise.resolve(0),
   });
   memory = createMemory(config, db, logger, metrics);
   usage.start();
@@ -85,5 +97,47 @@ export function createServices(config: Config, db: Database, logger: Logger): Se
     onReject: (limit) => metrics.rateLimitRejections.inc({ limit }),
   });
   const chat = new ChatPipeline({ config, targets, limiter, usage, metrics, memory });
-  return { vault, authenticator, providerKeys, usage, targets, limiter, counters, chat, pool, metrics, memory };
+  const userChanges = new UserChanges(counters instanceof RedisCounters ? counters.redis : undefined, logger);
+  userChanges.onChange((userId) => authenticator.forgetUser(userId));
+  userChanges.onChange((userId) => providerKeys.forgetUser(userId));
+  billing = createBilling(
+    config,
+    db,
+    logger,
+    (userId) => userChanges.announce(userId),
+    (events) => metrics.billingEventsSent.inc(events),
+  );
+  return {
+    vault,
+    authenticator,
+    providerKeys,
+    usage,
+    targets,
+    limiter,
+    counters,
+    chat,
+    pool,
+    metrics,
+    memory,
+    userChanges,
+    billing,
+  };
+}
+
+/** Starts the background parts: vLLM health checks, the memory and billing outboxes, the Redis connection. */
+export async function startServices(services: Services): Promise<void> {
+  await services.pool?.start();
+  await services.memory.start();
+  services.billing.outbox?.start();
+  await services.counters.ready(3_000);
+}
+
+/** After the HTTP server has drained: flushes usage (which queues memory and billing rows), stops the workers. */
+export async function stopServices(services: Services): Promise<void> {
+  services.pool?.stop();
+  await services.usage.close();
+  await services.memory.stop();
+  await services.billing.outbox?.stop();
+  services.userChanges.close();
+  await services.counters.close();
 }

@@ -3,7 +3,7 @@ import { migrate, openDatabase } from "./db";
 import { createApp } from "./http";
 import { createLogger } from "./log";
 import { listen, onShutdownSignal } from "./server";
-import { createServices } from "./services";
+import { createServices, startServices, stopServices } from "./services";
 import type { Telemetry } from "./telemetry";
 
 /** Wires the real dependencies, applies migrations in embedded mode, listens, and drains on SIGTERM. */
@@ -16,9 +16,7 @@ export async function start(config: Config, telemetry: Telemetry | undefined): P
   }
 
   const services = createServices(config, db, logger);
-  await services.pool?.start();
-  await services.memory.start();
-  await services.counters.ready(3_000);
+  await startServices(services);
   const app = createApp({ config, db, logger, services });
   const running = await listen(app, { ...config.http });
   logger.info(`${config.appName} listening`, {
@@ -31,10 +29,7 @@ export async function start(config: Config, telemetry: Telemetry | undefined): P
 
   onShutdownSignal(logger, async () => {
     await running.drain(config.http.shutdownTimeoutMs);
-    services.pool?.stop();
-    await services.usage.close();
-    await services.memory.stop();
-    await services.counters.close();
+    await stopServices(services);
     await db.close();
     await telemetry?.shutdown().catch((error: unknown) => logger.warn("could not flush traces", { error }));
     logger.info("stopped");

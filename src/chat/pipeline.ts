@@ -1,3 +1,4 @@
+import { assertWithinSpend } from "../billing/spend";
 import type { Config } from "../config";
 import { ApiError, invalidRequest } from "../errors";
 import type { Principal } from "../identity";
@@ -46,7 +47,7 @@ export type ChatResult = { headers: Record<string, string> } & (
 );
 
 export interface ChatPipelineDeps {
-  config: Pick<Config, "models" | "http">;
+  config: Pick<Config, "models" | "http" | "tiers">;
   targets: Targets;
   limiter: RateLimiter;
   usage: UsageRecorder;
@@ -60,7 +61,8 @@ const MOCK_PROVIDER = "mock";
  * POST /v1/chat/completions, in the order of the architecture:
  * (request context and authentication happen in the HTTP layer, before this)
  * 1. validate the request          2. route the model (404 before anything is counted)
- * 3. limits: reserve requests and a token estimate, settled to real usage when recorded
+ * 3. limits: spend cap and prepaid balance (402), then reserve requests and a token estimate, settled to real
+ *    usage when recorded
  * 4. recall memory into one system message (never fails the request: without memory on timeout or outage)
  * 5. resolve the target and call the provider (the user's own key, or a local vLLM server)
  * 6. record usage, cost and the exchange for memory write-back (off the response path, never lost)
@@ -72,6 +74,7 @@ export class ChatPipeline {
     const started = performance.now();
     const request = parseChatRequest(input.body);
     const route = request.mockResponse === undefined ? this.deps.targets.route(request.model) : undefined;
+    assertWithinSpend(input.principal, this.deps.config.tiers);
     const reservation = await this.deps.limiter.reserve(input.principal, reservationEstimate(request));
     const sent = request.body.messages as ChatTurn[];
     const recall = await this.recall(input, sent);
@@ -132,6 +135,7 @@ export class ChatPipeline {
         "model",
       );
     }
+    assertWithinSpend(input.principal, this.deps.config.tiers);
     const reservation = await this.deps.limiter.reserve(
       input.principal,
       Math.ceil(JSON.stringify(body.input).length / 4),

@@ -17,6 +17,7 @@ export const SECRET_VARIABLES = new Set([
   "API_KEY_ENCRYPTION_KEY",
   "API_KEY_ENCRYPTION_KEYS_PREVIOUS",
   "POLAR_API_KEY",
+  "POLAR_WEBHOOK_SECRET",
   "ADMIN_API_KEY",
   "VLLM_API_KEY",
   "METRICS_TOKEN",
@@ -181,6 +182,24 @@ export const envSchema = z.object({
   API_KEY_ENCRYPTION_KEYS_PREVIOUS: optionalString,
   POLAR_API_KEY: optionalString,
   POLAR_ORGANIZATION_ID: optionalString,
+  POLAR_SERVER: z.preprocess(
+    emptyAsUndefined,
+    z
+      .string()
+      .default("production")
+      .refine((v) => v === "production" || v === "sandbox" || isUrlWithProtocol(v, ["http:", "https:"]), {
+        message: 'must be "production", "sandbox" or the http(s) URL of a Polar-compatible API',
+      }),
+  ),
+  POLAR_WEBHOOK_SECRET: optionalString,
+  POLAR_EVENT_NAME: z.preprocess(
+    emptyAsUndefined,
+    z
+      .string()
+      .regex(/^[A-Za-z0-9_.:-]{1,100}$/, { message: "must be letters, digits, _ . : or - (at most 100)" })
+      .default("llm.usage"),
+  ),
+  POLAR_SUCCESS_URL: httpUrl,
   RATE_LIMIT_PER_MINUTE: integer(60, 1, 10_000_000),
   RATE_LIMIT_PER_DAY: integer(10_000, 1, 1_000_000_000),
   RATE_LIMIT_FAILURE_POLICY: z.preprocess(

@@ -46,7 +46,18 @@ export interface Config {
   /** Absent means in-process limits. */
   redis: { url?: string };
   vault: { currentKey?: string; previousKeys: string[] };
-  polar: { apiKey?: string; organizationId?: string };
+  /** Billing with Polar: off unless apiKey is set; webhooks off unless webhookSecret is set. */
+  polar: {
+    apiKey?: string;
+    organizationId?: string;
+    /** "production", "sandbox" or a base URL (a Polar-compatible test server). */
+    server: string;
+    webhookSecret?: string;
+    /** Name of the usage event sent for each successful completion. */
+    eventName: string;
+    /** Where checkout sends the customer when paid, and where the portal's back link goes. */
+    successUrl?: string;
+  };
   rateLimitDefaults: { perMinute: number; perDay: number };
   /** While Redis is unreachable: open (per-process counters) or closed (503). */
   rateLimitFailurePolicy: "open" | "closed";
@@ -174,7 +185,14 @@ export function loadConfig(env: NodeJS.ProcessEnv, options: LoadConfigOptions = 
         .map((k) => k.trim())
         .filter(Boolean),
     },
-    polar: { apiKey: e.POLAR_API_KEY, organizationId: e.POLAR_ORGANIZATION_ID },
+    polar: {
+      apiKey: e.POLAR_API_KEY,
+      organizationId: e.POLAR_ORGANIZATION_ID,
+      server: e.POLAR_SERVER,
+      webhookSecret: e.POLAR_WEBHOOK_SECRET,
+      eventName: e.POLAR_EVENT_NAME,
+      successUrl: e.POLAR_SUCCESS_URL,
+    },
     rateLimitDefaults: { perMinute: e.RATE_LIMIT_PER_MINUTE, perDay: e.RATE_LIMIT_PER_DAY },
     rateLimitFailurePolicy: e.RATE_LIMIT_FAILURE_POLICY,
     modelName: e.MODEL_NAME,

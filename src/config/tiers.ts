@@ -8,6 +8,12 @@ const tierSchema = z.object({
   requests_per_day: z.number().int().positive(),
   tokens_per_minute: budget,
   tokens_per_day: budget,
+  /** Cost (USD, this calendar month in UTC) after which requests get 402 insufficient_quota; null: no cap. */
+  monthly_spend_cap_usd: z.number().positive().nullable().default(null),
+  /** Requests need a positive users.current_balance_usd (topped up by credit purchases or the CLI). */
+  prepaid: z.boolean().default(false),
+  /** Polar products whose active subscription grants this tier. */
+  polar_product_ids: z.array(z.string().min(1)).default([]),
 });
 
 const tiersFileSchema = z
@@ -15,7 +21,13 @@ const tiersFileSchema = z
     default_tier: z.string(),
     tiers: z.record(z.string().regex(/^[a-z][a-z0-9_-]*$/), tierSchema),
   })
-  .refine((file) => file.default_tier in file.tiers, { message: "default_tier must name one of the tiers" });
+  .refine((file) => file.default_tier in file.tiers, { message: "default_tier must name one of the tiers" })
+  .refine((file) => new Set(productIds(file.tiers)).size === productIds(file.tiers).length, {
+    message: "a Polar product id may grant only one tier",
+  });
+
+const productIds = (tiers: Record<string, { polar_product_ids: string[] }>) =>
+  Object.values(tiers).flatMap((t) => t.polar_product_ids);
 
 export interface Tier {
   name: string;
@@ -24,11 +36,17 @@ export interface Tier {
   /** null means no token budget. */
   tokensPerMinute: number | null;
   tokensPerDay: number | null;
+  monthlySpendCapUsd: number | null;
+  prepaid: boolean;
+  /** Position in tiers.json (0 = first): when subscriptions grant several tiers, the highest rank wins. */
+  rank: number;
 }
 
 export interface Tiers {
   defaultTier: string;
   byName: ReadonlyMap<string, Tier>;
+  /** Polar product id → the tier its subscription grants. */
+  byPolarProduct: ReadonlyMap<string, Tier>;
 }
 
 /** Problems are returned, not thrown, so they can be reported together with the environment's. */
@@ -36,14 +54,20 @@ export function loadTiers(configDir: string): { tiers?: Tiers; problems: string[
   const { data, problems } = readJsonConfig(configDir, "tiers.json", tiersFileSchema);
   if (!data) return { problems };
   const byName = new Map<string, Tier>();
+  const byPolarProduct = new Map<string, Tier>();
   for (const [name, t] of Object.entries(data.tiers)) {
-    byName.set(name, {
+    const tier: Tier = {
       name,
       requestsPerMinute: t.requests_per_minute,
       requestsPerDay: t.requests_per_day,
       tokensPerMinute: t.tokens_per_minute,
       tokensPerDay: t.tokens_per_day,
-    });
+      monthlySpendCapUsd: t.monthly_spend_cap_usd,
+      prepaid: t.prepaid,
+      rank: byName.size,
+    };
+    byName.set(name, tier);
+    for (const product of t.polar_product_ids) byPolarProduct.set(product, tier);
   }
-  return { tiers: { defaultTier: data.default_tier, byName }, problems: [] };
+  return { tiers: { defaultTier: data.default_tier, byName, byPolarProduct }, problems: [] };
 }

@@ -12,6 +12,7 @@ import { requestContext } from "./request-context";
 import { accountRoutes } from "./routes/account";
 import { adminRoutes } from "./routes/admin";
 import { anthropicRoutes } from "./routes/anthropic-api";
+import { billingRoutes, polarWebhookRoutes, WEBHOOK_PATH } from "./routes/billing";
 import { memoryRoutes } from "./routes/memories";
 import { openAiRoutes } from "./routes/openai-api";
 import { statusRoutes } from "./status";
@@ -33,6 +34,8 @@ export function createApp(deps: AppDeps): Express {
 
   app.use(requestContext(logger));
   app.use(observeRequests(deps.services.metrics));
+  // Polar's webhook signature covers the exact bytes: that one route gets the raw body (express.json then skips it).
+  app.use(`${config.http.apiPrefix}${WEBHOOK_PATH}`, express.raw({ type: () => true, limit: "1mb" }));
   app.use(express.json({ limit: config.http.maxBodyBytes }));
   const { pool } = deps.services;
   const { memory } = deps.services;
@@ -60,6 +63,8 @@ export function createApp(deps: AppDeps): Express {
   const prefix = config.http.apiPrefix;
   catalog.mount(app, prefix, accountRoutes({ db, ...deps.services }));
   catalog.mount(app, prefix, memoryRoutes(deps.services));
+  catalog.mount(app, prefix, polarWebhookRoutes(deps.services));
+  catalog.mount(app, prefix, billingRoutes({ db, tiers: config.tiers, logger, ...deps.services }));
   catalog.mount(app, prefix, openAiRoutes({ logger, ...deps.services }));
   catalog.mount(app, prefix, anthropicRoutes({ logger, ...deps.services }));
   catalog.mount(

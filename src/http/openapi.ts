@@ -9,7 +9,8 @@ type JsonSchema = Record<string, unknown>;
 const ERROR_DESCRIPTIONS: Record<number, string> = {
   400: "Invalid request: the message names the parameter.",
   401: "Missing, unknown, revoked or expired credentials.",
-  403: "The account or the admin API is disabled.",
+  402: "The plan's monthly spend cap is reached or its prepaid balance is used up (`insufficient_quota`).",
+  403: "The account or the admin API is disabled, or a webhook signature was rejected.",
   404: "Not found (or not the caller's).",
   409: "Conflict.",
   429: "A rate limit was hit: `retry-after` says when to retry.",

@@ -43,6 +43,32 @@ export interface KeyOptions {
 }
 
 const USER_COLUMNS = "id, email, tier, is_active, created_at";
+
+/**
+ * What the hot path needs to know about a user beyond identity, from `users u`: the tier in force (a paid
+ * subscription's while it lasts, else the base tier), when that subscription tier lapses, this month's (UTC) spend
+ * and the prepaid balance.
+ */
+export const STANDING_COLUMNS = `
+  case when u.subscription_tier is not null and (u.subscription_tier_until is null or u.subscription_tier_until > now())
+       then u.subscription_tier else u.tier end as tier_in_force,
+  case when u.subscription_tier is not null and u.subscription_tier_until > now()
+       then u.subscription_tier_until end as tier_until,
+  case when u.spend_month = date_trunc('month', now() at time zone 'utc')::date
+       then u.month_spend_usd else 0 end::float8 as month_spend_usd,
+  u.current_balance_usd::float8 as balance_usd`;
+
+export type StandingRow = {
+  tier_in_force: string;
+  tier_until: Date | null;
+  month_spend_usd: number;
+  balance_usd: number;
+};
+
+export async function findStanding(db: SqlExecutor, id: string): Promise<StandingRow | undefined> {
+  const rows = await db.query<StandingRow>(`select ${STANDING_COLUMNS} from users u where u.id = $1`, [id]);
+  return rows[0];
+}
 const KEY_COLUMNS =
   "id, user_id, name, key_prefix, key_last4, tier, rate_limit_per_minute, rate_limit_per_day, is_active, created_at, last_used, expires_at";
 

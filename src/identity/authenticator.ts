@@ -3,7 +3,7 @@ import type { Tiers } from "../config";
 import type { Database } from "../db";
 import { ApiError } from "../errors";
 import type { Logger } from "../log";
-import { provisionUser } from "./accounts";
+import { findStanding, provisionUser, STANDING_COLUMNS, type StandingRow } from "./accounts";
 import { hashApiKey, isWellFormedApiKey, looksLikeApiKey } from "./api-key-format";
 import { InvalidTokenError, type JwtVerifier } from "./jwt";
 
@@ -16,6 +16,8 @@ export interface Principal {
   apiKeyId: string | null;
   /** Per-key overrides of the tier's request limits (null: the tier decides). */
   keyLimits: { requestsPerMinute: number | null; requestsPerDay: number | null };
+  /** As of the (cached) lookup: cost this calendar month and prepaid balance, for spend caps. */
+  spend: { monthUsd: number; balanceUsd: number };
 }
 
 // One message for unknown, revoked, expired and malformed credentials: nothing to tell them apart.
@@ -109,34 +111,36 @@ export class Authenticator {
   private async resolveApiKey(token: string): Promise<{ resolved: Resolved; validUntil: number }> {
     const never = Number.POSITIVE_INFINITY;
     if (!isWellFormedApiKey(token)) return { resolved: { failure: "invalid" }, validUntil: never };
-    const rows = await this.options.db.query<{
-      id: string;
-      user_id: string;
-      email: string | null;
-      key_tier: string | null;
-      user_tier: string;
-      user_active: boolean;
-      expires_at: Date | null;
-      rate_limit_per_minute: number | null;
-      rate_limit_per_day: number | null;
-    }>(
-      `select k.id, k.user_id, u.email, k.tier as key_tier, u.tier as user_tier, u.is_active as user_active,
-              k.expires_at, k.rate_limit_per_minute, k.rate_limit_per_day
+    const rows = await this.options.db.query<
+      StandingRow & {
+        id: string;
+        user_id: string;
+        email: string | null;
+        key_tier: string | null;
+        user_active: boolean;
+        expires_at: Date | null;
+        rate_limit_per_minute: number | null;
+        rate_limit_per_day: number | null;
+      }
+    >(
+      `select k.id, k.user_id, u.email, k.tier as key_tier, u.is_active as user_active,
+              k.expires_at, k.rate_limit_per_minute, k.rate_limit_per_day, ${STANDING_COLUMNS}
          from api_keys k join users u on u.id = k.user_id
         where k.key_hash = $1 and k.is_active and (k.expires_at is null or k.expires_at > now())`,
       [hashApiKey(token)],
     );
     const row = rows[0];
     if (!row) return { resolved: { failure: "invalid" }, validUntil: never };
-    const validUntil = row.expires_at ? row.expires_at.getTime() : never;
+    const validUntil = Math.min(row.expires_at ? row.expires_at.getTime() : never, lapse(row));
     if (!row.user_active) return { resolved: { failure: "disabled" }, validUntil };
     const principal: Principal = {
       userId: row.user_id,
       email: row.email,
-      tier: this.knownTier(row.key_tier ?? row.user_tier),
+      tier: this.knownTier(row.key_tier ?? row.tier_in_force),
       via: "api_key",
       apiKeyId: row.id,
       keyLimits: { requestsPerMinute: row.rate_limit_per_minute, requestsPerDay: row.rate_limit_per_day },
+      spend: spendOf(row),
     };
     return { resolved: { principal }, validUntil };
   }
@@ -150,18 +154,21 @@ export class Authenticator {
       this.options.logger.debug("jwt rejected", { reason: error.message });
       return { resolved: { failure: "invalid" }, validUntil: Number.POSITIVE_INFINITY };
     }
-    const validUntil = identity.expiresAt * 1000;
-    const user = await provisionUser(this.options.db, identity.userId, identity.email, this.options.tiers.defaultTier);
-    if (!user.isActive) return { resolved: { failure: "disabled" }, validUntil };
+    const { db, tiers } = this.options;
+    const user = await provisionUser(db, identity.userId, identity.email, tiers.defaultTier);
+    if (!user.isActive) return { resolved: { failure: "disabled" }, validUntil: identity.expiresAt * 1000 };
+    const standing = await findStanding(db, user.id);
+    if (!standing) return { resolved: { failure: "invalid" }, validUntil: Number.POSITIVE_INFINITY };
     const principal: Principal = {
       userId: user.id,
       email: user.email,
-      tier: this.knownTier(user.tier),
+      tier: this.knownTier(standing.tier_in_force),
       via: "jwt",
       apiKeyId: null,
       keyLimits: { requestsPerMinute: null, requestsPerDay: null },
+      spend: spendOf(standing),
     };
-    return { resolved: { principal }, validUntil };
+    return { resolved: { principal }, validUntil: Math.min(identity.expiresAt * 1000, lapse(standing)) };
   }
 
   /** A tier removed from config falls back to the default rather than locking users out. */
@@ -188,6 +195,14 @@ export class Authenticator {
     });
   }
 }
+
+/** A cached lookup must not outlive the subscription tier it saw. */
+const lapse = (standing: StandingRow) => standing.tier_until?.getTime() ?? Number.POSITIVE_INFINITY;
+
+const spendOf = (standing: StandingRow) => ({
+  monthUsd: Number(standing.month_spend_usd),
+  balanceUsd: Number(standing.balance_usd),
+});
 
 function bearerToken(header: string | undefined): string | undefined {
   const match = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;

@@ -2,3 +2,4 @@ export * from "./accounts";
 export { API_KEY_PREFIX } from "./api-key-format";
 export { Authenticator, type Principal } from "./authenticator";
 export { InvalidTokenError, type JwtSettings, JwtVerifier } from "./jwt";
+export { UserChanges } from "./user-changes";

@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import type { Database } from "../db";
+import { claimDue, PeriodicDrain, retryLater } from "../db/outbox";
 import type { Logger } from "../log";
 import type { Embedder } from "./embedders/types";
 import { bm25Document } from "./sparse";
@@ -48,29 +49,24 @@ export function memoryId(requestId: string, index: number): string {
  * exponentially (up to 10 minutes) and keep the row; nothing is dropped.
  */
 export class MemoryOutbox {
-  private timer: NodeJS.Timeout | undefined;
-  private draining: Promise<number> | undefined;
+  private readonly worker: PeriodicDrain;
   private failing = false;
 
-  constructor(private readonly options: MemoryOutboxOptions) {}
-
-  start(): void {
-    this.timer = setInterval(() => void this.drain(), this.options.intervalMs ?? 500);
-    this.timer.unref();
+  constructor(private readonly options: MemoryOutboxOptions) {
+    this.worker = new PeriodicDrain(() => this.drainDue(), options.intervalMs ?? 500);
   }
 
-  async stop(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = undefined;
-    await this.draining;
+  start(): void {
+    this.worker.start();
+  }
+
+  stop(): Promise<void> {
+    return this.worker.stop();
   }
 
   /** Processes what is due now; resolves with the number of exchanges stored. */
   drain(): Promise<number> {
-    this.draining ??= this.drainDue().finally(() => {
-      this.draining = undefined;
-    });
-    return this.draining;
+    return this.worker.drain();
   }
 
   async pending(): Promise<number> {
@@ -97,13 +93,12 @@ export class MemoryOutbox {
   }
 
   private claim(): Promise<OutboxRow[]> {
-    return this.options.db.query<OutboxRow>(
-      `update memory_outbox set attempts = attempts + 1,
-              next_attempt_at = now() + make_interval(secs => $2)
-        where id in (select id from memory_outbox where next_attempt_at <= now()
-                     order by id limit $1 for update skip locked)
-        returning id::text, request_id, user_id, conversation_id, model, messages, created_at, attempts`,
-      [this.options.batchSize ?? 50, this.options.leaseSeconds ?? 60],
+    return claimDue<OutboxRow>(
+      this.options.db,
+      "memory_outbox",
+      "id::text, request_id, user_id, conversation_id, model, messages, created_at, attempts",
+      this.options.batchSize ?? 50,
+      this.options.leaseSeconds ?? 60,
     );
   }
 
@@ -121,15 +116,9 @@ export class MemoryOutbox {
       this.failing = false;
       return true;
     } catch (error) {
-      const delaySeconds = Math.min(600, 2 ** Math.min(row.attempts, 10));
       if (!this.failing) logger.warn("memory write failed; will retry", { request_id: row.request_id, error });
       this.failing = true;
-      await db
-        .query(
-          "update memory_outbox set next_attempt_at = now() + make_interval(secs => $2), last_error = $3 where id = $1",
-          [row.id, delaySeconds, String(error instanceof Error ? error.message : error).slice(0, 500)],
-        )
-        .catch(() => {});
+      await retryLater(db, "memory_outbox", [row.id], row.attempts, error);
       return false;
     }
   }

@@ -7,7 +7,11 @@ const MAX_MODEL_LABELS = 100;
  * Prometheus metrics. The seven seed names are kept exactly; labels are bounded (endpoint is the route pattern,
  * model falls back to "other" after 100 distinct values, no user ids: per-user numbers live in usage_logs).
  */
-export function createMetrics(options: { usagePending: () => number; memoryPending?: () => Promise<number> }) {
+export function createMetrics(options: {
+  usagePending: () => number;
+  memoryPending?: () => Promise<number>;
+  billingPending?: () => Promise<number>;
+}) {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: "perpetual_" });
   const models = new Set<string>();
@@ -102,6 +106,19 @@ export function createMetrics(options: { usagePending: () => number; memoryPendi
       async collect() {
         if (options.memoryPending) this.set(await options.memoryPending().catch(() => -1));
       },
+    }),
+    billingPending: new Gauge({
+      name: "perpetual_billing_outbox_pending",
+      help: "Usage events waiting in billing_outbox to be sent to Polar (0 when billing is off)",
+      registers,
+      async collect() {
+        this.set(options.billingPending ? await options.billingPending().catch(() => -1) : 0);
+      },
+    }),
+    billingEventsSent: new Counter({
+      name: "perpetual_billing_events_sent_total",
+      help: "Usage events Polar accepted",
+      registers,
     }),
   };
   return metrics;

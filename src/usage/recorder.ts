@@ -35,13 +35,16 @@ export interface UsageRecorderOptions {
   logger: Logger;
   /** Rows that do not fit in memory while the database is away wait here (NDJSON), and are replayed later. */
   spoolPath: string;
+  /** Queue successful requests in billing_outbox for Polar (billing configured). */
+  billUsage?: boolean;
   flushIntervalMs?: number;
   batchSize?: number;
   maxBufferedRows?: number;
 }
 
 // One statement: insert the batch (a request id is never stored twice), skip rows whose user was deleted in the
-// meantime, queue the exchanges for memory write-back, and add the inserted rows to the users' running totals.
+// meantime, queue the exchanges for memory write-back and (when $2, billing is on) successful requests for Polar,
+// and add the inserted rows to the users' running totals, month spend and prepaid balance.
 const INSERT_BATCH = `
 with input as (
   select * from jsonb_to_recordset($1::jsonb) as x(
@@ -67,12 +70,25 @@ with input as (
     i."conversationId", i."retrievalCalls", i."retrievalLatencyMs", i."createdAt"
   from known i
   on conflict (request_id) do nothing
-  returning user_id, total_tokens
+  returning request_id, user_id, provider, model, prompt_tokens, cached_tokens, completion_tokens, total_tokens,
+    cost_usd, status_code, created_at
+), billing as (
+  insert into billing_outbox (request_id, user_id, provider, model, prompt_tokens, cached_tokens, completion_tokens,
+    cost_usd, created_at)
+  select request_id, user_id, provider, model, prompt_tokens, cached_tokens, completion_tokens, cost_usd, created_at
+  from inserted where $2::boolean and status_code = 200 and provider is distinct from 'mock'
+  on conflict (request_id) do nothing
 ), totals as (
-  select user_id, count(*) as requests, sum(total_tokens) as tokens from inserted group by user_id
+  select user_id, count(*) as requests, sum(total_tokens) as tokens, sum(cost_usd) as cost
+  from inserted group by user_id
+), month as (
+  select date_trunc('month', now() at time zone 'utc')::date as first_day
 )
-update users u set total_requests = u.total_requests + t.requests, total_tokens = u.total_tokens + t.tokens
-from totals t where u.id = t.user_id`;
+update users u set total_requests = u.total_requests + t.requests, total_tokens = u.total_tokens + t.tokens,
+  current_balance_usd = u.current_balance_usd - t.cost,
+  month_spend_usd = case when u.spend_month = m.first_day then u.month_spend_usd + t.cost else t.cost end,
+  spend_month = m.first_day
+from totals t, month m where u.id = t.user_id`;
 
 /**
  * Writes usage rows in batches, off the request path, without losing any: while the database is unreachable rows
@@ -136,7 +152,7 @@ export class UsageRecorder {
     while (this.queue.length > 0) {
       const batch = this.queue.slice(0, this.batchSize);
       try {
-        await this.options.db.query(INSERT_BATCH, [JSON.stringify(batch)]);
+        await this.options.db.query(INSERT_BATCH, [JSON.stringify(batch), this.options.billUsage === true]);
       } catch (error) {
         this.failures++;
         // Back off up to 5 s between attempts while the database is away.

@@ -3,7 +3,16 @@ import { ADAPTERS, type OpenedDatabase } from "../helpers/databases";
 import { createTestDatabase } from "../helpers/postgres";
 
 const ALL_VERSIONS = readMigrations().map((m) => m.version);
-const TABLES = ["users", "api_keys", "usage_logs", "user_provider_keys", "memory_outbox"];
+const TABLES = [
+  "users",
+  "api_keys",
+  "usage_logs",
+  "user_provider_keys",
+  "memory_outbox",
+  "billing_subscriptions",
+  "billing_webhook_events",
+  "billing_outbox",
+];
 
 describe.each(ADAPTERS)("Migrations on %s", (_name, open) => {
   let opened: OpenedDatabase;

@@ -176,6 +176,7 @@ describe("Rate limits on real Redis and PostgreSQL 15", () => {
       via: "api_key" as const,
       apiKeyId: null,
       keyLimits: { requestsPerMinute: 2, requestsPerDay: null },
+      spend: { monthUsd: 0, balanceUsd: 0 },
     };
     try {
       await limiter.reserve(principal, 1);

@@ -1,4 +1,4 @@
-import { mkdtempSync } from "node:fs";
+import { cpSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Config, loadConfig } from "../../src/config";
@@ -6,17 +6,30 @@ import type { Database } from "../../src/db";
 import { createApp, type HealthProbes } from "../../src/http";
 import type { Logger } from "../../src/log";
 import { listen } from "../../src/server";
-import { createServices, type Services } from "../../src/services";
+import { createServices, type Services, startServices, stopServices } from "../../src/services";
 import { captureLogger } from "./logs";
 
-export function testConfig(env: Record<string, string> = {}): Config {
-  return loadConfig({
-    NODE_ENV: "test",
-    API_HOST: "127.0.0.1",
-    API_PORT: "0",
-    DATA_DIR: mkdtempSync(join(tmpdir(), "perpetual-data-")),
-    ...env,
-  });
+export function testConfig(env: Record<string, string> = {}, configDir?: string): Config {
+  return loadConfig(
+    {
+      NODE_ENV: "test",
+      API_HOST: "127.0.0.1",
+      API_PORT: "0",
+      DATA_DIR: mkdtempSync(join(tmpdir(), "perpetual-data-")),
+      ...env,
+    },
+    { configDir },
+  );
+}
+
+/** A copy of config/ whose tiers.json is changed by `edit` (e.g. Polar products, spend caps). */
+export function configDirWith(edit: (tiers: { tiers: Record<string, Record<string, unknown>> }) => void): string {
+  const dir = mkdtempSync(join(tmpdir(), "perpetual-config-"));
+  cpSync(join(__dirname, "..", "..", "config"), dir, { recursive: true });
+  const tiers = JSON.parse(readFileSync(join(dir, "tiers.json"), "utf8"));
+  edit(tiers);
+  writeFileSync(join(dir, "tiers.json"), JSON.stringify(tiers));
+  return dir;
 }
 
 export interface TestApp {
@@ -37,9 +50,7 @@ export async function startTestApp(options: {
   const config = options.config ?? testConfig();
   const logger = options.logger ?? captured.logger;
   const services = createServices(config, options.db, logger);
-  await services.pool?.start();
-  await services.memory.start();
-  await services.counters.ready(3_000);
+  await startServices(services);
   const app = createApp({ config, db: options.db, logger, services, probes: options.probes });
   const running = await listen(app, { host: "127.0.0.1", port: 0, requestTimeoutMs: config.http.requestTimeoutMs });
   return {
@@ -48,10 +59,7 @@ export async function startTestApp(options: {
     logs: captured.text,
     close: async () => {
       await running.drain(1_000);
-      services.pool?.stop();
-      await services.usage.close();
-      await services.memory.stop();
-      await services.counters.close();
+      await stopServices(services);
     },
   };
 }

@@ -8,6 +8,7 @@ import {
   deleteAccount,
   listApiKeys,
   revokeApiKey,
+  type UserChanges,
 } from "../../identity";
 import type { MemoryService } from "../../memory";
 import type { ProviderKeys } from "../../provider-keys";
@@ -65,10 +66,11 @@ export interface AccountRoutesDeps {
   memory: MemoryService;
   authenticator: Authenticator;
   providerKeys: ProviderKeys;
+  userChanges: UserChanges;
 }
 
 /** The caller's own account: profile, Perpetual API keys, provider keys. Every query runs as the caller (RLS). */
-export function accountRoutes({ db, authenticator, providerKeys, memory }: AccountRoutesDeps): ApiRouter {
+export function accountRoutes({ db, authenticator, providerKeys, memory, userChanges }: AccountRoutesDeps): ApiRouter {
   const api = new ApiRouter("Account");
   api.use(requireUser(authenticator), ["/me", "/api-keys", "/provider-keys"]);
 
@@ -101,8 +103,7 @@ export function accountRoutes({ db, authenticator, providerKeys, memory }: Accou
     async (_req, res) => {
       const { userId } = principalOf(res);
       const deleted = await db.asUser(userId, (tx) => deleteAccount(tx, userId));
-      authenticator.forgetUser(userId);
-      providerKeys.forgetUser(userId);
+      await userChanges.announce(userId);
       // After the rows: the outbox rows are gone, so no worker can write a point of this user again.
       const memories = await memory.forgetUser(userId);
       res.json({ id: userId, object: "user", deleted: true, deleted_rows: { ...deleted, memories } });
@@ -157,7 +158,7 @@ export function accountRoutes({ db, authenticator, providerKeys, memory }: Accou
       const keyId = uuidParam(req.params.id, "api key");
       const revoked = await db.asUser(userId, (tx) => revokeApiKey(tx, keyId));
       if (!revoked) throw notFound(`No api key found with id '${keyId}'.`, "api_key_not_found");
-      authenticator.forgetUser(userId);
+      await userChanges.announce(userId);
       res.json({ id: keyId, object: "api_key", revoked: true });
     },
   );

@@ -14,6 +14,7 @@ import {
   listUsers,
   revokeApiKey,
   stats,
+  type UserChanges,
   updateUser,
 } from "../../identity";
 import type { Logger } from "../../log";
@@ -38,6 +39,7 @@ export interface AdminRoutesDeps {
   db: Database;
   tiers: Tiers;
   authenticator: Authenticator;
+  userChanges: UserChanges;
   logger: Logger;
   adminApiKey?: string;
 }
@@ -64,7 +66,7 @@ function adminGuard(adminApiKey: string | undefined) {
   };
 }
 
-export function adminRoutes({ db, tiers, authenticator, logger, adminApiKey }: AdminRoutesDeps): ApiRouter {
+export function adminRoutes({ db, tiers, userChanges, logger, adminApiKey }: AdminRoutesDeps): ApiRouter {
   const api = new ApiRouter("Admin");
   api.use(adminGuard(adminApiKey));
 
@@ -73,7 +75,7 @@ export function adminRoutes({ db, tiers, authenticator, logger, adminApiKey }: A
   });
   const limit = z.number().int().positive().max(100_000_000).nullable();
   const newUser = z.strictObject({ email: z.email().max(320), tier: tier.optional() }).meta({ id: "NewUser" });
-  const userChanges = z
+  const userPatch = z
     .strictObject({ tier: tier.optional(), is_active: z.boolean().optional() })
     .refine((c) => c.tier !== undefined || c.is_active !== undefined, { message: "nothing to change" })
     .meta({ id: "UserChanges" });
@@ -146,16 +148,16 @@ export function adminRoutes({ db, tiers, authenticator, logger, adminApiKey }: A
       path: "/users/:id",
       summary: "Change a user's tier or suspend/reactivate them",
       access: "admin",
-      body: userChanges,
+      body: userPatch,
       responses: { 200: { description: "The user.", content: json(User) } },
       errors: [404],
     },
     async (req, res) => {
       const userId = uuidParam(req.params.id, "user");
-      const body = parseBody(userChanges, req.body);
+      const body = parseBody(userPatch, req.body);
       const user = await updateUser(db, userId, { tier: body.tier, isActive: body.is_active });
       if (!user) throw notFound(`No user found with id '${userId}'.`, "user_not_found");
-      authenticator.forgetUser(userId);
+      await userChanges.announce(userId);
       audit("users.update", { target_user_id: userId, tier: body.tier, is_active: body.is_active });
       res.json(userJson(user));
     },
@@ -218,7 +220,7 @@ export function adminRoutes({ db, tiers, authenticator, logger, adminApiKey }: A
       const keyId = uuidParam(req.params.id, "api key");
       const revoked = await revokeApiKey(db, keyId);
       if (!revoked) throw notFound(`No api key found with id '${keyId}'.`, "api_key_not_found");
-      authenticator.forgetUser(revoked.userId);
+      await userChanges.announce(revoked.userId);
       audit("api_keys.revoke", { api_key_id: keyId });
       res.json({ id: keyId, object: "api_key", revoked: true });
     },

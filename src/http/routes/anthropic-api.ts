@@ -86,7 +86,7 @@ export function anthropicRoutes({ authenticator, chat, memory, logger }: Anthrop
           headers: [...RATE_LIMIT_HEADERS, ...MEMORY_RESPONSE_HEADERS],
         },
       },
-      errors: [403, 404, 429, 502, 503, 504],
+      errors: [402, 403, 404, 429, 502, 503, 504],
       anthropicErrors: true,
     },
     async (req, res) => {

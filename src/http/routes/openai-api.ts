@@ -53,7 +53,7 @@ export function openAiRoutes({ authenticator, targets, chat, memory, logger }: O
           headers: [...RATE_LIMIT_HEADERS, ...MEMORY_RESPONSE_HEADERS],
         },
       },
-      errors: [403, 404, 429, 502, 503, 504],
+      errors: [402, 403, 404, 429, 502, 503, 504],
     },
     async (req, res) => {
       const signal = clientGoneSignal(res);
@@ -96,7 +96,7 @@ export function openAiRoutes({ authenticator, targets, chat, memory, logger }: O
       access: "api_key",
       body: embeddingRequestSchema,
       responses: { 200: { description: "The embeddings.", content: json(EmbeddingList), headers: RATE_LIMIT_HEADERS } },
-      errors: [404, 429, 502, 503, 504],
+      errors: [402, 404, 429, 502, 503, 504],
     },
     async (req, res) => {
       const { headers, response } = await chat.embed({

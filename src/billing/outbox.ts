@@ -1,0 +1,116 @@
+import type { Database } from "../db";
+import { claimDue, PeriodicDrain, retryLater } from "../db/outbox";
+import type { Logger } from "../log";
+import type { PolarGateway, UsageEvent } from "./polar";
+
+type OutboxRow = {
+  id: string;
+  request_id: string;
+  user_id: string;
+  provider: string | null;
+  model: string;
+  prompt_tokens: number;
+  cached_tokens: number;
+  completion_tokens: number;
+  cost_usd: string;
+  created_at: Date;
+  attempts: number;
+};
+
+export interface BillingOutboxOptions {
+  db: Database;
+  polar: Pick<PolarGateway, "ingest">;
+  eventName: string;
+  logger: Logger;
+  onSent?: (events: number) => void;
+  intervalMs?: number;
+  /** Events per ingest call. */
+  batchSize?: number;
+  leaseSeconds?: number;
+  /** Longest wait between attempts while Polar is failing. */
+  maxRetryDelaySeconds?: number;
+}
+
+/**
+ * Sends billing_outbox to Polar's event ingestion in batches, off the request path: claims due rows (a lease, so
+ * replicas share the work), ingests them, deletes them. While Polar fails the rows stay and are retried with
+ * backoff; each carries its request id as external_id, so a batch sent twice (Polar took it, we never heard back)
+ * is billed once.
+ */
+export class BillingOutbox {
+  private readonly worker: PeriodicDrain;
+  private failing = false;
+
+  constructor(private readonly options: BillingOutboxOptions) {
+    this.worker = new PeriodicDrain(() => this.drainDue(), options.intervalMs ?? 1_000);
+  }
+
+  start(): void {
+    this.worker.start();
+  }
+
+  stop(): Promise<void> {
+    return this.worker.stop();
+  }
+
+  /** Sends what is due now; resolves with the number of events Polar accepted. */
+  drain(): Promise<number> {
+    return this.worker.drain();
+  }
+
+  async pending(): Promise<number> {
+    const [row] = await this.options.db.query<{ n: number }>("select count(*)::int as n from billing_outbox");
+    return row?.n ?? 0;
+  }
+
+  private async drainDue(): Promise<number> {
+    const { db, polar, logger } = this.options;
+    let sent = 0;
+    for (;;) {
+      let rows: OutboxRow[];
+      try {
+        rows = await claimDue<OutboxRow>(
+          db,
+          "billing_outbox",
+          `id::text, request_id, user_id, provider, model, prompt_tokens, cached_tokens, completion_tokens,
+           cost_usd::text, created_at, attempts`,
+          this.options.batchSize ?? 100,
+          this.options.leaseSeconds ?? 60,
+        );
+      } catch (error) {
+        logger.warn("billing outbox unreachable", { error });
+        return sent;
+      }
+      if (rows.length === 0) return sent;
+      try {
+        const result = await polar.ingest(this.options.eventName, rows.map(toEvent));
+        await db.query("delete from billing_outbox where id = any($1::bigint[])", [rows.map((r) => r.id)]);
+        sent += result.inserted;
+        this.options.onSent?.(result.inserted);
+        if (this.failing) logger.info("billing events delivered again", { events: rows.length });
+        this.failing = false;
+      } catch (error) {
+        if (!this.failing) logger.warn("billing events not delivered; will retry", { events: rows.length, error });
+        this.failing = true;
+        const attempts = Math.min(...rows.map((r) => r.attempts));
+        const ids = rows.map((r) => r.id);
+        await retryLater(db, "billing_outbox", ids, attempts, error, this.options.maxRetryDelaySeconds ?? 300);
+        return sent;
+      }
+    }
+  }
+}
+
+function toEvent(row: OutboxRow): UsageEvent {
+  return {
+    requestId: row.request_id,
+    userId: row.user_id,
+    provider: row.provider,
+    model: row.model,
+    promptTokens: row.prompt_tokens,
+    cachedTokens: row.cached_tokens,
+    completionTokens: row.completion_tokens,
+    costUsd: Number(row.cost_usd),
+    createdAt: new Date(row.created_at),
+  };
+}

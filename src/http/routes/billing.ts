@@ -1,0 +1,281 @@
+import type { Request } from "express";
+import { z } from "zod";
+import { type Billing, MissingEmailError, WebhookMalformedError, WebhookRejectedError } from "../../billing";
+import type { Tiers } from "../../config";
+import type { Database } from "../../db";
+import { ApiError, invalidRequest, notFound } from "../../errors";
+import { type Authenticator, STANDING_COLUMNS, type StandingRow } from "../../identity";
+import type { Logger } from "../../log";
+import { usageByDayAndModel } from "../../usage/report";
+import { parseBody } from "../../validation";
+import { ApiRouter, json } from "../api-router";
+import { principalOf, requireUser } from "../authentication";
+
+export const WEBHOOK_PATH = "/billing/polar/webhook";
+
+const isoDate = z.iso.date({ message: "must be a date as YYYY-MM-DD" });
+const usageQuery = z
+  .strictObject({
+    start: isoDate.optional().meta({ description: "First day (UTC), inclusive. Default: the 1st of this month." }),
+    end: isoDate.optional().meta({ description: "Last day (UTC), inclusive. Default: today." }),
+  })
+  .refine((q) => !q.start || !q.end || q.start <= q.end, { message: "start must not be after end", path: ["start"] });
+const checkoutQuery = z.strictObject({
+  product: z.string().min(1).max(100).meta({ description: "A Polar product id listed in GET /v1/billing." }),
+});
+
+const tokens = z.int().nonnegative();
+const UsageLineView = z.strictObject({
+  date: z.iso.date(),
+  model: z.string(),
+  requests: z.int().nonnegative(),
+  prompt_tokens: tokens,
+  cached_tokens: tokens,
+  completion_tokens: tokens,
+  total_tokens: tokens,
+  cost_usd: z.number(),
+});
+const UsageReport = z
+  .strictObject({
+    object: z.literal("usage_report"),
+    start: z.iso.date(),
+    end: z.iso.date(),
+    data: z.array(UsageLineView).meta({ description: "One line per UTC day and model, oldest first." }),
+    totals: UsageLineView.omit({ date: true, model: true }),
+  })
+  .meta({ id: "UsageReport" });
+const BillingView = z
+  .strictObject({
+    object: z.literal("billing"),
+    tier: z.string().meta({ description: "The tier in force: a paid subscription's, else the account's base tier." }),
+    subscription: z
+      .strictObject({
+        tier: z.string(),
+        ends_at: z.iso.datetime().nullable().meta({ description: "Set when cancelled at the end of the period." }),
+      })
+      .nullable(),
+    month_spend_usd: z.number().meta({ description: "Cost this calendar month (UTC)." }),
+    monthly_spend_cap_usd: z.number().nullable(),
+    balance_usd: z.number().meta({ description: "Prepaid balance (cost is deducted as it is recorded)." }),
+    prepaid: z.boolean(),
+    checkout_enabled: z.boolean(),
+    products: z.array(z.strictObject({ id: z.string(), tier: z.string() })),
+  })
+  .meta({ id: "Billing" });
+const CheckoutView = z
+  .strictObject({ object: z.literal("billing.checkout"), id: z.string(), url: z.url() })
+  .meta({ id: "BillingCheckout" });
+const PortalView = z
+  .strictObject({ object: z.literal("billing.portal_session"), url: z.url(), expires_at: z.iso.datetime() })
+  .meta({ id: "BillingPortalSession" });
+const WebhookReceipt = z
+  .strictObject({ received: z.literal(true), outcome: z.enum(["applied", "ignored", "duplicate"]) })
+  .meta({ id: "PolarWebhookReceipt" });
+const WebhookBody = z
+  .looseObject({ type: z.string(), timestamp: z.iso.datetime({ offset: true }), data: z.looseObject({}) })
+  .meta({ id: "PolarWebhookEvent", description: "A Polar webhook event, verified against its raw bytes." });
+
+const billingDisabled = () =>
+  new ApiError(404, "Billing is not enabled on this server.", "invalid_request_error", "billing_not_enabled");
+
+/** Polar answered with an error or could not be reached: the caller may try again. */
+async function fromPolar<T>(logger: Logger, work: Promise<T>): Promise<T> {
+  try {
+    return await work;
+  } catch (error) {
+    if (error instanceof ApiError) throw error;
+    if (error instanceof MissingEmailError) throw invalidRequest(error.message, "email_required");
+    logger.warn("polar request failed", { error });
+    throw new ApiError(502, "The billing provider could not be reached; try again.", "server_error", "billing_error");
+  }
+}
+
+export interface BillingRoutesDeps {
+  db: Database;
+  tiers: Tiers;
+  authenticator: Authenticator;
+  billing: Billing;
+  logger: Logger;
+}
+
+/** The caller's plan, usage and Polar checkout/portal. */
+export function billingRoutes({ db, tiers, authenticator, billing, logger }: BillingRoutesDeps): ApiRouter {
+  const api = new ApiRouter("Billing");
+  api.use(requireUser(authenticator), ["/usage", "/billing"]);
+  const products = [...tiers.byPolarProduct].map(([id, tier]) => ({ id, tier: tier.name }));
+
+  api.route(
+    {
+      method: "get",
+      path: "/usage",
+      summary: "The caller's usage per day and model: requests, tokens and cost",
+      access: "api_key",
+      query: usageQuery,
+      responses: { 200: { description: "The report.", content: json(UsageReport) } },
+    },
+    async (req, res) => {
+      const { userId } = principalOf(res);
+      const query = parseBody(usageQuery, req.query);
+      const today = new Date().toISOString().slice(0, 10);
+      const end = query.end ?? today;
+      const start = query.start ?? `${end.slice(0, 7)}-01`;
+      if (start > end) throw invalidRequest("Invalid 'start': must not be after end", "invalid_value", "start");
+      const lines = await db.asUser(userId, (tx) => usageByDayAndModel(tx, userId, start, end));
+      const totals = { requests: 0, prompt_tokens: 0, cached_tokens: 0, completion_tokens: 0, total_tokens: 0 };
+      let cost = 0;
+      const data = lines.map((l) => {
+        totals.requests += l.requests;
+        totals.prompt_tokens += l.promptTokens;
+        totals.cached_tokens += l.cachedTokens;
+        totals.completion_tokens += l.completionTokens;
+        totals.total_tokens += l.totalTokens;
+        cost += l.costUsd;
+        return {
+          date: l.date,
+          model: l.model,
+          requests: l.requests,
+          prompt_tokens: l.promptTokens,
+          cached_tokens: l.cachedTokens,
+          completion_tokens: l.completionTokens,
+          total_tokens: l.totalTokens,
+          cost_usd: l.costUsd,
+        };
+      });
+      const costUsd = Math.round(cost * 1e8) / 1e8;
+      res.json({ object: "usage_report", start, end, data, totals: { ...totals, cost_usd: costUsd } });
+    },
+  );
+
+  api.route(
+    {
+      method: "get",
+      path: "/billing",
+      summary: "The caller's plan: tier in force, subscription, spend this month, cap, balance, products on offer",
+      access: "api_key",
+      responses: { 200: { description: "The plan.", content: json(BillingView) } },
+      errors: [404],
+    },
+    async (_req, res) => {
+      const { userId } = principalOf(res);
+      const [standing] = await db.asUser(userId, (tx) =>
+        tx.query<StandingRow & { subscription_tier: string | null }>(
+          `select u.subscription_tier, ${STANDING_COLUMNS} from users u where u.id = $1`,
+          [userId],
+        ),
+      );
+      if (!standing) throw notFound("This account no longer exists.", "user_not_found");
+      const tier = tiers.byName.get(standing.tier_in_force) ?? tiers.byName.get(tiers.defaultTier)!;
+      const subscribed = standing.subscription_tier !== null && standing.tier_in_force === standing.subscription_tier;
+      res.json({
+        object: "billing",
+        tier: tier.name,
+        subscription: subscribed
+          ? { tier: standing.subscription_tier, ends_at: standing.tier_until?.toISOString() ?? null }
+          : null,
+        month_spend_usd: Number(standing.month_spend_usd),
+        monthly_spend_cap_usd: tier.monthlySpendCapUsd,
+        balance_usd: Number(standing.balance_usd),
+        prepaid: tier.prepaid,
+        checkout_enabled: billing.polar !== undefined,
+        products,
+      });
+    },
+  );
+
+  api.route(
+    {
+      method: "get",
+      path: "/billing/checkout",
+      summary: "A Polar checkout URL for a product, linked to the caller",
+      description: "The Polar customer is created (or found) with external_id = the caller's user id.",
+      access: "api_key",
+      query: checkoutQuery,
+      responses: { 200: { description: "Send the user to `url`.", content: json(CheckoutView) } },
+      errors: [404, 502],
+    },
+    async (req, res) => {
+      if (!billing.polar) throw billingDisabled();
+      const { product } = parseBody(checkoutQuery, req.query);
+      if (!tiers.byPolarProduct.has(product)) {
+        throw invalidRequest(`Invalid 'product': ${product} is not offered here.`, "invalid_value", "product");
+      }
+      const { userId, email } = principalOf(res);
+      const checkout = await fromPolar(logger, billing.polar.checkout({ id: userId, email }, product));
+      res.json({ object: "billing.checkout", id: checkout.id, url: checkout.url });
+    },
+  );
+
+  api.route(
+    {
+      method: "get",
+      path: "/billing/portal",
+      summary: "A Polar customer-portal session URL (subscription, invoices, payment method)",
+      access: "api_key",
+      responses: { 200: { description: "Send the user to `url`.", content: json(PortalView) } },
+      errors: [404, 502],
+    },
+    async (_req, res) => {
+      if (!billing.polar) throw billingDisabled();
+      const { userId, email } = principalOf(res);
+      const session = await fromPolar(logger, billing.polar.portal({ id: userId, email }));
+      res.json({ object: "billing.portal_session", url: session.url, expires_at: session.expiresAt.toISOString() });
+    },
+  );
+
+  return api;
+}
+
+/** Polar's webhook: signed, so no API key (mounted before billingRoutes, whose authentication covers /billing). */
+export function polarWebhookRoutes({ billing }: Pick<BillingRoutesDeps, "billing">): ApiRouter {
+  const api = new ApiRouter("Billing");
+  api.route(
+    {
+      method: "post",
+      path: WEBHOOK_PATH,
+      summary: "Polar webhook endpoint (subscriptions set tiers)",
+      description:
+        "Verified per Standard Webhooks against the raw body with POLAR_WEBHOOK_SECRET. Each webhook-id is applied " +
+        "once; redeliveries and out-of-order deliveries leave the newest subscription state in force.",
+      access: "public",
+      body: WebhookBody,
+      requestHeaders: {
+        "webhook-id": "Unique id of the delivery (redeliveries repeat it).",
+        "webhook-timestamp": "Unix seconds; more than 5 minutes away from now is refused.",
+        "webhook-signature": "v1,<base64 HMAC-SHA256 of id.timestamp.body>",
+      },
+      responses: { 202: { description: "Verified and processed.", content: json(WebhookReceipt) } },
+      errors: [403, 404],
+    },
+    async (req, res) => {
+      if (!billing.webhooks) throw billingDisabled();
+      try {
+        const outcome = await billing.webhooks.receive(rawBody(req), webhookHeaders(req));
+        res.status(202).json({ received: true, outcome });
+      } catch (error) {
+        if (error instanceof WebhookRejectedError) {
+          throw new ApiError(
+            403,
+            `Webhook signature rejected: ${error.message}`,
+            "permission_error",
+            "invalid_signature",
+          );
+        }
+        if (error instanceof WebhookMalformedError) throw invalidRequest(error.message, "invalid_payload");
+        throw error;
+      }
+    },
+  );
+
+  return api;
+}
+
+/** app.ts reads this route's body with express.raw: the signature is over the exact bytes. */
+function rawBody(req: Request): Buffer {
+  return Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
+}
+
+function webhookHeaders(req: Request): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const name of ["webhook-id", "webhook-timestamp", "webhook-signature"]) headers[name] = req.get(name) ?? "";
+  return headers;
+}
