@@ -1,5 +1,6 @@
 import { parseArgs } from "node:util";
 import { AuthAdminApi } from "@supabase/auth-js";
+import { PolarGateway } from "../billing";
 import { type Config, loadConfig } from "../config";
 import { type Database, migrate, openDatabase } from "../db";
 import {
@@ -251,6 +252,37 @@ export const commands: Record<string, Command> = {
       } finally {
         await target.close();
       }
+      return 0;
+    });
+  },
+
+  async "billing meters setup"(_args, io) {
+    const config = loadConfig(process.env);
+    const { apiKey } = config.polar;
+    if (!apiKey) throw new UsageError("POLAR_API_KEY is not set: billing is off");
+    const polar = new PolarGateway({ ...config.polar, apiKey });
+    for (const meter of await polar.setUpMeters(config.polar.eventName)) {
+      io.out(`${meter.created ? "Created" : "Exists "}  ${meter.name}  (${meter.id})`);
+    }
+    io.out(`Both meters count events named "${config.polar.eventName}". Attach them to a metered price in Polar.`);
+    return 0;
+  },
+
+  async "billing credit"(args, io) {
+    const { values } = options(args, { user: { type: "string" }, usd: { type: "string" } });
+    const usd = Number(required(values.usd, "--usd"));
+    if (!Number.isFinite(usd) || usd === 0 || Math.abs(usd) > 1e7) {
+      throw new UsageError("--usd must be a non-zero amount in dollars, e.g. 25 or -5");
+    }
+    return withDatabase(async (db) => {
+      const user = await userByIdOrEmail(db, required(values.user, "--user"));
+      const [row] = await db.query<{ balance: number }>(
+        "update users set current_balance_usd = current_balance_usd + $2, updated_at = now() where id = $1 returning current_balance_usd::float8 as balance",
+        [user.id, usd],
+      );
+      io.out(
+        `Balance of ${user.email ?? user.id}: $${row!.balance.toFixed(2)}. Servers see it within AUTH_CACHE_TTL_SECONDS.`,
+      );
       return 0;
     });
   },

@@ -20,6 +20,10 @@ Commands:
   memory reindex [--from COLLECTION]
                                Re-embed every memory with the configured embedder (after EMBEDDING_* changed) from
                                the earlier model's collection into the current one; idempotent, resumable.
+  billing meters setup         Create the recommended Polar meters (sum of tokens, sum of cost) for POLAR_EVENT_NAME;
+                               existing ones (same name) are kept.
+  billing credit --user ID|EMAIL --usd N
+                               Add N dollars to a user's prepaid balance (remove: --usd=-N).
   help                         Show this help.
 
 In embedded mode (no DATABASE_URL) the database belongs to one process: stop the server first, or use the
@@ -32,11 +36,11 @@ export async function runCli(argv: string[], io: Output = { out: console.log, er
     io.out(USAGE);
     return argv.length === 0 ? 2 : 0;
   }
-  const two = `${words[0]} ${words[1] ?? ""}`.trim();
-  const name = commands[two] ? two : words[0]!;
-  const command = commands[name];
-  if (!command) {
-    io.err(`Unknown command "${two}".\n\n${USAGE}`);
+  // The longest run of leading words that names a command ("billing meters setup", "keys create", "migrate").
+  const name = [3, 2, 1].map((n) => words.slice(0, n).join(" ")).find((candidate) => commands[candidate]);
+  const command = name ? commands[name] : undefined;
+  if (!name || !command) {
+    io.err(`Unknown command "${words.slice(0, 2).join(" ")}".\n\n${USAGE}`);
     return 2;
   }
   const rest = [...argv];

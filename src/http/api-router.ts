@@ -2,7 +2,7 @@ import { type RequestHandler, Router } from "express";
 import type { z } from "zod";
 
 /** Who may call an operation; each maps to a security scheme in the OpenAPI document. */
-export type Access = "api_key" | "admin" | "metrics_token" | "public";
+export type Access = "api_key" | "admin" | "metrics_token" | "webhook_signature" | "public";
 
 export interface ResponseSpec {
   description: string;

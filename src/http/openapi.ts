@@ -24,6 +24,7 @@ const SECURITY: Record<Access, Record<string, string[]>[]> = {
   api_key: [{ apiKey: [] }, { anthropicApiKey: [] }],
   admin: [{ adminKey: [] }],
   metrics_token: [{ metricsToken: [] }],
+  webhook_signature: [{ webhookSignature: [] }],
   public: [],
 };
 
@@ -100,6 +101,12 @@ export class ApiCatalog {
           },
           adminKey: { type: "http", scheme: "bearer", description: "ADMIN_API_KEY." },
           metricsToken: { type: "http", scheme: "bearer", description: "METRICS_TOKEN, when set." },
+          webhookSignature: {
+            type: "apiKey",
+            in: "header",
+            name: "webhook-signature",
+            description: "Standard Webhooks signature (with webhook-id and webhook-timestamp); 403 when it fails.",
+          },
         },
       },
     };
@@ -168,7 +175,8 @@ function describeOperation(operation: Operation, tag: string, operationId: strin
 function errorStatuses(operation: Operation): number[] {
   const statuses = new Set(operation.errors ?? []);
   if (operation.body || operation.query) statuses.add(400);
-  if (operation.access !== "public") statuses.add(401);
+  if (operation.access === "webhook_signature") statuses.add(403);
+  else if (operation.access !== "public") statuses.add(401);
   statuses.add(500);
   return [...statuses].sort((a, b) => a - b);
 }

@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import { type Database, migrate, openPostgres } from "../../src/db";
+import { startFakePolar } from "../fakes/polar-server";
 import { type FakeSupabaseAuth, startFakeSupabaseAuth } from "../fakes/supabase-auth";
 import { createTestDatabase } from "../helpers/postgres";
 import { runCli } from "../helpers/processes";
@@ -89,5 +90,54 @@ describe("CLI users and keys on PostgreSQL 15", () => {
     const noKey = await runCli(["users", "invite", "--email", "t@example.com"], { ...env, SUPABASE_URL: supabase.url });
     expect(noKey.code).toBe(2);
     expect(noKey.stderr).toContain("SUPABASE_SERVICE_ROLE_KEY");
+  });
+
+  test("When billing meters setup runs twice, then Polar gets the two recommended meters once, filtered on the event name", async () => {
+    const polar = await startFakePolar();
+    try {
+      const polarEnv = {
+        ...env,
+        POLAR_API_KEY: polar.token,
+        POLAR_SERVER: polar.url,
+        POLAR_EVENT_NAME: "perpetual.usage",
+      };
+      const first = await runCli(["billing", "meters", "setup"], polarEnv);
+      expect(first.stderr).toBe("");
+      expect(first.code).toBe(0);
+      expect(first.stdout).toContain("Created  LLM tokens");
+      const again = await runCli(["billing", "meters", "setup"], polarEnv);
+      expect(again.code).toBe(0);
+      expect(again.stdout).toContain("Exists   LLM cost (USD cents)");
+      expect(polar.meters).toHaveLength(2);
+      expect(polar.meters.map((m) => m.aggregation)).toEqual([
+        { func: "sum", property: "_llm.total_tokens" },
+        { func: "sum", property: "_cost.amount" },
+      ]);
+      expect(polar.meters[0]!.filter).toEqual({
+        conjunction: "and",
+        clauses: [{ property: "name", operator: "eq", value: "perpetual.usage" }],
+      });
+      expect(polar.violations).toEqual([]);
+      const off = await runCli(["billing", "meters", "setup"], env);
+      expect(off.code).toBe(2);
+      expect(off.stderr).toContain("POLAR_API_KEY");
+    } finally {
+      await polar.close();
+    }
+  });
+
+  test("When billing credit runs, then the user's prepaid balance moves by the amount", async () => {
+    await runCli(["users", "create", "--email", "uma@example.com"], env);
+    const credited = await runCli(["billing", "credit", "--user", "uma@example.com", "--usd", "25"], env);
+    expect(credited.code).toBe(0);
+    expect(credited.stdout).toContain("$25.00");
+    const debited = await runCli(["billing", "credit", "--user", "uma@example.com", "--usd=-5.5"], env);
+    expect(debited.code).toBe(0);
+    const [row] = await db.query<{ balance: number }>(
+      "select current_balance_usd::float8 as balance from users where email = 'uma@example.com'",
+    );
+    expect(row!.balance).toBe(19.5);
+    const bad = await runCli(["billing", "credit", "--user", "uma@example.com", "--usd", "lots"], env);
+    expect(bad.code).toBe(2);
   });
 });

@@ -57,7 +57,14 @@ describe("OpenAPI document at /openapi.json and docs at /docs", () => {
     db = await openPglite();
     await migrate(db);
     upstream = await startFakeOpenAiUpstream();
-    app = await startTestApp({ db, config: testConfig({ ADMIN_API_KEY: ADMIN_KEY, OPENAI_BASE_URL: upstream.url }) });
+    app = await startTestApp({
+      db,
+      config: testConfig({
+        ADMIN_API_KEY: ADMIN_KEY,
+        OPENAI_BASE_URL: upstream.url,
+        POLAR_WEBHOOK_SECRET: "whsec-openapi-test",
+      }),
+    });
     document = (await (await fetch(`${app.baseUrl}/openapi.json`)).json()) as Document;
     conformance = new OpenApiConformance(document);
   });
@@ -127,8 +134,10 @@ describe("OpenAPI document at /openapi.json and docs at /docs", () => {
         const path = template.replace("{id}", ZERO_ID).replace("{model}", "gpt-4o").replace("{provider}", "openai");
         const body = method === "post" || method === "patch" ? {} : undefined;
         const { status } = await call(method, template, { path, body });
-        const secured = ((methods as Json)[method].security as unknown[]).length > 0;
-        if (status !== (secured ? 401 : 200)) problems.push(`${method} ${path}: ${status}`);
+        const security = (methods as Json)[method].security as Record<string, unknown>[];
+        // A signed webhook without a signature is forbidden (403); other credentials are missing (401).
+        const expected = security.length === 0 ? 200 : "webhookSignature" in security[0]! ? 403 : 401;
+        if (status !== expected) problems.push(`${method} ${path}: ${status}`);
       }
     }
     expect(problems).toEqual([]);

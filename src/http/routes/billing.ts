@@ -236,7 +236,7 @@ export function polarWebhookRoutes({ billing }: Pick<BillingRoutesDeps, "billing
       description:
         "Verified per Standard Webhooks against the raw body with POLAR_WEBHOOK_SECRET. Each webhook-id is applied " +
         "once; redeliveries and out-of-order deliveries leave the newest subscription state in force.",
-      access: "public",
+      access: "webhook_signature",
       body: WebhookBody,
       requestHeaders: {
         "webhook-id": "Unique id of the delivery (redeliveries repeat it).",
