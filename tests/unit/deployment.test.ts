@@ -1,0 +1,165 @@
+import { execFileSync, spawnSync } from "node:child_process";
+import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parse, parseAllDocuments } from "yaml";
+import { loadConfig } from "../../src/config";
+import { envSchema } from "../../src/config/env";
+
+const ROOT = join(__dirname, "..", "..");
+const read = (path: string) => readFileSync(join(ROOT, path), "utf8");
+// biome-ignore lint/suspicious/noExplicitAny: manifests are arbitrary YAML, asserted field by field
+type Doc = Record<string, any>;
+const manifest = (path: string): Doc[] => parseAllDocuments(read(path)).map((d) => d.toJS() as Doc);
+const envExample = () => [...read(".env.example").matchAll(/^([A-Z][A-Z0-9_]*)=/gm)].map((m) => m[1]!);
+const SECRET_NAME = /(KEY|SECRET|PASSWORD|TOKEN)/;
+
+describe("Dockerfile", () => {
+  const text = read("Dockerfile");
+  const stages = text.split(/^FROM /m).slice(1);
+  const runtime = stages.at(-1)!;
+
+  test("When linted, then it is multi-stage on a Node LTS image and the runtime has production dependencies only", () => {
+    expect(stages.length).toBeGreaterThanOrEqual(2);
+    const version = Number(/^ARG NODE_VERSION=(\d+)$/m.exec(text)?.[1]);
+    expect(version % 2).toBe(0); // even majors are the LTS lines
+    expect(version).toBeGreaterThanOrEqual(22);
+    expect(text).toMatch(/npm ci --omit=dev/);
+    expect(runtime).not.toMatch(/npm (ci|install)(?! --omit=dev)/);
+    expect(runtime).not.toMatch(/COPY (--\S+ )*(src|tests) /);
+  });
+
+  test("When linted, then the runtime runs as non-root, writes only /data, checks /health and gets SIGTERM", () => {
+    const user = /^USER (\S+)$/m.exec(runtime)?.[1];
+    expect(user).toBeDefined();
+    expect(["root", "0"]).not.toContain(user);
+    expect(runtime).toMatch(/^VOLUME \["\/data"\]$/m);
+    expect(runtime).toMatch(/DATA_DIR=\/data/);
+    expect(runtime).toMatch(/^HEALTHCHECK .*\n?.*\/health/m);
+    // Exec form: node is PID 1 and receives the signal (a shell form would swallow it).
+    expect(runtime).toMatch(/^ENTRYPOINT \["node", "dist\/main\.js"\]$/m);
+  });
+
+  test("When linted, then no secret is baked in and .dockerignore keeps secrets and state out of the context", () => {
+    for (const line of text.split("\n").filter((l) => /^(ENV|ARG)\b/.test(l) || /^\s+\w+=/.test(l))) {
+      const names = [...line.matchAll(/([A-Z][A-Z0-9_]*)=/g)].map((m) => m[1]!);
+      expect(names.filter((n) => SECRET_NAME.test(n))).toEqual([]);
+    }
+    expect(text).not.toMatch(/COPY .*\.env\b/);
+    const ignored = read(".dockerignore").split("\n");
+    for (const entry of [".env", ".env.*", "node_modules", "data", ".git"]) expect(ignored).toContain(entry);
+  });
+});
+
+describe("docker-compose.yml", () => {
+  const compose = parse(read("docker-compose.yml")) as Doc;
+
+  test("When docker-compose validates it (every profile), then it is valid", () => {
+    const which = spawnSync("docker-compose", ["version"], { encoding: "utf8" });
+    if (which.error) throw new Error("docker-compose is missing: apt-get install docker-compose (.ci/run does)");
+    // As an operator runs it: next to a .env made from .env.example.
+    const dir = mkdtempSync(join(tmpdir(), "perpetual-compose-"));
+    copyFileSync(join(ROOT, "docker-compose.yml"), join(dir, "docker-compose.yml"));
+    writeFileSync(join(dir, ".env"), read(".env.example").replace(/^POSTGRES_PASSWORD=$/m, "POSTGRES_PASSWORD=test"));
+    const out = execFileSync("docker-compose", ["--profile", "local", "config"], { cwd: dir, encoding: "utf8" });
+    const resolved = parse(out) as Doc;
+    expect(Object.keys(resolved.services).sort()).toEqual(["api", "migrate", "postgres", "qdrant", "redis", "vllm"]);
+  });
+
+  test("When read, then the api waits for healthy dependencies and migrations, and every variable is in .env.example", () => {
+    const api = compose.services.api;
+    expect(api.depends_on).toEqual({
+      postgres: { condition: "service_healthy" },
+      redis: { condition: "service_healthy" },
+      qdrant: { condition: "service_healthy" },
+      migrate: { condition: "service_completed_successfully" },
+    });
+    expect(api.read_only).toBe(true);
+    for (const name of ["postgres", "redis", "qdrant", "vllm"])
+      expect(compose.services[name].healthcheck).toBeDefined();
+    expect(compose.services.vllm.profiles).toEqual(["local"]);
+    expect(compose.services.vllm.deploy.resources.reservations.devices[0].capabilities).toEqual(["gpu"]);
+    const documented = new Set(envExample());
+    const used = [...read("docker-compose.yml").matchAll(/\$\{([A-Z][A-Z0-9_]*)/g)].map((m) => m[1]!);
+    expect(used.filter((name) => !documented.has(name))).toEqual([]);
+    // What the compose file sets for the api, the server reads.
+    const known = new Set(Object.keys(envSchema.shape));
+    expect(Object.keys(api.environment).filter((name) => !known.has(name))).toEqual([]);
+  });
+});
+
+describe("k8s/", () => {
+  test("When every manifest is checked against the Kubernetes schemas and each kustomization is built, then nothing fails", () => {
+    const run = spawnSync(process.execPath, [join(ROOT, "scripts", "validate-k8s.mjs")], { encoding: "utf8" });
+    const report = JSON.parse(run.stdout) as {
+      checked: string[];
+      problems: string[];
+      builds: Record<string, string[]>;
+    };
+    expect(report.problems).toEqual([]);
+    expect(run.status).toBe(0);
+    expect(report.checked.length).toBeGreaterThanOrEqual(12);
+    expect(report.builds.base).toEqual(
+      expect.arrayContaining([
+        "Deployment/perpetual-api",
+        "Service/perpetual-api",
+        "HorizontalPodAutoscaler/perpetual-api",
+        "PodDisruptionBudget/perpetual-api",
+        "Job/perpetual-migrate",
+        "ConfigMap/perpetual-config",
+      ]),
+    );
+    expect(report.builds.local).toEqual(expect.arrayContaining(["Deployment/perpetual-vllm"]));
+  });
+
+  test("When the Deployment is read, then it runs 3 hardened replicas with probes and drains streams before it is killed", () => {
+    const [deployment] = manifest("k8s/deployment.yaml");
+    const [config] = manifest("k8s/configmap.yaml");
+    const pod = deployment!.spec.template.spec;
+    const api = pod.containers[0];
+    expect(deployment!.spec.replicas).toBe(3);
+    expect(api.livenessProbe.httpGet.path).toBe("/health");
+    expect(api.readinessProbe.httpGet.path).toBe("/ready");
+    expect(api.resources).toEqual({ requests: { cpu: "1", memory: "2Gi" }, limits: { cpu: "2", memory: "4Gi" } });
+    expect(pod.securityContext.runAsNonRoot).toBe(true);
+    expect(api.securityContext).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false });
+    const preStop = Number(api.lifecycle.preStop.exec.command[1]);
+    const drain = Number(config!.data.SHUTDOWN_TIMEOUT_SECONDS);
+    expect(pod.terminationGracePeriodSeconds).toBeGreaterThan(preStop + drain + 5);
+    const mounts = api.volumeMounts.map((m: Doc) => m.mountPath);
+    expect(mounts).toEqual(expect.arrayContaining(["/data", "/tmp"]));
+  });
+
+  test("When selectors and settings are read, then they match the pods, and the ConfigMap holds only known, non-secret settings", () => {
+    const [deployment] = manifest("k8s/deployment.yaml");
+    const labels = deployment!.spec.template.metadata.labels;
+    for (const file of ["k8s/service.yaml", "k8s/pdb.yaml"]) {
+      const [doc] = manifest(file);
+      const selector = doc!.spec.selector.matchLabels ?? doc!.spec.selector;
+      expect(labels).toMatchObject(selector);
+    }
+    const [hpa] = manifest("k8s/hpa.yaml");
+    expect(hpa!.spec.scaleTargetRef).toMatchObject({ kind: "Deployment", name: deployment!.metadata.name });
+    expect(hpa!.spec.minReplicas).toBe(3);
+    const known = new Set(Object.keys(envSchema.shape));
+    for (const file of ["k8s/configmap.yaml", "k8s/overlays/local/local-mode.yaml"]) {
+      const [config] = manifest(file);
+      const names = Object.keys(config!.data);
+      expect(names.filter((n) => !known.has(n))).toEqual([]);
+      expect(names.filter((n) => SECRET_NAME.test(n))).toEqual([]);
+    }
+    // The merged ConfigMap of the local overlay is a valid configuration.
+    const [base] = manifest("k8s/configmap.yaml");
+    const [local] = manifest("k8s/overlays/local/local-mode.yaml");
+    expect(() => loadConfig({ ...base!.data, ...local!.data })).not.toThrow();
+    const [secret] = manifest("k8s/secret.example.yaml");
+    expect(Object.values(secret!.stringData).every((v) => v === "")).toBe(true);
+    const [kustomization] = manifest("k8s/kustomization.yaml");
+    expect(kustomization!.resources).not.toContain("secret.example.yaml");
+    const [ingress] = manifest("k8s/ingress.example.yaml");
+    expect(ingress!.metadata.annotations["nginx.ingress.kubernetes.io/proxy-buffering"]).toBe("off");
+    expect(Number(ingress!.metadata.annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"])).toBeGreaterThan(
+      300,
+    );
+  });
+});
