@@ -1,5 +1,5 @@
 import type { Database } from "../db";
-import { claimDue, PeriodicDrain, retryLater } from "../db/outbox";
+import { claimDue, OutboxWorker, retryLater } from "../db/outbox";
 import type { Logger } from "../log";
 import type { PolarGateway, UsageEvent } from "./polar";
 
@@ -37,33 +37,15 @@ export interface BillingOutboxOptions {
  * backoff; each carries its request id as external_id, so a batch sent twice (Polar took it, we never heard back)
  * is billed once.
  */
-export class BillingOutbox {
-  private readonly worker: PeriodicDrain;
+export class BillingOutbox extends OutboxWorker {
   private failing = false;
 
   constructor(private readonly options: BillingOutboxOptions) {
-    this.worker = new PeriodicDrain(() => this.drainDue(), options.intervalMs ?? 1_000);
+    super({ db: options.db, table: "billing_outbox", intervalMs: options.intervalMs ?? 1_000 });
   }
 
-  start(): void {
-    this.worker.start();
-  }
-
-  stop(): Promise<void> {
-    return this.worker.stop();
-  }
-
-  /** Sends what is due now; resolves with the number of events Polar accepted. */
-  drain(): Promise<number> {
-    return this.worker.drain();
-  }
-
-  async pending(): Promise<number> {
-    const [row] = await this.options.db.query<{ n: number }>("select count(*)::int as n from billing_outbox");
-    return row?.n ?? 0;
-  }
-
-  private async drainDue(): Promise<number> {
+  /** Sends what is due now; drain() resolves with the number of events Polar accepted. */
+  protected async drainDue(): Promise<number> {
     const { db, polar, logger } = this.options;
     let sent = 0;
     for (;;) {

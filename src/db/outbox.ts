@@ -42,18 +42,18 @@ export async function retryLater(
     .catch(() => {}); // the lease expires anyway, and the row is retried then
 }
 
-/** Runs `drainOnce` every `intervalMs` (never twice at a time); stop() waits for the run in progress. */
-export class PeriodicDrain {
+/**
+ * A background worker over one outbox table: every `intervalMs` it runs `drainDue` (never twice at a time);
+ * stop() waits for the run in progress. Subclasses claim rows with claimDue and put failures back with retryLater.
+ */
+export abstract class OutboxWorker {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<number> | undefined;
 
-  constructor(
-    private readonly drainOnce: () => Promise<number>,
-    private readonly intervalMs: number,
-  ) {}
+  constructor(private readonly outbox: { db: SqlExecutor; table: OutboxTable; intervalMs: number }) {}
 
   start(): void {
-    this.timer = setInterval(() => void this.drain(), this.intervalMs);
+    this.timer = setInterval(() => void this.drain(), this.outbox.intervalMs);
     this.timer.unref();
   }
 
@@ -65,9 +65,17 @@ export class PeriodicDrain {
 
   /** Processes what is due now (joining a run in progress); resolves with what that run handled. */
   drain(): Promise<number> {
-    this.running ??= this.drainOnce().finally(() => {
+    this.running ??= this.drainDue().finally(() => {
       this.running = undefined;
     });
     return this.running;
   }
+
+  /** Rows waiting, due or not. */
+  async pending(): Promise<number> {
+    const [row] = await this.outbox.db.query<{ n: number }>(`select count(*)::int as n from ${this.outbox.table}`);
+    return row?.n ?? 0;
+  }
+
+  protected abstract drainDue(): Promise<number>;
 }

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import type { Database } from "../db";
-import { claimDue, PeriodicDrain, retryLater } from "../db/outbox";
+import { claimDue, OutboxWorker, retryLater } from "../db/outbox";
 import type { Logger } from "../log";
 import type { Embedder } from "./embedders/types";
 import { bm25Document } from "./sparse";
@@ -48,33 +48,15 @@ export function memoryId(requestId: string, index: number): string {
  * crashed worker's rows come back), chunks and embeds them, upserts, then deletes the row. Failures back off
  * exponentially (up to 10 minutes) and keep the row; nothing is dropped.
  */
-export class MemoryOutbox {
-  private readonly worker: PeriodicDrain;
+export class MemoryOutbox extends OutboxWorker {
   private failing = false;
 
   constructor(private readonly options: MemoryOutboxOptions) {
-    this.worker = new PeriodicDrain(() => this.drainDue(), options.intervalMs ?? 500);
+    super({ db: options.db, table: "memory_outbox", intervalMs: options.intervalMs ?? 500 });
   }
 
-  start(): void {
-    this.worker.start();
-  }
-
-  stop(): Promise<void> {
-    return this.worker.stop();
-  }
-
-  /** Processes what is due now; resolves with the number of exchanges stored. */
-  drain(): Promise<number> {
-    return this.worker.drain();
-  }
-
-  async pending(): Promise<number> {
-    const [row] = await this.options.db.query<{ n: number }>("select count(*)::int as n from memory_outbox");
-    return row?.n ?? 0;
-  }
-
-  private async drainDue(): Promise<number> {
+  /** drain() resolves with the number of exchanges stored. */
+  protected async drainDue(): Promise<number> {
     let stored = 0;
     if (this.options.storeReady && !(await this.options.storeReady())) return stored;
     for (;;) {

@@ -14,12 +14,11 @@ import { principalOf, requireUser } from "../authentication";
 export const WEBHOOK_PATH = "/billing/polar/webhook";
 
 const isoDate = z.iso.date({ message: "must be a date as YYYY-MM-DD" });
-const usageQuery = z
-  .strictObject({
-    start: isoDate.optional().meta({ description: "First day (UTC), inclusive. Default: the 1st of this month." }),
-    end: isoDate.optional().meta({ description: "Last day (UTC), inclusive. Default: today." }),
-  })
-  .refine((q) => !q.start || !q.end || q.start <= q.end, { message: "start must not be after end", path: ["start"] });
+// start <= end is checked once the defaults are filled in.
+const usageQuery = z.strictObject({
+  start: isoDate.optional().meta({ description: "First day (UTC), inclusive. Default: the 1st of this month." }),
+  end: isoDate.optional().meta({ description: "Last day (UTC), inclusive. Default: today." }),
+});
 const checkoutQuery = z.strictObject({
   product: z.string().min(1).max(100).meta({ description: "A Polar product id listed in GET /v1/billing." }),
 });
