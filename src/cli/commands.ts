@@ -16,7 +16,7 @@ import {
 } from "../identity";
 import { createLogger } from "../log";
 import { collectionName, createEmbedder, createMemoryStore, reindexMemories } from "../memory";
-import { openVault, rotateProviderKeys } from "../vault";
+import { countByMasterKey, openVault, rotateProviderKeys } from "../vault";
 
 /** A usage mistake: printed with the usage text, exit code 2. */
 export class UsageError extends Error {}
@@ -68,6 +68,11 @@ function assertTier(config: Config, tier: string | undefined): void {
   if (tier !== undefined && !config.tiers.byName.has(tier)) {
     throw new UsageError(`unknown tier "${tier}"; tiers: ${[...config.tiers.byName.keys()].join(", ")}`);
   }
+}
+
+function configuredVault(config: Config) {
+  const logger = createLogger({ level: "warn", format: "pretty" });
+  return openVault({ ...config.vault, embedded: !config.database.url, dataDir: config.dataDir }, logger);
 }
 
 async function userByIdOrEmail(db: Database, idOrEmail: string): Promise<User> {
@@ -205,8 +210,7 @@ export const commands: Record<string, Command> = {
 
   async "vault rotate"(_args, io) {
     return withDatabase(async (db, config) => {
-      const logger = createLogger({ level: "warn", format: "pretty" });
-      const vault = openVault({ ...config.vault, embedded: !config.database.url, dataDir: config.dataDir }, logger);
+      const vault = configuredVault(config);
       const report = await rotateProviderKeys(db, vault);
       io.out(`Re-encrypted ${report.rotated} provider key(s) under master key ${vault.currentKeyId}.`);
       if (report.failed.length > 0) {
@@ -216,6 +220,25 @@ export const commands: Record<string, Command> = {
         return 1;
       }
       return 0;
+    });
+  },
+
+  async "vault status"(_args, io) {
+    return withDatabase(async (db, config) => {
+      const vault = configuredVault(config);
+      const counts = await countByMasterKey(db);
+      const advice = {
+        current: "current",
+        previous: 'previous key: run "vault rotate" before removing it',
+        unknown: "no configured key opens these: set the key they were sealed with",
+      };
+      for (const { keyId, count } of counts)
+        io.out(`${keyId}  ${count} provider key(s)  ${advice[vault.keyStateOf(keyId)]}`);
+      if (counts.every(({ keyId }) => vault.keyStateOf(keyId) === "current")) {
+        io.out(`Every stored provider key is sealed under the current master key ${vault.currentKeyId}.`);
+        return 0;
+      }
+      return 1;
     });
   },
 

@@ -17,6 +17,8 @@ Commands:
   keys revoke KEY_ID           Revoke a key.
   vault rotate                 Re-encrypt every stored provider key under API_KEY_ENCRYPTION_KEY (resumable,
                                safe while the server runs; keep old keys in API_KEY_ENCRYPTION_KEYS_PREVIOUS).
+  vault status                 Count stored provider keys by master key; exits 0 only when all are under the current
+                               key (then API_KEY_ENCRYPTION_KEYS_PREVIOUS can be emptied).
   memory reindex [--from COLLECTION]
                                Re-embed every memory with the configured embedder (after EMBEDDING_* changed) from
                                the earlier model's collection into the current one; idempotent, resumable.

@@ -3,11 +3,11 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "n
 import { join } from "node:path";
 import { ConfigError } from "../config";
 import type { Logger } from "../log";
-import { decrypt, encrypt, keyIdOfSealed } from "./cipher";
+import { decrypt, encrypt } from "./cipher";
 import { type MasterKey, MasterKeyError, parseMasterKey } from "./master-keys";
 
-export { EncryptionError } from "./cipher";
-export { type RotationReport, rotateProviderKeys } from "./rotate";
+export { EncryptionError, keyIdOfSealed } from "./cipher";
+export { countByMasterKey, type RotationReport, rotateProviderKeys } from "./rotate";
 
 /**
  * Seals and opens users' provider keys. The only holder of the master keys; a decrypted key is returned to the
@@ -18,8 +18,11 @@ export interface Vault {
   seal(userId: string, provider: string, apiKey: string): string;
   /** Throws EncryptionError ("Encryption error") when the value was tampered with, moved, or its key is gone. */
   open(userId: string, provider: string, sealed: string): string;
-  isSealedWithCurrentKey(sealed: string): boolean;
+  /** Whether a master key id (the second field of a sealed value) is the current key, a previous one, or unknown. */
+  keyStateOf(keyId: string): MasterKeyState;
 }
+
+export type MasterKeyState = "current" | "previous" | "unknown";
 
 // Binding the ciphertext to its owner and provider: a value copied to another row fails to decrypt.
 const aadFor = (userId: string, provider: string) => `perpetual/provider-key/${userId}/${provider}`;
@@ -31,7 +34,7 @@ export function createVault(current: MasterKey, previous: MasterKey[] = []): Vau
     currentKeyId: current.id,
     seal: (userId, provider, apiKey) => encrypt(apiKey, aadFor(userId, provider), current),
     open: (userId, provider, sealed) => decrypt(sealed, aadFor(userId, provider), keys),
-    isSealedWithCurrentKey: (sealed) => keyIdOfSealed(sealed) === current.id,
+    keyStateOf: (keyId) => (keyId === current.id ? "current" : keys.has(keyId) ? "previous" : "unknown"),
   };
 }
 

@@ -39,3 +39,11 @@ export async function rotateProviderKeys(db: Database, vault: Vault, batchSize =
     }
   }
 }
+
+/** How many stored provider keys each master key id sealed (the id is the second field of `v1:<id>:...`). */
+export async function countByMasterKey(db: Database): Promise<{ keyId: string; count: number }[]> {
+  return db.query<{ keyId: string; count: number }>(
+    `select split_part(encrypted_key, ':', 2) as "keyId", count(*)::int as count
+       from user_provider_keys group by 1 order by 1`,
+  );
+}

@@ -100,4 +100,31 @@ describe("Vault rotation on PostgreSQL 15", () => {
     expect(withoutOld.stderr).toMatch(/2 provider key\(s\) could not be decrypted/);
     expect(withoutOld.stdout + withoutOld.stderr).not.toContain(newText);
   });
+
+  test("When vault status runs during a rotation, then it exits 0 only once every key is under the current one", async () => {
+    const oldText = base64Key();
+    const newText = base64Key();
+    const oldId = parseMasterKey(oldText, "old").id;
+    const newId = parseMasterKey(newText, "new").id;
+    await seed(3, createVault(parseMasterKey(oldText, "old")));
+    const env = {
+      DATABASE_URL: database.url,
+      API_KEY_ENCRYPTION_KEY: newText,
+      API_KEY_ENCRYPTION_KEYS_PREVIOUS: oldText,
+    };
+
+    const before = await runCli(["vault", "status"], env);
+    expect(before.code).toBe(1);
+    expect(before.stdout).toContain(`${oldId}  3 provider key(s)  previous key: run "vault rotate"`);
+    const unknown = await runCli(["vault", "status"], { DATABASE_URL: database.url, API_KEY_ENCRYPTION_KEY: newText });
+    expect(unknown.code).toBe(1);
+    expect(unknown.stdout).toContain(`${oldId}  3 provider key(s)  no configured key opens these`);
+
+    expect((await runCli(["vault", "rotate"], env)).code).toBe(0);
+    const after = await runCli(["vault", "status"], env);
+    expect(after.code).toBe(0);
+    expect(after.stdout).toContain(`${newId}  3 provider key(s)  current`);
+    expect(after.stdout).toContain(`sealed under the current master key ${newId}`);
+    expect(after.stdout + after.stderr).not.toContain(oldText);
+  });
 });

@@ -3,7 +3,7 @@ import { mkdtempSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ConfigError } from "../../src/config";
-import { createVault, EncryptionError, openVault } from "../../src/vault";
+import { createVault, EncryptionError, keyIdOfSealed, openVault } from "../../src/vault";
 import { parseMasterKey } from "../../src/vault/master-keys";
 import { captureLogger } from "../helpers/logs";
 
@@ -64,8 +64,9 @@ describe("Provider-key vault", () => {
     const sealedBefore = createVault(old).seal(USER_A, "openai", SECRET);
     const rotated = createVault(newKey(), [old]);
     expect(rotated.open(USER_A, "openai", sealedBefore)).toBe(SECRET);
-    expect(rotated.isSealedWithCurrentKey(sealedBefore)).toBe(false);
-    expect(rotated.isSealedWithCurrentKey(rotated.seal(USER_A, "openai", SECRET))).toBe(true);
+    expect(rotated.keyStateOf(keyIdOfSealed(sealedBefore)!)).toBe("previous");
+    expect(rotated.keyStateOf(keyIdOfSealed(rotated.seal(USER_A, "openai", SECRET))!)).toBe("current");
+    expect(rotated.keyStateOf("000000000000")).toBe("unknown");
     expect(() => createVault(newKey()).open(USER_A, "openai", sealedBefore)).toThrow(EncryptionError);
   });
 
