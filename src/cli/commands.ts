@@ -1,5 +1,7 @@
+import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { AuthAdminApi } from "@supabase/auth-js";
+import { type BackupTarget, createBackup, QdrantSnapshots, restoreBackup } from "../backup";
 import { PolarGateway } from "../billing";
 import { type Config, loadConfig } from "../config";
 import { type Database, migrate, openDatabase } from "../db";
@@ -67,6 +69,25 @@ function positiveInteger(value: string | boolean | undefined, flag: string): num
 function assertTier(config: Config, tier: string | undefined): void {
   if (tier !== undefined && !config.tiers.byName.has(tier)) {
     throw new UsageError(`unknown tier "${tier}"; tiers: ${[...config.tiers.byName.keys()].join(", ")}`);
+  }
+}
+
+/** Backups cover an external deployment; the embedded one is a directory to copy while the server is stopped. */
+async function withBackupTarget(fn: (target: BackupTarget, config: Config) => Promise<number>): Promise<number> {
+  const config = loadConfig(process.env);
+  const databaseUrl = config.database.url;
+  if (!databaseUrl) {
+    throw new UsageError(
+      "backups need DATABASE_URL; in embedded mode stop the server and copy DATA_DIR (database, memories, vault.key)",
+    );
+  }
+  const { url, apiKey } = config.qdrant;
+  const db = await openDatabase(config);
+  try {
+    const qdrant = url ? new QdrantSnapshots({ url, apiKey }) : undefined;
+    return await fn({ db, databaseUrl, qdrant, collectionPrefix: `${config.qdrant.collection}_` }, config);
+  } finally {
+    await db.close();
   }
 }
 
@@ -239,6 +260,31 @@ export const commands: Record<string, Command> = {
         return 0;
       }
       return 1;
+    });
+  },
+
+  async "backup create"(args, io) {
+    const { values } = options(args, { out: { type: "string" } });
+    const stamp = new Date()
+      .toISOString()
+      .replace(/[-:]/g, "")
+      .replace(/\.\d+Z$/, "Z");
+    const dir = typeof values.out === "string" ? values.out : join("backups", `perpetual-${stamp}`);
+    return withBackupTarget(async (target, config) => {
+      await createBackup(target, dir, config.version, io.out);
+      io.out(`Backup complete: ${dir} (keep API_KEY_ENCRYPTION_KEY elsewhere: the provider keys in it need it)`);
+      return 0;
+    });
+  },
+
+  async "backup restore"(args, io) {
+    const { values, positionals } = options(args, { replace: { type: "boolean" } });
+    const dir = required(positionals[0], "the backup directory");
+    return withBackupTarget(async (target, config) => {
+      await migrate(target.db);
+      await restoreBackup(target, dir, { replace: values.replace === true, vault: configuredVault(config) }, io.out);
+      io.out(`Restore complete from ${dir}.`);
+      return 0;
     });
   },
 

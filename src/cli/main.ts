@@ -19,6 +19,11 @@ Commands:
                                safe while the server runs; keep old keys in API_KEY_ENCRYPTION_KEYS_PREVIOUS).
   vault status                 Count stored provider keys by master key; exits 0 only when all are under the current
                                key (then API_KEY_ENCRYPTION_KEYS_PREVIOUS can be emptied).
+  backup create [--out DIR]    Dump Perpetual's PostgreSQL tables (pg_dump) and snapshot its Qdrant collections into
+                               DIR (default backups/perpetual-<UTC time>), with a manifest of checksums.
+  backup restore DIR [--replace]
+                               Check, then restore a backup into DATABASE_URL (migrated first) and QDRANT_URL;
+                               refuses a non-empty target unless --replace. Stop the API servers first.
   memory reindex [--from COLLECTION]
                                Re-embed every memory with the configured embedder (after EMBEDDING_* changed) from
                                the earlier model's collection into the current one; idempotent, resumable.

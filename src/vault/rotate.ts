@@ -1,4 +1,4 @@
-import type { Database } from "../db";
+import type { Database, SqlExecutor } from "../db";
 import type { Vault } from "./index";
 
 export interface RotationReport {
@@ -41,7 +41,7 @@ export async function rotateProviderKeys(db: Database, vault: Vault, batchSize =
 }
 
 /** How many stored provider keys each master key id sealed (the id is the second field of `v1:<id>:...`). */
-export async function countByMasterKey(db: Database): Promise<{ keyId: string; count: number }[]> {
+export async function countByMasterKey(db: SqlExecutor): Promise<{ keyId: string; count: number }[]> {
   return db.query<{ keyId: string; count: number }>(
     `select split_part(encrypted_key, ':', 2) as "keyId", count(*)::int as count
        from user_provider_keys group by 1 order by 1`,

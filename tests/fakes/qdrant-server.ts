@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -7,7 +8,8 @@ import addFormats from "ajv-formats";
 
 /**
  * A Qdrant-compatible REST server for tests: the subset of the API Perpetual uses (collections, payload indexes,
- * upsert, Query API with prefetch + RRF, scroll with order_by, count, delete by filter), with Qdrant's semantics
+ * upsert, Query API with prefetch + RRF, scroll with order_by, count, delete by filter, collection snapshots:
+ * create / download / delete / multipart upload with checksum), with Qdrant's semantics
  * (cosine on normalised vectors, sparse dot product with the IDF modifier, filters with must/should/must_not) and
  * its response envelope. Every request — path, method, query parameters and body — is validated against Qdrant's
  * official OpenAPI document (tests/fixtures/qdrant-openapi, Apache-2.0); a violation is answered with a 400 and
@@ -191,6 +193,11 @@ function condition(point: Point, c: Json): boolean {
   throw new Error(`unsupported condition ${JSON.stringify(c)}`);
 }
 
+/** A response that is a file, not Qdrant's JSON envelope (snapshot downloads). */
+class RawBody {
+  constructor(readonly bytes: Buffer) {}
+}
+
 class QdrantError extends Error {
   constructor(
     readonly status: number,
@@ -205,6 +212,8 @@ export async function startFakeQdrant(): Promise<FakeQdrant> {
   const requests: QdrantRequest[] = [];
   const violations: string[] = [];
   let version = 0;
+  /** Snapshot files by collection and name; their bytes are this server's own serialisation of a collection. */
+  const snapshots = new Map<string, Map<string, Buffer>>();
 
   const collectionOf = (name: string) => {
     const c = collections.get(name);
@@ -362,6 +371,54 @@ export async function startFakeQdrant(): Promise<FakeQdrant> {
     return { operation_id: version, status: "completed" };
   }
 
+  const serialize = (c: Collection) => Buffer.from(JSON.stringify({ ...c, points: [...c.points.values()] }), "utf8");
+  const deserialize = (bytes: Buffer): Collection => {
+    const parsed = JSON.parse(bytes.toString("utf8")) as Omit<Collection, "points"> & { points: Point[] };
+    return { ...parsed, points: new Map(parsed.points.map((p) => [idKey(p.id), p])) };
+  };
+  const sha256 = (bytes: Buffer) => createHash("sha256").update(bytes).digest("hex");
+
+  async function snapshotRoute(
+    method: string,
+    template: string,
+    params: Json,
+    query: URLSearchParams,
+    form?: FormData,
+  ) {
+    const name = params.collection_name as string;
+    const tail = template.slice(template.indexOf("/snapshots"));
+    const own = snapshots.get(name) ?? new Map<string, Buffer>();
+    snapshots.set(name, own);
+    if (method === "post" && tail === "/snapshots") {
+      const bytes = serialize(collectionOf(name));
+      const created = new Date().toISOString().slice(0, 19);
+      const file = `${name}-${++version}-${created.replace(/[T:]/g, "-")}.snapshot`;
+      own.set(file, bytes);
+      return { name: file, creation_time: created, size: bytes.length, checksum: sha256(bytes) };
+    }
+    if (method === "get" && tail === "/snapshots") {
+      return [...own].map(([file, bytes]) => ({ name: file, size: bytes.length, checksum: sha256(bytes) }));
+    }
+    if (method === "post" && tail === "/snapshots/upload") {
+      const bytes = Buffer.from(await (form!.get("snapshot") as Blob).arrayBuffer());
+      const expected = query.get("checksum");
+      if (expected && expected !== sha256(bytes)) {
+        throw new QdrantError(
+          400,
+          `Wrong input: Snapshot checksum mismatch: expected ${expected}, got ${sha256(bytes)}`,
+        );
+      }
+      collections.set(name, deserialize(bytes));
+      return true;
+    }
+    const file = params.snapshot_name as string;
+    const bytes = own.get(file);
+    if (!bytes) throw new QdrantError(404, `Not found: Snapshot ${file} not found`);
+    if (method === "get") return new RawBody(bytes);
+    own.delete(file);
+    return true;
+  }
+
   function route(method: string, path: string, params: Json, body: Json): unknown {
     const name = params.collection_name as string;
     const tail = path.slice(`/collections/${encodeURIComponent(name ?? "")}`.length);
@@ -420,8 +477,14 @@ export async function startFakeQdrant(): Promise<FakeQdrant> {
       res.end(JSON.stringify({ ...payload, time }));
     };
     let body: Json | undefined;
+    let form: FormData | undefined;
+    const contentType = req.headers["content-type"] ?? "";
     try {
-      body = chunks.length ? (JSON.parse(Buffer.concat(chunks).toString("utf8")) as Json) : undefined;
+      if (contentType.startsWith("multipart/form-data")) {
+        form = await new Response(Buffer.concat(chunks), { headers: { "content-type": contentType } }).formData();
+      } else {
+        body = chunks.length ? (JSON.parse(Buffer.concat(chunks).toString("utf8")) as Json) : undefined;
+      }
     } catch {
       violations.push(`${method.toUpperCase()} ${url.pathname}: body is not JSON`);
       send(400, { status: { error: "Format error in JSON body" } });
@@ -443,16 +506,26 @@ export async function startFakeQdrant(): Promise<FakeQdrant> {
           ...(validate.errors ?? []).map((e) => `${e.instancePath || "/"} ${e.message} ${JSON.stringify(e.params)}`),
         );
       }
-    } else if (body !== undefined) {
+    } else if (body !== undefined && Object.keys(body).length > 0) {
+      // The official client sends `{}` to operations without a body (create snapshot); Qdrant ignores it.
       problems.push("the operation takes no body");
     }
+    if (form && !found.op.requestBody?.content["multipart/form-data"]) problems.push("the operation takes no form");
+    if (form && !(form.get("snapshot") instanceof Blob)) problems.push("the form has no snapshot file");
     if (problems.length > 0) {
       violations.push(`${method.toUpperCase()} ${found.template}: ${problems.join("; ")} in ${JSON.stringify(body)}`);
       send(400, { status: { error: `Format error: ${problems[0]}` } });
       return;
     }
     try {
-      const result = route(method, url.pathname, found.params, body ?? {});
+      const result = found.template.includes("/snapshots")
+        ? await snapshotRoute(method, found.template, found.params, url.searchParams, form)
+        : route(method, url.pathname, found.params, body ?? {});
+      if (result instanceof RawBody) {
+        res.writeHead(200, { "content-type": "application/octet-stream", "content-length": result.bytes.length });
+        res.end(result.bytes);
+        return;
+      }
       if (url.pathname === "/") {
         res.writeHead(200, { "content-type": "application/json" });
         res.end(JSON.stringify(result));
