@@ -18,7 +18,8 @@ function which(command) {
 }
 
 let aptUpdated = false;
-function aptInstall(pkg) {
+function aptInstall(...pkgs) {
+  const pkg = pkgs.join(" ");
   if (!isRoot) throw new Error(`${pkg} is not installed; install it (apt-get install -y ${pkg}) or run as root`);
   log(`installing ${pkg} with apt-get`);
   const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
@@ -26,7 +27,7 @@ function aptInstall(pkg) {
     execFileSync("apt-get", ["update", "-qq"], { stdio: ["ignore", "ignore", "inherit"], env });
     aptUpdated = true;
   }
-  execFileSync("apt-get", ["install", "-y", "-qq", "--no-install-recommends", pkg], {
+  execFileSync("apt-get", ["install", "-y", "-qq", "--no-install-recommends", ...pkgs], {
     stdio: ["ignore", "ignore", "inherit"],
     env,
   });
@@ -139,8 +140,10 @@ async function waitFor(check, what) {
 }
 
 /** Debian's Chromium, for the page checks (status page) in the tests. */
-function ensureChromium() {
-  if (!which("chromium")) aptInstall("chromium");
+/** Programs some tests drive: a browser (status page, /docs) and the reverse proxies whose configs we ship. */
+function ensureTools() {
+  const missing = ["chromium", "nginx", "caddy"].filter((tool) => !which(tool) && !existsSync(`/usr/sbin/${tool}`));
+  if (missing.length > 0) aptInstall(...missing);
 }
 
-module.exports = { startPostgres, startRedis, ensureChromium, freePort, log };
+module.exports = { startPostgres, startRedis, ensureTools, freePort, log };

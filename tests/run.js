@@ -9,7 +9,7 @@ const { spawn, spawnSync } = require("node:child_process");
 const { existsSync, mkdtempSync, readFileSync, rmSync, chmodSync } = require("node:fs");
 const { tmpdir } = require("node:os");
 const { join } = require("node:path");
-const { ensureChromium, log, startPostgres, startRedis } = require("../scripts/services");
+const { ensureTools, log, startPostgres, startRedis } = require("../scripts/services");
 
 function runJest(env, args, resultFile) {
   return new Promise((resolve) => {
@@ -58,7 +58,7 @@ async function main() {
   });
   let exitCode = 1;
   try {
-    ensureChromium();
+    ensureTools();
     prepareWordVectors();
     const postgres = await startPostgres(workDir);
     stops.push(postgres.stop);

@@ -61,9 +61,27 @@ describe("docker-compose.yml", () => {
     const dir = mkdtempSync(join(tmpdir(), "perpetual-compose-"));
     copyFileSync(join(ROOT, "docker-compose.yml"), join(dir, "docker-compose.yml"));
     writeFileSync(join(dir, ".env"), read(".env.example").replace(/^POSTGRES_PASSWORD=$/m, "POSTGRES_PASSWORD=test"));
-    const out = execFileSync("docker-compose", ["--profile", "local", "config"], { cwd: dir, encoding: "utf8" });
+    const out = execFileSync("docker-compose", ["--profile", "local", "--profile", "tls", "config"], {
+      cwd: dir,
+      encoding: "utf8",
+    });
     const resolved = parse(out) as Doc;
-    expect(Object.keys(resolved.services).sort()).toEqual(["api", "migrate", "postgres", "qdrant", "redis", "vllm"]);
+    expect(Object.keys(resolved.services).sort()).toEqual([
+      "api",
+      "caddy",
+      "migrate",
+      "postgres",
+      "qdrant",
+      "redis",
+      "vllm",
+    ]);
+    // Logs rotate for every service (Docker's json-file driver keeps everything otherwise).
+    for (const service of Object.values(resolved.services) as Doc[]) {
+      expect(service.logging).toEqual({ driver: "json-file", options: { "max-size": "20m", "max-file": "5" } });
+    }
+    // The TLS profile runs the shipped Caddyfile (tests/component/reverse-proxy.test.ts runs it in front of the API).
+    expect(compose.services.caddy.profiles).toEqual(["tls"]);
+    expect(compose.services.caddy.volumes).toContain("./config/caddy/Caddyfile:/etc/caddy/Caddyfile:ro");
   });
 
   test("When read, then the api waits for healthy dependencies and migrations, and every variable is in .env.example", () => {
