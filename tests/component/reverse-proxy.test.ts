@@ -190,7 +190,7 @@ http {
     });
     expect(answer.choices[0]?.message.content).toBe("Echo: Hi");
     // Errors pass through unchanged: OpenAI's shape, status and the request id.
-    const refused = await clientFor(origin, "pk_live_wrong")
+    const refused = await clientFor(origin, "sk-perp-wrong")
       .chat.completions.create({ model: "gpt-4o", messages: [{ role: "user", content: "Hi" }] })
       .catch((error: unknown) => error);
     expect(refused).toBeInstanceOf(OpenAI.AuthenticationError);
