@@ -90,14 +90,17 @@ export async function createBackup(target: BackupTarget, dir: string, appVersion
 export interface RestoreOptions {
   /** Empty Perpetual's tables and replace the memory collections instead of refusing a non-empty target. */
   replace: boolean;
+  /** Brings the target's schema up to date; runs once the backup's files are known to be intact. */
+  migrate: () => Promise<unknown>;
   /** The configured vault: every key id in the backup must be one it holds, or the restored keys are useless. */
   vault: Vault;
 }
 
 /**
- * Restores a backup into a migrated database (and Qdrant). Everything is checked before anything changes:
- * the manifest, every file's checksum, the migration history, the master keys, and that the target is empty
- * (or `replace`). PostgreSQL is loaded in one transaction; row counts are compared with the manifest after.
+ * Restores a backup into a database (and Qdrant). The manifest and every file's checksum are checked first, then
+ * the target is migrated (a no-op when it is up to date), then the migration history, the master keys and that
+ * the target is empty (or `replace`) are checked before any data changes. PostgreSQL is loaded in one
+ * transaction; row counts are compared with the manifest after.
  */
 export async function restoreBackup(target: BackupTarget, dir: string, options: RestoreOptions, log: Log) {
   const manifest = await readManifest(dir);
@@ -108,6 +111,7 @@ export async function restoreBackup(target: BackupTarget, dir: string, options: 
     }
   }
   await assertClientTools(target.db, ["pg_restore", "psql"]);
+  await options.migrate();
 
   const applied = new Set(await appliedMigrations(target.db));
   const newer = manifest.postgres.migrations.filter((m) => !applied.has(m));

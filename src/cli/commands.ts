@@ -281,8 +281,12 @@ export const commands: Record<string, Command> = {
     const { values, positionals } = options(args, { replace: { type: "boolean" } });
     const dir = required(positionals[0], "the backup directory");
     return withBackupTarget(async (target, config) => {
-      await migrate(target.db);
-      await restoreBackup(target, dir, { replace: values.replace === true, vault: configuredVault(config) }, io.out);
+      const settings = {
+        replace: values.replace === true,
+        vault: configuredVault(config),
+        migrate: () => migrate(target.db),
+      };
+      await restoreBackup(target, dir, settings, io.out);
       io.out(`Restore complete from ${dir}.`);
       return 0;
     });
