@@ -139,6 +139,9 @@ export async function loadData(url: string, file: string, { replace }: { replace
     { env, stdio: ["pipe", "ignore", "pipe"] },
   );
   restore.stdout.pipe(psql.stdin);
+  // When psql stops at an error, pg_restore's remaining output hits a closed pipe (EPIPE). Without a listener that
+  // error would crash the CLI; psql's exit status already reports the failure.
+  psql.stdin.on("error", () => undefined);
   const finished = (child: ChildProcess, name: string) =>
     new Promise<void>((resolve, reject) => {
       let stderr = "";
