@@ -1,4 +1,3 @@
-import { join } from "node:path";
 import { AuthClient } from "@supabase/auth-js";
 import { type Billing, createBilling } from "./billing";
 import { ChatPipeline } from "./chat/pipeline";
@@ -55,14 +54,16 @@ export function createServices(config: Config, db: Database, logger: Logger): Se
   const jwt = new JwtVerifier({ supabaseUrl: url, jwtSecret, verify: config.auth.supabaseVerify }, supabaseAuth);
   const authenticator = new Authenticator({ db, tiers: config.tiers, jwt, logger, cacheTtlMs: config.auth.cacheTtlMs });
   const providerKeys = new ProviderKeys(db, vault, new Set(config.providers.keys()), config.auth.cacheTtlMs);
-  const usage = new UsageRecorder({
-    db,
-    logger,
-    spoolPath: join(config.dataDir, "usage-spool.ndjson"),
-    billUsage: config.polar.apiKey !== undefined,
-  });
   let memory: MemoryService | undefined;
   let billing: Billing | undefined;
+  // The journal sits in DATA_DIR itself (where earlier versions kept usage-spool.ndjson, replayed once from there).
+  const usage: UsageRecorder = new UsageRecorder({
+    db,
+    logger,
+    journalDir: config.dataDir,
+    billUsage: config.polar.apiKey !== undefined,
+    onDeadLetter: () => metrics.usageDeadLetters.inc(),
+  });
   const metrics = createMetrics({
     usagePending: () => usage.pending,
     memoryPending: () => memory?.outbox.pending() ?? Promise.resolve(0),
@@ -134,6 +135,8 @@ export async function startServices(services: Services): Promise<void> {
 
 /** After the HTTP server has drained: flushes usage (which queues memory and billing rows), stops the workers. */
 export async function stopServices(services: Services): Promise<void> {
+  // Streams cut by the drain deadline record their usage as they unwind: wait for them before the final flush.
+  await services.chat.settled(5_000);
   services.pool?.stop();
   await services.usage.close();
   await services.memory.stop();

@@ -28,6 +28,7 @@ export async function start(config: Config, telemetry: Telemetry | undefined): P
   });
 
   onShutdownSignal(logger, async () => {
+    services.chat.beginShutdown();
     await running.drain(config.http.shutdownTimeoutMs);
     await stopServices(services);
     await db.close();

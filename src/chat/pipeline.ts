@@ -2,7 +2,7 @@ import { assertWithinSpend } from "../billing/spend";
 import type { Config } from "../config";
 import { ApiError, invalidRequest } from "../errors";
 import type { Principal } from "../identity";
-import type { RateLimiter } from "../limits";
+import type { RateLimiter, Reservation } from "../limits";
 import {
   type ChatTurn,
   exchangeToRemember,
@@ -31,7 +31,9 @@ import { estimatePromptTokens, estimateTokens } from "./tokens";
 export interface ChatInput {
   principal: Principal;
   body: unknown;
+  /** The server's id (keys the usage row); the caller's x-request-id is kept beside it for tracing. */
   requestId: string;
+  clientRequestId: string | null;
   conversationId: string | null;
   endpoint: string;
   /** Aborted when the client goes away: the provider call is cancelled with it. */
@@ -68,22 +70,39 @@ const MOCK_PROVIDER = "mock";
  * 6. record usage, cost and the exchange for memory write-back (off the response path, never lost)
  */
 export class ChatPipeline {
+  private inFlight = 0;
+  private onIdle: (() => void) | undefined;
+  private shuttingDown = false;
+
   constructor(private readonly deps: ChatPipelineDeps) {}
 
   async run(input: ChatInput): Promise<ChatResult> {
     const started = performance.now();
-    const request = parseChatRequest(input.body);
-    const route = request.mockResponse === undefined ? this.deps.targets.route(request.model) : undefined;
-    assertWithinSpend(input.principal, this.deps.config.tiers);
-    const reservation = await this.deps.limiter.reserve(input.principal, reservationEstimate(request));
+    const finish = this.track();
+    let request: ParsedChatRequest;
+    let route: Route | undefined;
+    let reservation: Reservation;
+    try {
+      request = parseChatRequest(input.body);
+      route = request.mockResponse === undefined ? this.deps.targets.route(request.model) : undefined;
+      assertWithinSpend(input.principal, this.deps.config.tiers);
+      reservation = await this.deps.limiter.reserve(input.principal, reservationEstimate(request));
+    } catch (error) {
+      await finish(this.recordRejection(input, started, error));
+      throw error;
+    }
     const sent = request.body.messages as ChatTurn[];
     const recall = await this.recall(input, sent);
     if (recall.message) request.body.messages = withMemory(sent, recall.message) as typeof request.body.messages;
     const headers = { ...reservation.headers, ...memoryHeaders(recall) };
-    const record = (outcome: Outcome) =>
-      reservation.settle(this.record(input, request, route, started, outcome, { recall, sent }));
+    // Settles the limiter with the real tokens; resolves once the usage row is journaled (before the answer ends).
+    const record = (outcome: Outcome) => {
+      const { tokens, journaled } = this.record(input, request, route, started, outcome, { recall, sent });
+      reservation.settle(tokens);
+      return finish(journaled);
+    };
 
-    if (request.mockResponse !== undefined) return { headers, ...this.answerWithMock(input, request, record) };
+    if (request.mockResponse !== undefined) return { headers, ...(await this.answerWithMock(input, request, record)) };
 
     const adapter = adapterFor(route!.provider);
     const options = { signal: input.signal, timeoutMs: this.deps.config.http.requestTimeoutMs };
@@ -95,7 +114,7 @@ export class ChatPipeline {
         const placed = await targets.place(input.principal, route!, (t) => adapter.complete(t, request.body, options));
         placed.release();
         const completion = placed.value;
-        record({
+        await record({
           usage: completion.usage,
           statusCode: 200,
           completionText: completion.choices[0]?.message.content ?? "",
@@ -107,11 +126,11 @@ export class ChatPipeline {
       // The backend stays held (local mode's least-busy count) until the stream has been fully relayed.
       const chunks = this.observe(placed.value, request, input.signal, started, (outcome) => {
         placed.release();
-        record({ ...outcome, upstreamMs: sinceCall() });
+        return record({ ...outcome, upstreamMs: sinceCall() });
       });
       return { headers, stream: true, model: request.model, chunks };
     } catch (error) {
-      record(failureOutcome(error, input.signal));
+      await record(this.failureOutcome(error, input.signal));
       throw error;
     }
   }
@@ -119,51 +138,136 @@ export class ChatPipeline {
   /** POST /v1/embeddings: same routing, keys and usage recording, no streaming. */
   async embed(input: ChatInput): Promise<{ headers: Record<string, string>; response: EmbeddingResponse }> {
     const started = performance.now();
-    const body = parseEmbeddingRequest(input.body);
-    const route = this.deps.targets.route(body.model);
-    const adapter = adapterFor(route.provider);
+    const finish = this.track();
+    let body: ReturnType<typeof parseEmbeddingRequest>;
+    let route: Route;
+    let reservation: Reservation;
+    try {
+      body = parseEmbeddingRequest(input.body);
+      route = this.deps.targets.route(body.model);
+      if (!adapterFor(route.provider).embed) {
+        throw invalidRequest(
+          `The provider ${route.provider.name} does not offer embeddings.`,
+          "unsupported_endpoint",
+          "model",
+        );
+      }
+      assertWithinSpend(input.principal, this.deps.config.tiers);
+      reservation = await this.deps.limiter.reserve(input.principal, Math.ceil(JSON.stringify(body.input).length / 4));
+    } catch (error) {
+      await finish(this.recordRejection(input, started, error));
+      throw error;
+    }
     const request = {
       body: { model: body.model, messages: [] },
       model: body.model,
       stream: false,
       clientWantsUsage: false,
     } as unknown as ParsedChatRequest;
-    if (!adapter.embed) {
-      throw invalidRequest(
-        `The provider ${route.provider.name} does not offer embeddings.`,
-        "unsupported_endpoint",
-        "model",
-      );
-    }
-    assertWithinSpend(input.principal, this.deps.config.tiers);
-    const reservation = await this.deps.limiter.reserve(
-      input.principal,
-      Math.ceil(JSON.stringify(body.input).length / 4),
-    );
-    const record = (outcome: Outcome) => reservation.settle(this.record(input, request, route, started, outcome));
+    const record = (outcome: Outcome) => {
+      const { tokens, journaled } = this.record(input, request, route, started, outcome);
+      reservation.settle(tokens);
+      return finish(journaled);
+    };
     try {
       const options = { signal: input.signal, timeoutMs: this.deps.config.http.requestTimeoutMs };
-      const embed = adapter.embed;
+      const embed = adapterFor(route.provider).embed!;
       const placed = await this.deps.targets.place(input.principal, route, (t) =>
         embed(t, body as EmbeddingRequest, options),
       );
       placed.release();
       const response = placed.value;
       const tokens = response.usage?.prompt_tokens ?? 0;
-      record({ usage: { prompt_tokens: tokens, completion_tokens: 0, total_tokens: tokens }, statusCode: 200 });
+      await record({ usage: { prompt_tokens: tokens, completion_tokens: 0, total_tokens: tokens }, statusCode: 200 });
       return { headers: reservation.headers, response };
     } catch (error) {
-      record(failureOutcome(error, input.signal));
+      await record(this.failureOutcome(error, input.signal));
       throw error;
     }
   }
 
-  private answerWithMock(input: ChatInput, request: ParsedChatRequest, record: (o: Outcome) => void) {
+  /** Shutdown has begun: requests cut from now on (by the drain deadline closing their sockets) are recorded as
+   * `server_shutdown` rather than as the client's leaving. */
+  beginShutdown(): void {
+    this.shuttingDown = true;
+  }
+
+  /** Resolves once every request in flight has its usage row journaled (cut streams included), or at the timeout. */
+  async settled(timeoutMs: number): Promise<void> {
+    if (this.inFlight === 0) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, timeoutMs);
+      this.onIdle = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+
+  /** Requests in flight: each ends (exactly once) when its usage row is journaled. */
+  private track(): (journaled: Promise<void>) => Promise<void> {
+    this.inFlight++;
+    let finished = false;
+    return async (journaled) => {
+      try {
+        await journaled;
+      } finally {
+        if (!finished) {
+          finished = true;
+          if (--this.inFlight === 0) this.onIdle?.();
+        }
+      }
+    };
+  }
+
+  private failureOutcome(error: unknown, signal: AbortSignal): Outcome {
+    const outcome = failureOutcome(error, signal);
+    return this.shuttingDown && outcome.statusCode === 499 ? { ...outcome, errorCode: "server_shutdown" } : outcome;
+  }
+
+  /** A request refused before the provider call (invalid body, unknown model, 402, 429): a row without tokens. */
+  private recordRejection(input: ChatInput, started: number, error: unknown): Promise<void> {
+    const raw = (typeof input.body === "object" && input.body !== null ? input.body : {}) as Record<string, unknown>;
+    const outcome = this.failureOutcome(error, input.signal);
+    return this.deps.usage.record({
+      ...this.identity(input),
+      provider: null,
+      model: typeof raw.model === "string" ? raw.model.slice(0, 256) : "",
+      promptTokens: 0,
+      completionTokens: 0,
+      cachedTokens: 0,
+      totalTokens: 0,
+      costUsd: 0,
+      costUnknown: false,
+      usageEstimated: false,
+      latencyMs: Math.round(performance.now() - started),
+      timeToFirstTokenMs: null,
+      statusCode: outcome.statusCode,
+      errorCode: outcome.errorCode ?? null,
+      stream: raw.stream === true,
+      retrievalCalls: 0,
+      retrievalLatencyMs: 0,
+      createdAt: new Date().toISOString(),
+    });
+  }
+
+  private identity(input: ChatInput) {
+    return {
+      requestId: input.requestId,
+      clientRequestId: input.clientRequestId,
+      userId: input.principal.userId,
+      apiKeyId: input.principal.apiKeyId,
+      endpoint: input.endpoint,
+      conversationId: input.conversationId,
+    };
+  }
+
+  private async answerWithMock(input: ChatInput, request: ParsedChatRequest, record: (o: Outcome) => Promise<void>) {
     const text = request.mockResponse ?? "";
     const usage = estimatedUsage(request, text);
     const id = `chatcmpl-mock-${input.requestId}`;
     const created = Math.floor(Date.now() / 1000);
-    record({ usage, statusCode: 200, estimated: true, completionText: text });
+    await record({ usage, statusCode: 200, estimated: true, completionText: text });
     if (!request.stream)
       return { stream: false as const, completion: mockCompletion(id, created, request.model, text, usage) };
     const chunks = mockStream(id, created, request.model, text, request.clientWantsUsage ? usage : undefined);
@@ -176,7 +280,7 @@ export class ChatPipeline {
     request: ParsedChatRequest,
     signal: AbortSignal,
     started: number,
-    record: (o: Outcome) => void,
+    record: (o: Outcome) => Promise<void>,
   ): AsyncIterable<ChatChunk> {
     let usage: ChatUsage | undefined;
     let firstTokenMs: number | null = null;
@@ -198,15 +302,22 @@ export class ChatPipeline {
       }
       // An SDK stream whose request was aborted ends quietly: the client left.
       outcome = signal.aborted
-        ? { usage, statusCode: 499, errorCode: "client_closed_request", completionText: text, firstTokenMs }
+        ? { ...this.failureOutcome(undefined, signal), usage, completionText: text, firstTokenMs }
         : { usage, statusCode: 200, completionText: text, firstTokenMs };
     } catch (error) {
-      outcome = { ...failureOutcome(error, signal), usage, completionText: text, firstTokenMs };
+      outcome = { ...this.failureOutcome(error, signal), usage, completionText: text, firstTokenMs };
       throw error;
     } finally {
-      // Reached without an outcome when the consumer stopped early: the client went away mid-stream.
-      record(
-        outcome ?? { usage, statusCode: 499, errorCode: "client_closed_request", completionText: text, firstTokenMs },
+      // Reached without an outcome when the consumer stopped early: the client went away mid-stream. The stream
+      // ends (and [DONE] is sent) only once the row is journaled.
+      await record(
+        outcome ?? {
+          usage,
+          statusCode: 499,
+          errorCode: this.shuttingDown ? "server_shutdown" : "client_closed_request",
+          completionText: text,
+          firstTokenMs,
+        },
       );
     }
   }
@@ -223,7 +334,7 @@ export class ChatPipeline {
     started: number,
     outcome: Outcome,
     memory?: { recall: Recall; sent: ChatTurn[] },
-  ) {
+  ): { tokens: number; journaled: Promise<void> } {
     const provider = route?.provider.name ?? MOCK_PROVIDER;
     const model = route?.model ?? request.model;
     const reported = outcome.usage;
@@ -241,11 +352,8 @@ export class ChatPipeline {
         ? { costUsd: 0, known: true }
         : costOf(this.deps.config.models, provider, model, tokens);
     this.observeMetrics(provider, model, tokens, cost.costUsd, outcome);
-    this.deps.usage.record({
-      requestId: input.requestId,
-      userId: input.principal.userId,
-      apiKeyId: input.principal.apiKeyId,
-      endpoint: input.endpoint,
+    const journaled = this.deps.usage.record({
+      ...this.identity(input),
       provider,
       model,
       ...tokens,
@@ -258,7 +366,6 @@ export class ChatPipeline {
       statusCode: outcome.statusCode,
       errorCode: outcome.errorCode ?? null,
       stream: request.stream,
-      conversationId: input.conversationId,
       retrievalCalls: memory?.recall.calls ?? 0,
       retrievalLatencyMs: memory?.recall.latencyMs ?? 0,
       createdAt: new Date().toISOString(),
@@ -267,7 +374,7 @@ export class ChatPipeline {
         input.memory &&
         writesMemory(input.memory.mode) && { memory: exchangeToRemember(memory.sent, outcome.completionText ?? "") }),
     });
-    return tokens.promptTokens + tokens.completionTokens;
+    return { tokens: tokens.promptTokens + tokens.completionTokens, journaled };
   }
 
   private observeMetrics(provider: string, model: string, tokens: TokenUsage, costUsd: number, outcome: Outcome) {

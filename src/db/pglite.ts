@@ -2,6 +2,7 @@ import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 
 import { join } from "node:path";
 import { PGlite, types } from "@electric-sql/pglite";
 import { asUserVia } from "./as-user";
+import { storableParams } from "./text";
 import type { Database, Row, SqlExecutor } from "./types";
 
 export class DatabaseLockedError extends Error {
@@ -22,7 +23,7 @@ interface PgliteQueryable {
 function executor(target: PgliteQueryable): SqlExecutor {
   return {
     async query<T extends Row>(sql: string, params?: readonly unknown[]) {
-      return (await target.query<T>(sql, params as unknown[] | undefined)).rows;
+      return (await target.query<T>(sql, storableParams(params))).rows;
     },
     async exec(sql: string) {
       await target.exec(sql);

@@ -1,5 +1,7 @@
 import pg from "pg";
 import { asUserVia } from "./as-user";
+import { isDatabaseUnavailable } from "./faults";
+import { storableParams } from "./text";
 import type { Database, Row, SqlExecutor } from "./types";
 
 // int8 (counts, sums) as numbers, like PGlite; values stay far below 2^53 in this schema.
@@ -12,11 +14,19 @@ export interface PostgresOptions {
   onIdleError?: (error: Error) => void;
 }
 
-function executor(client: pg.Pool | pg.PoolClient): SqlExecutor {
+// Reads may run again on a fresh connection when theirs was cut (a terminated backend, a pooler restart).
+const READ_ONLY = /^\s*select\b/i;
+
+function executor(client: pg.Pool | pg.PoolClient, retryReads: boolean): SqlExecutor {
   return {
     async query<T extends Row>(sql: string, params?: readonly unknown[]) {
-      const result = await client.query<T>(sql, params as unknown[] | undefined);
-      return result.rows;
+      const values = storableParams(params);
+      try {
+        return (await client.query<T>(sql, values)).rows;
+      } catch (error) {
+        if (!retryReads || !READ_ONLY.test(sql) || !isDatabaseUnavailable(error)) throw error;
+        return (await client.query<T>(sql, values)).rows;
+      }
     },
     async exec(sql: string) {
       await client.query(sql);
@@ -32,14 +42,20 @@ export function openPostgres(options: PostgresOptions): Database {
     idleTimeoutMillis: 30_000,
   });
   pool.on("error", (error) => options.onIdleError?.(error));
-  const { query, exec } = executor(pool);
+  const { query, exec } = executor(pool, true);
 
   async function transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
     const client = await pool.connect();
     let broken: Error | undefined;
+    // A checked-out client has no pool listener: without this, a connection terminated between two statements
+    // (pg_terminate_backend, a failover) emits an unhandled 'error' and kills the process.
+    const onConnectionLost = (error: Error) => {
+      broken = error;
+    };
+    client.on("error", onConnectionLost);
     try {
       await client.query("begin");
-      const result = await fn(executor(client));
+      const result = await fn(executor(client, false));
       await client.query("commit");
       return result;
     } catch (error) {
@@ -48,7 +64,9 @@ export function openPostgres(options: PostgresOptions): Database {
       });
       throw error;
     } finally {
-      // A client whose rollback failed is in an unknown state: destroy it instead of returning it to the pool.
+      // A client whose connection was lost or whose rollback failed is in an unknown state: destroy it instead
+      // of returning it to the pool.
+      client.removeListener("error", onConnectionLost);
       client.release(broken);
     }
   }

@@ -1,4 +1,5 @@
 import type { NextFunction, Request, Response } from "express";
+import { isDatabaseUnavailable } from "../db";
 import { ApiError, invalidRequest, serverError, serviceUnavailable } from "../errors";
 import type { Logger } from "../log";
 import { UpstreamError } from "../providers";
@@ -33,30 +34,6 @@ function fromBodyParserError(error: { type?: unknown; limit?: unknown }): ApiErr
     default:
       return undefined;
   }
-}
-
-// Connection-level failures of the database: the request may succeed later, so 503 rather than 500.
-const UNAVAILABLE_CODES = new Set([
-  "ECONNREFUSED",
-  "ECONNRESET",
-  "ETIMEDOUT",
-  "EPIPE",
-  "57P01",
-  "57P03",
-  "08000",
-  "08001",
-  "08003",
-  "08006",
-]);
-
-function isDatabaseUnavailable(error: unknown): boolean {
-  if (typeof error !== "object" || error === null) return false;
-  const { code, message } = error as { code?: unknown; message?: unknown };
-  return (
-    (typeof code === "string" && UNAVAILABLE_CODES.has(code)) ||
-    (typeof message === "string" &&
-      /Connection terminated|PGlite is closed|timeout exceeded when trying to connect/.test(message))
-  );
 }
 
 export function notFoundHandler(req: Request, _res: Response, next: NextFunction): void {
@@ -101,6 +78,10 @@ export function toApiError(error: unknown, logger: Logger): ApiError {
   if (error instanceof EncryptionError) {
     logger.error("stored provider key could not be decrypted");
     return new ApiError(500, "Encryption error", "server_error", "encryption_error");
+  }
+  // The router could not percent-decode a path parameter (`/v1/api-keys/%`): the caller's URL is malformed.
+  if (error instanceof URIError) {
+    return invalidRequest("A path parameter of the URL is not valid percent-encoding.", "invalid_path");
   }
   if (isDatabaseUnavailable(error)) {
     logger.warn("database unavailable", { error });

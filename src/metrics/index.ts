@@ -93,6 +93,17 @@ export function createMetrics(options: {
         this.set(options.usagePending());
       },
     }),
+    usageDeadLetters: new Counter({
+      name: "perpetual_usage_dead_letters_total",
+      help: "Usage records PostgreSQL refused on their own, kept in usage_dead_letters instead of usage_logs",
+      registers,
+    }),
+    limiterErrors: new Counter({
+      name: "perpetual_rate_limiter_errors_total",
+      help: "Rate-limiter store operations that failed (reservations fall back per the failure policy)",
+      labelNames: ["operation"],
+      registers,
+    }),
     memoryRecallFailures: new Counter({
       name: "perpetual_memory_recall_failures_total",
       help: "Recalls skipped because the vector store or embedder was slow (timeout) or failing (unavailable)",

@@ -30,11 +30,18 @@ interface SdkApiError {
  */
 export function toUpstreamError(provider: string, error: unknown, sdk: SdkErrorClasses, midStream = false): unknown {
   if (error instanceof UpstreamError || error instanceof sdk.APIUserAbortError) return error;
-  if (!(error instanceof sdk.APIError)) return error;
+  if (isAbort(error)) return error;
+  // Anything else thrown by the SDK call is the provider's protocol failing: a 200 whose body is not JSON, a
+  // connection dropped mid-body or mid-stream ("terminated", premature close). Ours to report as 502, not 500.
+  if (!(error instanceof sdk.APIError)) {
+    return new UpstreamError(provider, 502, `${provider} sent a response that could not be read.`, {
+      code: midStream ? "upstream_stream_error" : "upstream_error",
+    });
+  }
   const e = error as unknown as SdkApiError;
   const failure = error as object;
   if (midStream) {
-    return new UpstreamError(provider, 500, redactText(e.message || "the stream broke off"), {
+    return new UpstreamError(provider, 502, redactText(e.message || "the stream broke off"), {
       code: "upstream_stream_error",
     });
   }
@@ -52,4 +59,8 @@ export function toUpstreamError(provider: string, error: unknown, sdk: SdkErrorC
     param: e.error?.param ?? null,
     retryAfter: e.headers?.get("retry-after") ?? undefined,
   });
+}
+
+function isAbort(error: unknown): boolean {
+  return error instanceof Error && (error.name === "AbortError" || error.name === "APIUserAbortError");
 }

@@ -1,2 +1,3 @@
 export { costOf, type TokenUsage } from "./cost";
-export { type UsageRecord, UsageRecorder } from "./recorder";
+export { QUARANTINE_FILE } from "./journal";
+export { type UsageRecord, UsageRecorder, usageRecordSchema } from "./recorder";

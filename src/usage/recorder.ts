@@ -1,40 +1,48 @@
-import { appendFileSync, existsSync, readFileSync, renameSync, rmSync } from "node:fs";
-import type { Database } from "../db";
+import { z } from "zod";
+import { type Database, isDataError, storableJson } from "../db";
 import type { Logger } from "../log";
+import { type JournalEntry, UsageJournal } from "./journal";
 
-/** One row of usage_logs, as the pipeline reports it. */
-export interface UsageRecord {
-  requestId: string;
-  userId: string;
-  apiKeyId: string | null;
-  endpoint: string;
-  provider: string | null;
-  model: string;
-  promptTokens: number;
-  completionTokens: number;
-  cachedTokens: number;
-  totalTokens: number;
-  costUsd: number;
-  costUnknown: boolean;
-  usageEstimated: boolean;
-  latencyMs: number;
-  timeToFirstTokenMs: number | null;
-  statusCode: number;
-  errorCode: string | null;
-  stream: boolean;
-  conversationId: string | null;
-  retrievalCalls: number;
-  retrievalLatencyMs: number;
-  createdAt: string;
+const count = z.number().int().min(0);
+/** One row of usage_logs, as the pipeline reports it; also what the journal reads back after a crash. */
+export const usageRecordSchema = z.object({
+  /** The server's own id: the idempotency key of the row and of its memory and billing outbox rows. */
+  requestId: z.string().min(1),
+  /** The caller's x-request-id, kept for tracing only. */
+  clientRequestId: z.string().nullable().default(null),
+  userId: z.string().min(1),
+  apiKeyId: z.string().nullable(),
+  endpoint: z.string(),
+  provider: z.string().nullable(),
+  model: z.string(),
+  promptTokens: count,
+  completionTokens: count,
+  cachedTokens: count,
+  totalTokens: count,
+  costUsd: z.number().min(0),
+  costUnknown: z.boolean(),
+  usageEstimated: z.boolean(),
+  latencyMs: count,
+  timeToFirstTokenMs: count.nullable(),
+  statusCode: z.number().int(),
+  errorCode: z.string().nullable(),
+  stream: z.boolean(),
+  conversationId: z.string().nullable(),
+  retrievalCalls: count,
+  retrievalLatencyMs: count,
+  createdAt: z.string(),
   /** The exchange to write into memory (new user turns and the reply), queued in memory_outbox with the row. */
-  memory?: { role: "user" | "assistant"; content: string }[];
-}
+  memory: z.array(z.object({ role: z.enum(["user", "assistant"]), content: z.string() })).optional(),
+});
+export type UsageRecord = z.infer<typeof usageRecordSchema>;
 
 export interface UsageRecorderOptions {
   db: Database;
   logger: Logger;
-  /** Rows that do not fit in memory while the database is away wait here (NDJSON), and are replayed later. */
-  spoolPath: string;
+  /** The usage journal's directory (see journal.ts): records wait there until PostgreSQL has them. */
+  journalDir: string;
+  /** A record PostgreSQL refused on its own was set aside in usage_dead_letters. */
+  onDeadLetter?: () => void;
   /** Queue successful requests in billing_outbox for Polar (billing configured). */
   billUsage?: boolean;
   flushIntervalMs?: number;
@@ -48,7 +56,7 @@ export interface UsageRecorderOptions {
 const INSERT_BATCH = `
 with input as (
   select * from jsonb_to_recordset($1::jsonb) as x(
-    "requestId" text, "userId" uuid, "apiKeyId" uuid, endpoint text, provider text, model text,
+    "requestId" text, "clientRequestId" text, "userId" uuid, "apiKeyId" uuid, endpoint text, provider text, model text,
     "promptTokens" int, "completionTokens" int, "cachedTokens" int, "totalTokens" int, "costUsd" numeric,
     "costUnknown" boolean, "usageEstimated" boolean, "latencyMs" int, "timeToFirstTokenMs" int, "statusCode" int,
     "errorCode" text, stream boolean, "conversationId" text, "retrievalCalls" int, "retrievalLatencyMs" int,
@@ -61,10 +69,10 @@ with input as (
   from known k where k.memory is not null
   on conflict (request_id) do nothing
 ), inserted as (
-  insert into usage_logs (request_id, user_id, api_key_id, endpoint, provider, model, prompt_tokens, completion_tokens,
+  insert into usage_logs (request_id, client_request_id, user_id, api_key_id, endpoint, provider, model, prompt_tokens, completion_tokens,
     cached_tokens, total_tokens, cost_usd, cost_unknown, usage_estimated, latency_ms, time_to_first_token_ms,
     status_code, error_code, stream, conversation_id, retrieval_calls, retrieval_latency_ms, created_at)
-  select i."requestId", i."userId", (select k.id from api_keys k where k.id = i."apiKeyId"), i.endpoint, i.provider,
+  select i."requestId", i."clientRequestId", i."userId", (select k.id from api_keys k where k.id = i."apiKeyId"), i.endpoint, i.provider,
     i.model, i."promptTokens", i."completionTokens", i."cachedTokens", i."totalTokens", i."costUsd", i."costUnknown",
     i."usageEstimated", i."latencyMs", i."timeToFirstTokenMs", i."statusCode", i."errorCode", i.stream,
     i."conversationId", i."retrievalCalls", i."retrievalLatencyMs", i."createdAt"
@@ -90,12 +98,21 @@ update users u set total_requests = u.total_requests + t.requests, total_tokens 
   spend_month = m.first_day
 from totals t, month m where u.id = t.user_id`;
 
+const INSERT_DEAD_LETTER = `
+insert into usage_dead_letters (request_id, user_id, reason, record)
+values ($1, (select id from users where id::text = $2), $3, $4)`;
+
 /**
- * Writes usage rows in batches, off the request path, without losing any: while the database is unreachable rows
- * wait in memory (bounded), then in a spool file; both are written when it returns. `close()` flushes on SIGTERM.
+ * Writes usage rows in batches, off the request path, without losing any: `record` journals the row on local disk
+ * (resolving once it is there) and queues it; the batch writer inserts the queue, confirms what landed in the
+ * journal, and backs off while the database is away (the queue is bounded in memory; the journal is not). A batch
+ * refused for its data is split until the refused record is found; that record goes to usage_dead_letters and the
+ * rest land. `close()` flushes on SIGTERM; what is still unwritten is replayed from the journal at the next start.
  */
 export class UsageRecorder {
-  private queue: UsageRecord[] = [];
+  private queue: JournalEntry<UsageRecord>[] = [];
+  private readonly journal: UsageJournal<UsageRecord>;
+  private warnedBound = false;
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> | undefined;
   private failures = 0;
@@ -108,18 +125,31 @@ export class UsageRecorder {
     this.flushIntervalMs = options.flushIntervalMs ?? 200;
     this.batchSize = options.batchSize ?? 500;
     this.maxBufferedRows = options.maxBufferedRows ?? 20_000;
+    this.journal = new UsageJournal({
+      dir: options.journalDir,
+      logger: options.logger,
+      parse: (line) => usageRecordSchema.parse(JSON.parse(line)),
+    });
   }
 
+  /** Opens the journal and queues what an earlier process left unwritten. */
   start(): void {
-    this.recoverSpool();
+    const left = this.journal.open();
+    if (left.length > 0) {
+      this.options.logger.info("replaying usage records from the journal", { rows: left.length });
+      this.queue.unshift(...left);
+      this.bound();
+    }
     this.timer = setInterval(() => void this.flush(), this.flushIntervalMs);
     this.timer.unref();
   }
 
-  record(row: UsageRecord): void {
-    this.queue.push(row);
-    if (this.queue.length > this.maxBufferedRows)
-      this.spill(this.queue.splice(0, this.queue.length - this.maxBufferedRows));
+  /** Queues the row; resolves once it is in the journal (answer the request only then). */
+  record(row: UsageRecord): Promise<void> {
+    const entry: JournalEntry<UsageRecord> = { record: row };
+    this.queue.push(entry);
+    this.bound();
+    return this.journal.append(entry);
   }
 
   get pending(): number {
@@ -134,7 +164,7 @@ export class UsageRecorder {
     return this.flushing;
   }
 
-  /** Final flush within the deadline; what could not be written goes to the spool file for the next start. */
+  /** Final flush within the deadline; what could not be written stays in the journal for the next start. */
   async close(deadlineMs = 5_000): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.nextAttemptAt = 0;
@@ -144,7 +174,18 @@ export class UsageRecorder {
       if (this.failures > 0) break;
     }
     await this.flushing;
-    if (this.queue.length > 0) this.spill(this.queue.splice(0));
+    await this.journal.close();
+    if (this.queue.length > 0)
+      this.options.logger.warn("usage rows left in the journal for the next start", { rows: this.queue.length });
+  }
+
+  /** Beyond the in-memory bound the oldest entries leave memory; their journal segments are read again later. */
+  private bound(): void {
+    const over = this.queue.length - this.maxBufferedRows;
+    if (over <= 0) return;
+    for (const entry of this.queue.splice(0, over)) this.journal.evict(entry);
+    if (!this.warnedBound) this.options.logger.warn("usage rows beyond the memory bound wait in the journal only");
+    this.warnedBound = true;
   }
 
   private async drain(): Promise<void> {
@@ -152,7 +193,7 @@ export class UsageRecorder {
     while (this.queue.length > 0) {
       const batch = this.queue.slice(0, this.batchSize);
       try {
-        await this.options.db.query(INSERT_BATCH, [JSON.stringify(batch), this.options.billUsage === true]);
+        await this.insert(batch);
       } catch (error) {
         this.failures++;
         // Back off up to 5 s between attempts while the database is away.
@@ -163,37 +204,42 @@ export class UsageRecorder {
         return;
       }
       this.queue.splice(0, batch.length);
+      for (const entry of batch) this.journal.confirm(entry);
       if (this.failures > 0) {
         this.options.logger.info("usage writes resumed", { after_failures: this.failures });
         this.failures = 0;
-        this.recoverSpool();
+      }
+      if (this.queue.length === 0 && this.journal.hasEvicted) {
+        this.warnedBound = false;
+        this.queue.push(...(await this.journal.reloadEvicted()));
       }
     }
   }
 
-  private spill(rows: UsageRecord[]): void {
-    if (rows.length === 0) return;
-    appendFileSync(this.options.spoolPath, `${rows.map((r) => JSON.stringify(r)).join("\n")}\n`, { mode: 0o600 });
-    this.options.logger.warn("usage rows spooled to disk until the database returns", { rows: rows.length });
+  /** Inserts the entries; a batch refused for its data is halved until the refused record is set aside alone. */
+  private async insert(entries: JournalEntry<UsageRecord>[]): Promise<void> {
+    try {
+      await this.options.db.query(INSERT_BATCH, [
+        storableJson(entries.map((e) => e.record)),
+        this.options.billUsage === true,
+      ]);
+    } catch (error) {
+      if (!isDataError(error)) throw error;
+      if (entries.length === 1) return this.deadLetter(entries[0]!.record, error);
+      const half = Math.ceil(entries.length / 2);
+      await this.insert(entries.slice(0, half));
+      await this.insert(entries.slice(half));
+    }
   }
 
-  /** Moves spooled rows back into the queue; request ids make a replay of already-written rows harmless. */
-  private recoverSpool(): void {
-    const path = this.options.spoolPath;
-    const replaying = `${path}.replaying`;
-    // A `.replaying` file left behind means a crash mid-replay: its rows are read again (harmless, see above).
-    if (existsSync(path)) {
-      if (existsSync(replaying)) appendFileSync(replaying, readFileSync(path, "utf8"));
-      else renameSync(path, replaying);
-      rmSync(path, { force: true });
-    }
-    if (!existsSync(replaying)) return;
-    const rows = readFileSync(replaying, "utf8")
-      .split("\n")
-      .filter(Boolean)
-      .map((line) => JSON.parse(line) as UsageRecord);
-    this.queue.unshift(...rows);
-    rmSync(replaying);
-    this.options.logger.info("replaying spooled usage rows", { rows: rows.length });
+  private async deadLetter(record: UsageRecord, error: unknown): Promise<void> {
+    const { code, message } = error as { code?: string; message?: string };
+    const reason = `${code ?? "error"}: ${message ?? String(error)}`.slice(0, 500);
+    await this.options.db.query(INSERT_DEAD_LETTER, [record.requestId, record.userId, reason, JSON.stringify(record)]);
+    this.options.onDeadLetter?.();
+    this.options.logger.error("usage record refused by the database, kept in usage_dead_letters", {
+      request_id: record.requestId,
+      reason,
+    });
   }
 }

@@ -96,10 +96,11 @@ describe("HTTP shell", () => {
       .logs()
       .split("\n")
       .map((line) => JSON.parse(line) as Record<string, unknown>)
-      .filter((entry) => entry.request_id === "log-line-check" && entry.message === "request");
+      .filter((entry) => entry.client_request_id === "log-line-check" && entry.message === "request");
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatchObject({ method: "GET", path: "/health", status: 200, level: "info" });
     expect(typeof lines[0]!.latency_ms).toBe("number");
+    expect(lines[0]!.request_id).toMatch(/^req_[0-9a-f]{32}$/);
   });
 });
 

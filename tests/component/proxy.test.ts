@@ -251,6 +251,34 @@ describe("OpenAI-compatible proxy with the official openai SDK, on PostgreSQL 15
     });
   });
 
+  describe("upstream protocol failures are the provider's, not ours", () => {
+    test("When the provider answers 200 with an unreadable body, then 502 upstream_error and the usage row says upstream", async () => {
+      const failure = await alice.client.chat.completions
+        .create({ model: "openai/bad-json", messages: [{ role: "user", content: "hi" }] })
+        .catch((e: unknown) => e);
+      expect(failure).toBeInstanceOf(OpenAI.APIError);
+      const error = failure as InstanceType<typeof OpenAI.APIError>;
+      expect(error.status).toBe(502);
+      expect(error.code).toBe("upstream_error");
+      const [row] = await usageRow(error.requestID!);
+      expect(row).toMatchObject({ status_code: 502, error_code: "upstream_error", provider: "openai" });
+    });
+
+    test("When the provider drops the connection mid-stream, then the stream ends with an upstream_error event", async () => {
+      const { data: stream, response } = await alice.client.chat.completions
+        .create({ model: "openai/cut-mid-stream", messages: [{ role: "user", content: "one two" }], stream: true })
+        .withResponse();
+      const failure = await (async () => {
+        for await (const _chunk of stream) {
+        }
+      })().catch((e: unknown) => e);
+      expect(failure).toBeInstanceOf(OpenAI.APIError);
+      expect((failure as InstanceType<typeof OpenAI.APIError>).code).toBe("upstream_error");
+      const [row] = await usageRow(response.headers.get("x-request-id")!);
+      expect(row).toMatchObject({ status_code: 502, error_code: "upstream_stream_error" });
+    });
+  });
+
   test("When the client disconnects mid-stream, then the upstream call is aborted and one usage row is still written", async () => {
     const controller = new AbortController();
     const abortedBefore = upstream.abortedStreams();

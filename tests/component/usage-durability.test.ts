@@ -1,12 +1,13 @@
 import { randomUUID } from "node:crypto";
-import { existsSync, mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import OpenAI from "openai";
 import { type Database, migrate, openPostgres } from "../../src/db";
 import { createApiKey, createUser } from "../../src/identity";
-import { type UsageRecord, UsageRecorder } from "../../src/usage";
+import { QUARANTINE_FILE, type UsageRecord, UsageRecorder } from "../../src/usage";
 import { startTestApp, testConfig } from "../helpers/app";
+import { ADAPTERS, type OpenedDatabase } from "../helpers/databases";
 import { captureLogger } from "../helpers/logs";
 import { createTestDatabase } from "../helpers/postgres";
 import { startTcpProxy } from "../helpers/tcp-proxy";
@@ -74,51 +75,173 @@ describe("Usage rows survive database outages", () => {
     }
   });
 
-  test("When the process stops while the database is away, then rows go to the spool file and the next start writes them exactly once", async () => {
-    const user = await createUser(direct, `spool-${randomUUID()}@example.com`, "free");
-    const spoolPath = join(mkdtempSync(join(tmpdir(), "spool-")), "usage-spool.ndjson");
+  test("When the process stops while the database is away, then the journal keeps every row and the next start writes them exactly once", async () => {
+    const user = await createUser(direct, `journal-${randomUUID()}@example.com`, "free");
+    const journalDir = mkdtempSync(join(tmpdir(), "journal-"));
     const unreachable = openPostgres({ url: "postgres://postgres@127.0.0.1:1/none", poolSize: 1 });
     const { logger } = captureLogger();
-    const down = new UsageRecorder({ db: unreachable, logger, spoolPath, maxBufferedRows: 3 });
-    const row = (i: number): UsageRecord => ({
-      requestId: `spool-${user.id}-${i}`,
-      userId: user.id,
-      apiKeyId: null,
-      endpoint: "/v1/chat/completions",
-      provider: "openai",
-      model: "gpt-4o",
-      promptTokens: 1,
-      completionTokens: 1,
-      cachedTokens: 0,
-      totalTokens: 2,
-      costUsd: 0.001,
-      costUnknown: false,
-      usageEstimated: false,
-      latencyMs: 5,
-      timeToFirstTokenMs: null,
-      statusCode: 200,
-      errorCode: null,
-      stream: false,
-      conversationId: null,
-      retrievalCalls: 0,
-      retrievalLatencyMs: 0,
-      createdAt: new Date().toISOString(),
-    });
+    const down = new UsageRecorder({ db: unreachable, logger, journalDir, maxBufferedRows: 3 });
     down.start();
-    for (let i = 0; i < 8; i++) down.record(row(i));
-    expect(readFileSync(spoolPath, "utf8").trim().split("\n")).toHaveLength(5); // beyond the 3 kept in memory
+    await Promise.all(Array.from({ length: 8 }, (_, i) => down.record(usageRow(user.id, `journal-${user.id}-${i}`))));
+    expect(journalLines(journalDir)).toBe(8);
+    expect(down.pending).toBe(3); // the memory bound; the rest wait in the journal only
     await down.close(300);
     await unreachable.close();
-    expect(readFileSync(spoolPath, "utf8").trim().split("\n")).toHaveLength(8);
+    expect(journalLines(journalDir)).toBe(8);
 
-    const up = new UsageRecorder({ db: direct, logger, spoolPath });
+    const up = new UsageRecorder({ db: direct, logger, journalDir });
     up.start();
     await up.flush();
     expect(await count(user.id)).toBe(8);
-    expect(existsSync(spoolPath)).toBe(false);
-    // Replaying the same rows again (a crash mid-replay) adds nothing.
-    up.record(row(0));
+    expect(journalLines(journalDir)).toBe(0);
+    // Replaying the same rows again (a crash between the insert and the journal's confirmation) adds nothing.
+    await up.record(usageRow(user.id, `journal-${user.id}-0`));
     await up.close();
     expect(await count(user.id)).toBe(8);
   });
+
+  test("When the database returns after more rows than the memory bound, then the rows that waited only in the journal are written too", async () => {
+    const user = await createUser(direct, `evicted-${randomUUID()}@example.com`, "free");
+    // The database as the recorder sees it: refusing connections until `down` is cleared.
+    let down = true;
+    const flaky: Database = {
+      ...direct,
+      query: (sql, params) =>
+        down ? Promise.reject(new Error("Connection terminated unexpectedly")) : direct.query(sql, params),
+    };
+    const { logger } = captureLogger();
+    const recorder = new UsageRecorder({
+      db: flaky,
+      logger,
+      journalDir: mkdtempSync(join(tmpdir(), "journal-")),
+      maxBufferedRows: 5,
+      flushIntervalMs: 60_000,
+    });
+    recorder.start();
+    await Promise.all(Array.from({ length: 40 }, (_, i) => recorder.record(usageRow(user.id, `ev-${user.id}-${i}`))));
+    await recorder.flush();
+    expect(recorder.pending).toBe(5);
+    down = false;
+    await recorder.close();
+    expect(await count(user.id)).toBe(40);
+  });
 });
+
+describe("Usage rows no tenant can poison or forge", () => {
+  describe.each(ADAPTERS)("on %s", (_name, open) => {
+    let opened: OpenedDatabase;
+    beforeAll(async () => {
+      opened = await open();
+      await migrate(opened.db);
+    });
+    afterAll(() => opened.cleanup());
+
+    const rowsOf = async (userId: string) =>
+      opened.db.query<{ request_id: string; model: string }>(
+        "select request_id, model from usage_logs where user_id = $1 order by request_id",
+        [userId],
+      );
+
+    test("When one tenant's record holds NUL bytes and lone surrogates, then every tenant's rows land, that text made storable", async () => {
+      const victim = await createUser(opened.db, `victim-${randomUUID()}@example.com`, "free");
+      const attacker = await createUser(opened.db, `attacker-${randomUUID()}@example.com`, "free");
+      const { logger } = captureLogger();
+      const recorder = new UsageRecorder({ db: opened.db, logger, journalDir: mkdtempSync(join(tmpdir(), "j-")) });
+      recorder.start();
+      for (let i = 0; i < 5; i++) void recorder.record(usageRow(victim.id, `victim-${victim.id}-${i}`));
+      void recorder.record({
+        ...usageRow(attacker.id, `attacker-${attacker.id}`),
+        model: "gpt\u0000-4o\ud800",
+        memory: [{ role: "user", content: "nul \u0000 here, lone \udc00 there" }],
+      });
+      await recorder.close();
+      expect(await rowsOf(victim.id)).toHaveLength(5);
+      const [poisoned] = await rowsOf(attacker.id);
+      expect(poisoned!.model).toBe("gpt\ufffd-4o\ufffd");
+      const [outbox] = await opened.db.query<{ messages: Array<{ content: string }> }>(
+        "select messages from memory_outbox where user_id = $1",
+        [attacker.id],
+      );
+      expect(outbox!.messages[0]!.content).toBe("nul \ufffd here, lone \ufffd there");
+    });
+
+    test("When the database refuses one record for its data, then only that record goes to usage_dead_letters and the batch's others land", async () => {
+      const victim = await createUser(opened.db, `victim2-${randomUUID()}@example.com`, "free");
+      const { logger } = captureLogger();
+      let deadLetters = 0;
+      const recorder = new UsageRecorder({
+        db: opened.db,
+        logger,
+        journalDir: mkdtempSync(join(tmpdir(), "j-")),
+        onDeadLetter: () => deadLetters++,
+      });
+      recorder.start();
+      for (let i = 0; i < 6; i++) void recorder.record(usageRow(victim.id, `ok-${victim.id}-${i}`));
+      // Beyond int4: PostgreSQL refuses this one row (22003), whatever its text.
+      void recorder.record({ ...usageRow(victim.id, `bad-${victim.id}`), latencyMs: 2 ** 40 });
+      await recorder.close();
+      expect(await rowsOf(victim.id)).toHaveLength(6);
+      expect(deadLetters).toBe(1);
+      const [letter] = await opened.db.query<{ request_id: string; reason: string; record: string; user_id: string }>(
+        "select request_id, reason, record, user_id from usage_dead_letters where request_id = $1",
+        [`bad-${victim.id}`],
+      );
+      expect(letter!.reason).toMatch(/^22003/);
+      expect(letter!.user_id).toBe(victim.id);
+      expect(JSON.parse(letter!.record)).toMatchObject({ latencyMs: 2 ** 40 });
+    });
+
+    test("When the journal ends in a torn line, then start-up quarantines it and replays the rest", async () => {
+      const user = await createUser(opened.db, `torn-${randomUUID()}@example.com`, "free");
+      const journalDir = mkdtempSync(join(tmpdir(), "j-"));
+      const lines = [0, 1, 2].map((i) => JSON.stringify(usageRow(user.id, `torn-${user.id}-${i}`)));
+      writeFileSync(join(journalDir, "usage-0.journal"), `${lines.join("\n")}\n${lines[0]!.slice(0, 40)}`);
+      writeFileSync(join(journalDir, "usage-1.journal"), '{"requestId": 42}\n');
+      const { logger, text } = captureLogger();
+      for (let restart = 0; restart < 2; restart++) {
+        const recorder = new UsageRecorder({ db: opened.db, logger, journalDir });
+        expect(() => recorder.start()).not.toThrow();
+        await recorder.close();
+      }
+      expect(await rowsOf(user.id)).toHaveLength(3);
+      const quarantine = readFileSync(join(journalDir, QUARANTINE_FILE), "utf8").trim().split("\n");
+      expect(quarantine).toHaveLength(2);
+      expect(readdirSync(journalDir).filter((f) => f.endsWith(".journal"))).toEqual([]);
+      expect(text()).toContain("unreadable usage journal lines quarantined");
+    });
+  });
+});
+
+function usageRow(userId: string, requestId: string): UsageRecord {
+  return {
+    requestId,
+    clientRequestId: null,
+    userId,
+    apiKeyId: null,
+    endpoint: "/v1/chat/completions",
+    provider: "openai",
+    model: "gpt-4o",
+    promptTokens: 1,
+    completionTokens: 1,
+    cachedTokens: 0,
+    totalTokens: 2,
+    costUsd: 0.001,
+    costUnknown: false,
+    usageEstimated: false,
+    latencyMs: 5,
+    timeToFirstTokenMs: null,
+    statusCode: 200,
+    errorCode: null,
+    stream: false,
+    conversationId: null,
+    retrievalCalls: 0,
+    retrievalLatencyMs: 0,
+    createdAt: new Date().toISOString(),
+  };
+}
+
+function journalLines(dir: string): number {
+  return readdirSync(dir)
+    .filter((f) => f.endsWith(".journal"))
+    .reduce((n, f) => n + readFileSync(join(dir, f), "utf8").split("\n").filter(Boolean).length, 0);
+}

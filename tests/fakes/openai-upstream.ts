@@ -6,7 +6,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
  * The model name picks a behaviour, so one server covers every case:
  *   fail-400 | fail-401 | fail-429 (retry-after: 7) | fail-500 | slow-first-byte (300 ms) | slow-stream (40 ms per
  *   chunk) | cut-mid-stream (socket destroyed) | error-mid-stream (a data: {"error"} event) | hang | no-usage |
- *   tool-call. Anything else echoes the last user message.
+ *   tool-call | bad-json (200 with a truncated JSON body). Anything else echoes the last user message.
  * Every request is recorded (path, authorization header, body) so tests can assert what left Perpetual.
  */
 export interface ReceivedRequest {
@@ -138,6 +138,9 @@ export async function startFakeOpenAiUpstream(
         return sendError(res, 500, "server_error", "The server had an error while processing your request.", null);
       case "hang":
         return; // never answers
+      case "bad-json":
+        res.writeHead(200, { "content-type": "application/json" });
+        return res.end('{"id":"chatcmpl-broken","object":"chat.comp');
       case "slow-first-byte":
         await sleep(300);
         break;

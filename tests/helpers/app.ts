@@ -58,6 +58,7 @@ export async function startTestApp(options: {
     services,
     logs: captured.text,
     close: async () => {
+      services.chat.beginShutdown();
       await running.drain(1_000);
       await stopServices(services);
     },

@@ -16,7 +16,7 @@ import { authenticateRequest } from "../authentication";
 import { clientGoneSignal } from "../client-signal";
 import { CONVERSATION_HEADER, conversationIdOf } from "../conversation";
 import { toApiError } from "../error-handler";
-import { requestIdOf } from "../request-context";
+import { requestIdOf, requestIdsOf } from "../request-context";
 import {
   AnthropicMessage,
   AnthropicStreamEvent,
@@ -100,7 +100,7 @@ export function anthropicRoutes({ authenticator, chat, memory, logger }: Anthrop
         const result = await chat.run({
           principal,
           body,
-          requestId: requestIdOf(res),
+          ...requestIdsOf(res),
           conversationId: conversationIdOf(req.get(CONVERSATION_HEADER)),
           endpoint: "/v1/messages",
           memory: memory.controlsFrom((name) => req.get(name)),

@@ -10,7 +10,7 @@ import { principalOf, requireUser } from "../authentication";
 import { clientGoneSignal } from "../client-signal";
 import { CONVERSATION_HEADER, conversationIdOf } from "../conversation";
 import { toApiError } from "../error-handler";
-import { requestIdOf } from "../request-context";
+import { requestIdsOf } from "../request-context";
 import {
   ChatCompletion,
   ChatCompletionChunk,
@@ -60,7 +60,7 @@ export function openAiRoutes({ authenticator, targets, chat, memory, logger }: O
       const result = await chat.run({
         principal: principalOf(res),
         body: req.body,
-        requestId: requestIdOf(res),
+        ...requestIdsOf(res),
         conversationId: conversationIdOf(req.get(CONVERSATION_HEADER), req.body),
         memory: memory.controlsFrom((name) => req.get(name)),
         endpoint: "/v1/chat/completions",
@@ -102,7 +102,7 @@ export function openAiRoutes({ authenticator, targets, chat, memory, logger }: O
       const { headers, response } = await chat.embed({
         principal: principalOf(res),
         body: req.body,
-        requestId: requestIdOf(res),
+        ...requestIdsOf(res),
         conversationId: null,
         endpoint: "/v1/embeddings",
         signal: clientGoneSignal(res),
