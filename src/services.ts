@@ -96,6 +96,7 @@ export function createServices(config: Config, db: Database, logger: Logger): Se
     defaults: config.rateLimitDefaults,
     logger,
     onReject: (limit) => metrics.rateLimitRejections.inc({ limit }),
+    onStoreError: (operation) => metrics.limiterErrors.inc({ operation }),
   });
   const chat = new ChatPipeline({ config, targets, limiter, usage, metrics, memory });
   const userChanges = new UserChanges(counters instanceof RedisCounters ? counters.redis : undefined, logger);

@@ -20,6 +20,8 @@ export interface RateLimiterOptions {
   defaults: { perMinute: number; perDay: number };
   logger: Logger;
   onReject?: (limit: LimitName) => void;
+  /** A store operation failed ("take" falls back per the policy; "settle" leaves the estimate counted). */
+  onStoreError?: (operation: "take" | "settle") => void;
   now?: () => number;
 }
 
@@ -28,6 +30,8 @@ const LIMIT_TEXT: Record<LimitName, string> = {
   requests_per_day: "requests per day (RPD)",
   tokens_per_minute: "tokens per minute (TPM)",
   tokens_per_day: "tokens per day (TPD)",
+  key_requests_per_minute: "requests per minute (RPM) of this API key",
+  key_requests_per_day: "requests per day (RPD) of this API key",
 };
 
 /** OpenAI's duration style in reset headers: "12s", "6m0s", "1h2m3s". */
@@ -40,7 +44,8 @@ export function formatReset(ms: number): string {
 }
 
 /**
- * Requests and tokens per minute and per day, per user (so extra keys do not multiply a tier's budget). Tokens are
+ * Requests and tokens per minute and per day, per user (so extra keys do not multiply a tier's budget), plus the
+ * request limits an API key was created with, on that key's own counters. Tokens are
  * reserved as an estimate before the call and settled to the real usage afterwards. With Redis the counters are
  * shared by every replica; while it is unreachable the limiter fails open onto per-process counters (so one
  * replica cannot run away) or, configured so, fails closed with 503.
@@ -56,12 +61,14 @@ export class RateLimiter {
 
   limitsFor(principal: Principal): Limits {
     const tier = this.options.tiers.byName.get(principal.tier);
+    const { keyLimits, apiKeyId } = principal;
+    const keyLimited = keyLimits.requestsPerMinute !== null || keyLimits.requestsPerDay !== null;
     return {
-      requestsPerMinute:
-        principal.keyLimits.requestsPerMinute ?? tier?.requestsPerMinute ?? this.options.defaults.perMinute,
-      requestsPerDay: principal.keyLimits.requestsPerDay ?? tier?.requestsPerDay ?? this.options.defaults.perDay,
+      requestsPerMinute: tier?.requestsPerMinute ?? this.options.defaults.perMinute,
+      requestsPerDay: tier?.requestsPerDay ?? this.options.defaults.perDay,
       tokensPerMinute: tier?.tokensPerMinute ?? null,
       tokensPerDay: tier?.tokensPerDay ?? null,
+      ...(apiKeyId && keyLimited ? { key: { id: apiKeyId, ...keyLimits } } : {}),
     };
   }
 
@@ -77,6 +84,7 @@ export class RateLimiter {
       if (this.degraded) this.options.logger.info("rate limiter store is back");
       this.degraded = false;
     } catch (error) {
+      this.options.onStoreError?.("take");
       if (!this.degraded)
         this.options.logger.warn("rate limiter store unreachable", { policy: this.options.failurePolicy, error });
       this.degraded = true;
@@ -100,7 +108,11 @@ export class RateLimiter {
       settle: (actualTokens) => {
         if (settled) return;
         settled = true;
-        store.adjustTokens(subject, windows, actualTokens - estimate).catch(() => {});
+        store.adjustTokens(subject, windows, actualTokens - estimate).catch((error: unknown) => {
+          // The estimate stays counted until its window ends: the caller may be limited a little early.
+          this.options.onStoreError?.("settle");
+          this.options.logger.warn("rate limiter could not settle a reservation", { error });
+        });
       },
     };
   }
@@ -112,9 +124,17 @@ export class RateLimiter {
 }
 
 function rateLimitHeaders(limits: Limits, usage: Usage, now: number): Record<string, string> {
+  // The request budget that binds first: the user's, or the key's own when that has less left.
+  let limit = limits.requestsPerMinute;
+  let remaining = Math.max(0, limits.requestsPerMinute - usage.requestsMinute);
+  const keyLimit = limits.key?.requestsPerMinute;
+  if (keyLimit !== null && keyLimit !== undefined && keyLimit - usage.keyRequestsMinute < remaining) {
+    limit = keyLimit;
+    remaining = Math.max(0, keyLimit - usage.keyRequestsMinute);
+  }
   const headers: Record<string, string> = {
-    "x-ratelimit-limit-requests": String(limits.requestsPerMinute),
-    "x-ratelimit-remaining-requests": String(Math.max(0, limits.requestsPerMinute - usage.requestsMinute)),
+    "x-ratelimit-limit-requests": String(limit),
+    "x-ratelimit-remaining-requests": String(remaining),
     "x-ratelimit-reset-requests": formatReset(MINUTE_MS - (now % MINUTE_MS)),
   };
   if (limits.tokensPerMinute !== null) {
@@ -141,6 +161,8 @@ function rateLimited(
     requests_per_day: [limits.requestsPerDay, usage.requestsDay],
     tokens_per_minute: [limits.tokensPerMinute, usage.tokensMinute],
     tokens_per_day: [limits.tokensPerDay, usage.tokensDay],
+    key_requests_per_minute: [limits.key?.requestsPerMinute ?? null, usage.keyRequestsMinute],
+    key_requests_per_day: [limits.key?.requestsPerDay ?? null, usage.keyRequestsDay],
   }[limit];
   const message =
     `Rate limit reached for ${LIMIT_TEXT[limit]}: Limit ${max}, Used ${used}, Requested ${tokens ? estimate : 1}. ` +

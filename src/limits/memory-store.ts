@@ -33,23 +33,32 @@ export class InProcessCounters implements CounterStore {
 
   async take(subject: string, limits: Limits, estimate: number, windows: Windows) {
     const c = this.countersFor(subject, windows);
+    const k = limits.key ? this.countersFor(`${subject}:key:${limits.key.id}`, windows) : undefined;
+    const over = (used: number, max: number | null | undefined) => max !== null && max !== undefined && used > max;
     let blocked: LimitName | null = null;
-    if (c.requestsMinute + 1 > limits.requestsPerMinute) blocked = "requests_per_minute";
-    else if (c.requestsDay + 1 > limits.requestsPerDay) blocked = "requests_per_day";
-    else if (limits.tokensPerMinute !== null && c.tokensMinute + estimate > limits.tokensPerMinute)
-      blocked = "tokens_per_minute";
-    else if (limits.tokensPerDay !== null && c.tokensDay + estimate > limits.tokensPerDay) blocked = "tokens_per_day";
+    if (over(c.requestsMinute + 1, limits.requestsPerMinute)) blocked = "requests_per_minute";
+    else if (over(c.requestsDay + 1, limits.requestsPerDay)) blocked = "requests_per_day";
+    else if (over(c.tokensMinute + estimate, limits.tokensPerMinute)) blocked = "tokens_per_minute";
+    else if (over(c.tokensDay + estimate, limits.tokensPerDay)) blocked = "tokens_per_day";
+    else if (k && over(k.requestsMinute + 1, limits.key?.requestsPerMinute)) blocked = "key_requests_per_minute";
+    else if (k && over(k.requestsDay + 1, limits.key?.requestsPerDay)) blocked = "key_requests_per_day";
     if (!blocked) {
       c.requestsMinute++;
       c.requestsDay++;
       c.tokensMinute += estimate;
       c.tokensDay += estimate;
+      if (k) {
+        k.requestsMinute++;
+        k.requestsDay++;
+      }
     }
     const usage: Usage = {
       requestsMinute: c.requestsMinute,
       requestsDay: c.requestsDay,
       tokensMinute: c.tokensMinute,
       tokensDay: c.tokensDay,
+      keyRequestsMinute: k?.requestsMinute ?? 0,
+      keyRequestsDay: k?.requestsDay ?? 0,
     };
     return { blocked, usage };
   }

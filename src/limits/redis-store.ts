@@ -1,19 +1,21 @@
 import { Redis } from "ioredis";
 import type { CounterStore, LimitName, Limits, Windows } from "./types";
 
-// One round trip checks all four limits and, if none is exceeded, counts the request and reserves tokens.
-// Keys share a hash tag so the script also runs on Redis Cluster.
+// One round trip checks the user's four limits and the key's two and, if none is exceeded, counts the request
+// and reserves tokens. A limit of -1 is not checked (and a key without limits is not counted). Keys share the
+// user's hash tag so the script also runs on Redis Cluster.
 const TAKE = `
-local rm = tonumber(redis.call('GET', KEYS[1]) or '0')
-local rd = tonumber(redis.call('GET', KEYS[2]) or '0')
-local tm = tonumber(redis.call('GET', KEYS[3]) or '0')
-local td = tonumber(redis.call('GET', KEYS[4]) or '0')
+local function num(key) return tonumber(redis.call('GET', key) or '0') end
+local rm, rd, tm, td, krm, krd = num(KEYS[1]), num(KEYS[2]), num(KEYS[3]), num(KEYS[4]), num(KEYS[5]), num(KEYS[6])
 local est = tonumber(ARGV[5])
+local function over(used, limit) return tonumber(limit) >= 0 and used > tonumber(limit) end
 local blocked = ''
-if rm + 1 > tonumber(ARGV[1]) then blocked = 'requests_per_minute'
-elseif rd + 1 > tonumber(ARGV[2]) then blocked = 'requests_per_day'
-elseif tonumber(ARGV[3]) >= 0 and tm + est > tonumber(ARGV[3]) then blocked = 'tokens_per_minute'
-elseif tonumber(ARGV[4]) >= 0 and td + est > tonumber(ARGV[4]) then blocked = 'tokens_per_day'
+if over(rm + 1, ARGV[1]) then blocked = 'requests_per_minute'
+elseif over(rd + 1, ARGV[2]) then blocked = 'requests_per_day'
+elseif over(tm + est, ARGV[3]) then blocked = 'tokens_per_minute'
+elseif over(td + est, ARGV[4]) then blocked = 'tokens_per_day'
+elseif over(krm + 1, ARGV[8]) then blocked = 'key_requests_per_minute'
+elseif over(krd + 1, ARGV[9]) then blocked = 'key_requests_per_day'
 end
 if blocked == '' then
   rm = redis.call('INCR', KEYS[1])
@@ -22,15 +24,37 @@ if blocked == '' then
   td = redis.call('INCRBY', KEYS[4], est)
   redis.call('EXPIRE', KEYS[1], ARGV[6]); redis.call('EXPIRE', KEYS[3], ARGV[6])
   redis.call('EXPIRE', KEYS[2], ARGV[7]); redis.call('EXPIRE', KEYS[4], ARGV[7])
+  if ARGV[10] == '1' then
+    krm = redis.call('INCR', KEYS[5])
+    krd = redis.call('INCR', KEYS[6])
+    redis.call('EXPIRE', KEYS[5], ARGV[6]); redis.call('EXPIRE', KEYS[6], ARGV[7])
+  end
 end
-return {blocked, rm, rd, tm, td}`;
+return {blocked, rm, rd, tm, td, krm, krd}`;
 
-const keysFor = (subject: string, w: Windows) => [
+// Settles a token reservation in the windows it was made in. A window key that has expired is not recreated (it
+// would live forever without a TTL); INCRBY keeps an existing key's TTL; a count never goes below 0.
+const ADJUST = `
+for i = 1, 2 do
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    if redis.call('INCRBY', KEYS[i], ARGV[1]) < 0 then redis.call('SET', KEYS[i], 0, 'KEEPTTL') end
+  end
+end
+return 0`;
+
+const keysFor = (subject: string, w: Windows, keyId = "-") => [
   `rl:{${subject}}:rm:${w.minute}`,
   `rl:{${subject}}:rd:${w.day}`,
   `rl:{${subject}}:tm:${w.minute}`,
   `rl:{${subject}}:td:${w.day}`,
+  `rl:{${subject}}:k:${keyId}:rm:${w.minute}`,
+  `rl:{${subject}}:k:${keyId}:rd:${w.day}`,
 ];
+
+type Scripts = {
+  perpetualTake(...args: Array<string | number>): Promise<[string, number, number, number, number, number, number]>;
+  perpetualAdjust(...args: Array<string | number>): Promise<number>;
+};
 
 /** Counters in Redis, shared by every replica. Commands fail fast while disconnected (no offline queue). */
 export class RedisCounters implements CounterStore {
@@ -47,18 +71,15 @@ export class RedisCounters implements CounterStore {
       lazyConnect: false,
     });
     this.redis.on("error", onError);
-    this.redis.defineCommand("perpetualTake", { numberOfKeys: 4, lua: TAKE });
+    this.redis.defineCommand("perpetualTake", { numberOfKeys: 6, lua: TAKE });
+    this.redis.defineCommand("perpetualAdjust", { numberOfKeys: 2, lua: ADJUST });
   }
 
   async take(subject: string, limits: Limits, estimate: number, windows: Windows) {
-    const run = (
-      this.redis as unknown as {
-        perpetualTake(...args: Array<string | number>): Promise<[string, number, number, number, number]>;
-      }
-    ).perpetualTake;
-    const [blocked, rm, rd, tm, td] = await run.call(
-      this.redis,
-      ...keysFor(subject, windows),
+    const scripts = this.redis as unknown as Scripts;
+    const { key } = limits;
+    const [blocked, rm, rd, tm, td, krm, krd] = await scripts.perpetualTake(
+      ...keysFor(subject, windows, key?.id),
       limits.requestsPerMinute,
       limits.requestsPerDay,
       limits.tokensPerMinute ?? -1,
@@ -66,17 +87,27 @@ export class RedisCounters implements CounterStore {
       estimate,
       120,
       2 * 86_400,
+      key?.requestsPerMinute ?? -1,
+      key?.requestsPerDay ?? -1,
+      key ? 1 : 0,
     );
     return {
       blocked: (blocked || null) as LimitName | null,
-      usage: { requestsMinute: rm, requestsDay: rd, tokensMinute: tm, tokensDay: td },
+      usage: {
+        requestsMinute: rm,
+        requestsDay: rd,
+        tokensMinute: tm,
+        tokensDay: td,
+        keyRequestsMinute: krm,
+        keyRequestsDay: krd,
+      },
     };
   }
 
   async adjustTokens(subject: string, windows: Windows, delta: number) {
     if (delta === 0) return;
     const [, , tokMinute, tokDay] = keysFor(subject, windows);
-    await this.redis.multi().incrby(tokMinute!, delta).incrby(tokDay!, delta).exec();
+    await (this.redis as unknown as Scripts).perpetualAdjust(tokMinute!, tokDay!, delta);
   }
 
   async ready(timeoutMs: number): Promise<void> {

@@ -174,7 +174,7 @@ describe("Rate limits on real Redis and PostgreSQL 15", () => {
       email: null,
       tier: "free",
       via: "api_key" as const,
-      apiKeyId: null,
+      apiKeyId: crypto.randomUUID(),
       keyLimits: { requestsPerMinute: 2, requestsPerDay: null },
       spend: { monthUsd: 0, balanceUsd: 0 },
     };
