@@ -45,14 +45,8 @@ export function openPostgres(options: PostgresOptions): Database {
   const { query, exec } = executor(pool, true);
 
   async function transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
-    const client = await pool.connect();
+    const { client, lost, stopWatching } = await checkOut(pool);
     let broken: Error | undefined;
-    // A checked-out client has no pool listener: without this, a connection terminated between two statements
-    // (pg_terminate_backend, a failover) emits an unhandled 'error' and kills the process.
-    const onConnectionLost = (error: Error) => {
-      broken = error;
-    };
-    client.on("error", onConnectionLost);
     try {
       await client.query("begin");
       const result = await fn(executor(client, false));
@@ -66,8 +60,8 @@ export function openPostgres(options: PostgresOptions): Database {
     } finally {
       // A client whose connection was lost or whose rollback failed is in an unknown state: destroy it instead
       // of returning it to the pool.
-      client.removeListener("error", onConnectionLost);
-      client.release(broken);
+      stopWatching();
+      client.release(broken ?? lost());
     }
   }
 
@@ -79,4 +73,27 @@ export function openPostgres(options: PostgresOptions): Database {
     asUser: asUserVia(transaction),
     close: () => pool.end(),
   };
+}
+
+/**
+ * Checks a client out with an error listener attached at once. A checked-out client has no pool listener, and
+ * a terminated connection (pg_terminate_backend, a failover) can deliver its error in the same socket read that
+ * handed the client over, before an `await pool.connect()` continues: without a listener, Node would crash.
+ */
+function checkOut(pool: pg.Pool): Promise<{
+  client: pg.PoolClient;
+  lost: () => Error | undefined;
+  stopWatching: () => void;
+}> {
+  return new Promise((resolve, reject) => {
+    pool.connect((error, client) => {
+      if (error || !client) return reject(error ?? new Error("no client"));
+      let lostWith: Error | undefined;
+      const onError = (e: Error) => {
+        lostWith = e;
+      };
+      client.on("error", onError);
+      resolve({ client, lost: () => lostWith, stopWatching: () => client.removeListener("error", onError) });
+    });
+  });
 }

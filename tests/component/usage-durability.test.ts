@@ -127,6 +127,93 @@ describe("Usage rows survive database outages", () => {
   });
 });
 
+describe("Usage rows keyed by the server's own request id", () => {
+  test("When callers reuse one x-request-id, then every completion still gets its own row, and it is echoed for tracing", async () => {
+    const database = await createTestDatabase();
+    const db = openPostgres({ url: database.url, poolSize: 4 });
+    await migrate(db);
+    const app = await startTestApp({ db });
+    try {
+      const callers = await Promise.all(
+        ["forger", "victim"].map(async (name) => {
+          const user = await createUser(db, `${name}-${randomUUID()}@example.com`, "enterprise");
+          const key = (await createApiKey(db, user.id)).key;
+          const client = new OpenAI({ apiKey: key, baseURL: `${app.baseUrl}/v1`, maxRetries: 0 });
+          return { userId: user.id, client };
+        }),
+      );
+      const fixed = "same-id-every-time";
+      const serverIds = new Set<string>();
+      for (const { client } of [
+        callers[0]!,
+        callers[0]!,
+        callers[0]!,
+        callers[0]!,
+        callers[0]!,
+        callers[0]!,
+        callers[1]!,
+      ]) {
+        const { response } = await client.chat.completions
+          .create({ model: "gpt-4o", messages: [{ role: "user", content: "hi" }], mock_response: "ok" } as never, {
+            headers: { "x-request-id": fixed },
+          })
+          .withResponse();
+        expect(response.headers.get("x-request-id")).toBe(fixed);
+        serverIds.add(response.headers.get("x-perpetual-request-id")!);
+      }
+      expect(serverIds.size).toBe(7);
+      await app.services.usage.flush();
+      const rows = await db.query<{ user_id: string; request_id: string; client_request_id: string }>(
+        "select user_id, request_id, client_request_id from usage_logs",
+      );
+      expect(rows.filter((r) => r.user_id === callers[0]!.userId)).toHaveLength(6);
+      expect(rows.filter((r) => r.user_id === callers[1]!.userId)).toHaveLength(1);
+      expect(rows.every((r) => r.client_request_id === fixed && serverIds.has(r.request_id))).toBe(true);
+    } finally {
+      await app.close();
+      await db.close();
+      await database.drop();
+    }
+  });
+
+  test("When a request is refused before the provider call, then it still gets a row with its status and no tokens", async () => {
+    const database = await createTestDatabase();
+    const db = openPostgres({ url: database.url, poolSize: 4 });
+    await migrate(db);
+    const app = await startTestApp({ db });
+    try {
+      const user = await createUser(db, `refused-${randomUUID()}@example.com`, "enterprise");
+      // A daily limit: the second allowed call is refused unless a UTC midnight falls between the two.
+      const key = (await createApiKey(db, user.id, { rateLimitPerDay: 1 })).key;
+      const client = new OpenAI({ apiKey: key, baseURL: `${app.baseUrl}/v1`, maxRetries: 0 });
+      const ask = (body: Record<string, unknown>) =>
+        client.chat.completions.create(body as never).then(
+          () => 200,
+          (e: { status: number }) => e.status,
+        );
+      expect(await ask({ model: "gpt-4o", messages: "not a list" })).toBe(400);
+      expect(await ask({ model: "no-such-model", messages: [{ role: "user", content: "x" }] })).toBe(404);
+      expect(await ask({ model: "gpt-4o", messages: [{ role: "user", content: "x" }], mock_response: "ok" })).toBe(200);
+      expect(await ask({ model: "gpt-4o", messages: [{ role: "user", content: "x" }], mock_response: "ok" })).toBe(429);
+      await app.services.usage.flush();
+      const rows = await db.query<{ status_code: number; error_code: string | null; total_tokens: number }>(
+        "select status_code, error_code, total_tokens from usage_logs where user_id = $1 order by id",
+        [user.id],
+      );
+      expect(rows.map((r) => r.status_code).sort()).toEqual([200, 400, 404, 429]);
+      expect(rows.find((r) => r.status_code === 429)).toMatchObject({
+        error_code: "rate_limit_exceeded",
+        total_tokens: 0,
+      });
+      expect(rows.find((r) => r.status_code === 404)).toMatchObject({ error_code: "model_not_found" });
+    } finally {
+      await app.close();
+      await db.close();
+      await database.drop();
+    }
+  });
+});
+
 describe("Usage rows no tenant can poison or forge", () => {
   describe.each(ADAPTERS)("on %s", (_name, open) => {
     let opened: OpenedDatabase;

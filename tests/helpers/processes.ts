@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 
 const ROOT = join(__dirname, "..", "..");
@@ -52,4 +53,36 @@ export async function waitForOutput(
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error(`timed out waiting for ${pattern}; output so far:\n${output()}`);
+}
+
+export interface ServerProcess {
+  child: ChildProcess;
+  base: string;
+  output: () => string;
+  finished: Promise<Finished>;
+  /** Resident memory of the server process, from /proc (bytes). */
+  rss(): number;
+}
+
+/** `npm start`'s entry point in its own process, listening on a free loopback port. */
+export async function startServerProcess(env: Record<string, string>): Promise<ServerProcess> {
+  const child = spawnEntry("src/main.ts", [], {
+    API_PORT: "0",
+    API_HOST: "127.0.0.1",
+    LOG_FORMAT: "json",
+    ...env,
+  });
+  const { output, finished } = collect(child);
+  const exited = finished.then((f) => {
+    throw new Error(`the server exited (${f.code}) before listening:\n${output()}`);
+  });
+  exited.catch(() => {});
+  const [, port] = await Promise.race([waitForOutput(output, /"url":"http:\/\/127\.0\.0\.1:(\d+)"/, 60_000), exited]);
+  return {
+    child,
+    base: `http://127.0.0.1:${port}`,
+    output,
+    finished,
+    rss: () => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, "utf8"))?.[1] ?? 0) * 1024,
+  };
 }
