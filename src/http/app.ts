@@ -76,6 +76,6 @@ export function createApp(deps: AppDeps): Express {
   app.use(catalog.routes());
 
   app.use(notFoundHandler);
-  app.use(errorHandler(logger));
+  app.use(errorHandler(logger, `${prefix}/messages`));
   return app;
 }

@@ -93,9 +93,30 @@ export function toApiError(error: unknown, logger: Logger): ApiError {
   return serverError();
 }
 
-/** The single place errors become responses: OpenAI-shaped body, the request id header already set. */
-export function errorHandler(logger: Logger) {
-  return (error: unknown, _req: Request, res: Response, _next: NextFunction): void => {
+const ANTHROPIC_ERROR_TYPES: Record<number, string> = {
+  400: "invalid_request_error",
+  401: "authentication_error",
+  402: "billing_error",
+  403: "permission_error",
+  404: "not_found_error",
+  413: "request_too_large",
+  429: "rate_limit_error",
+  504: "timeout_error",
+  529: "overloaded_error",
+};
+
+/** Anthropic's error body, which @anthropic-ai/sdk reads: {"type": "error", "error": {"type", "message"}}. */
+export function anthropicErrorBody(error: ApiError) {
+  return { type: "error", error: { type: ANTHROPIC_ERROR_TYPES[error.status] ?? "api_error", message: error.message } };
+}
+
+/**
+ * The single place errors become responses, the request id header already set: OpenAI's shape, or Anthropic's
+ * for anything under `anthropicPath` (POST /v1/messages and its neighbours), whatever failed first — the body
+ * parser, routing, or the handler.
+ */
+export function errorHandler(logger: Logger, anthropicPath: string) {
+  return (error: unknown, req: Request, res: Response, _next: NextFunction): void => {
     const apiError = toApiError(error, logger);
     res.locals.errorType = apiError.type;
     if (res.headersSent) {
@@ -103,6 +124,10 @@ export function errorHandler(logger: Logger) {
       res.end();
       return;
     }
-    res.set(apiError.headers).status(apiError.status).json(apiError.toBody());
+    const anthropic = req.path === anthropicPath || req.path.startsWith(`${anthropicPath}/`);
+    res
+      .set(apiError.headers)
+      .status(apiError.status)
+      .json(anthropic ? anthropicErrorBody(apiError) : apiError.toBody());
   };
 }

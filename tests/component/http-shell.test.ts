@@ -1,6 +1,9 @@
 import OpenAI from "openai";
 import { type Database, migrate, openPglite } from "../../src/db";
+import { createApiKey, createUser } from "../../src/identity";
 import { startTestApp, type TestApp, testConfig } from "../helpers/app";
+
+const ADMIN_KEY = "admin-key-for-the-http-shell-tests-0123456789";
 
 function expectOpenAiError(body: unknown, status: { type: string; code: string | null }) {
   expect(body).toEqual({
@@ -15,7 +18,7 @@ describe("HTTP shell", () => {
   beforeAll(async () => {
     db = await openPglite();
     await migrate(db);
-    app = await startTestApp({ db, config: testConfig({ MAX_REQUEST_BODY_SIZE: "2kb" }) });
+    app = await startTestApp({ db, config: testConfig({ MAX_REQUEST_BODY_SIZE: "2kb", ADMIN_API_KEY: ADMIN_KEY }) });
   });
   afterAll(async () => {
     await app.close();
@@ -41,6 +44,36 @@ describe("HTTP shell", () => {
     const body = (await res.json()) as { error: { message: string } };
     expectOpenAiError(body, { type: "invalid_request_error", code: "unknown_url" });
     expect(body.error.message).toBe("Invalid URL (GET /v1/nope)");
+  });
+
+  test.each([
+    ["DELETE", "/v1/memories/%"],
+    ["DELETE", "/v1/api-keys/%"],
+    ["DELETE", "/v1/provider-keys/%"],
+    ["GET", "/v1/models/%"],
+    ["PATCH", "/admin/users/%"],
+  ])("When %s %s has an undecodable parameter, then 400 invalid_path, not 500", async (method, path) => {
+    const user = await createUser(db, `paths-${Math.random()}@example.com`, "free");
+    const token = path.startsWith("/admin") ? ADMIN_KEY : (await createApiKey(db, user.id)).key;
+    const res = await fetch(`${app.baseUrl}${path}`, { method, headers: { authorization: `Bearer ${token}` } });
+    expect(res.status).toBe(400);
+    expectOpenAiError(await res.json(), { type: "invalid_request_error", code: "invalid_path" });
+  });
+
+  test("When a request under /v1/messages fails before its handler, then the error is Anthropic-shaped", async () => {
+    const malformed = await fetch(`${app.baseUrl}/v1/messages`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: "{",
+    });
+    expect(malformed.status).toBe(400);
+    expect(await malformed.json()).toEqual({
+      type: "error",
+      error: { type: "invalid_request_error", message: expect.any(String) },
+    });
+    const unknown = await fetch(`${app.baseUrl}/v1/messages/batches`, { method: "POST" });
+    expect(unknown.status).toBe(404);
+    expect(await unknown.json()).toMatchObject({ type: "error", error: { type: "not_found_error" } });
   });
 
   test("When the body exceeds MAX_REQUEST_BODY_SIZE, then 413 request_too_large", async () => {

@@ -15,7 +15,7 @@ import { ApiRouter } from "../api-router";
 import { authenticateRequest } from "../authentication";
 import { clientGoneSignal } from "../client-signal";
 import { CONVERSATION_HEADER, conversationIdOf } from "../conversation";
-import { toApiError } from "../error-handler";
+import { anthropicErrorBody, toApiError } from "../error-handler";
 import { requestIdOf, requestIdsOf } from "../request-context";
 import {
   AnthropicMessage,
@@ -42,23 +42,6 @@ const anthropicRequestSchema = z
     stream: z.boolean().optional(),
   })
   .meta({ id: "AnthropicMessageRequest", description: "Anthropic's Messages API request." });
-
-const ANTHROPIC_ERROR_TYPES: Record<number, string> = {
-  400: "invalid_request_error",
-  401: "authentication_error",
-  402: "billing_error",
-  403: "permission_error",
-  404: "not_found_error",
-  413: "request_too_large",
-  429: "rate_limit_error",
-  504: "timeout_error",
-  529: "overloaded_error",
-};
-
-/** Anthropic's error body, which @anthropic-ai/sdk reads: {"type": "error", "error": {"type", "message"}}. */
-function anthropicErrorBody(error: ApiError) {
-  return { type: "error", error: { type: ANTHROPIC_ERROR_TYPES[error.status] ?? "api_error", message: error.message } };
-}
 
 export interface AnthropicRoutesDeps {
   authenticator: Authenticator;
