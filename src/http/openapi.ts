@@ -6,6 +6,9 @@ import { AnthropicErrorResponse, documentedHeaders, ErrorResponse } from "./sche
 
 type JsonSchema = Record<string, unknown>;
 
+// On every response (see request-context.ts).
+const REQUEST_ID_HEADERS = ["x-request-id", "x-perpetual-request-id"];
+
 const ERROR_DESCRIPTIONS: Record<number, string> = {
   400: "Invalid request: the message names the parameter.",
   401: "Missing, unknown, revoked or expired credentials.",
@@ -135,7 +138,7 @@ function describeOperation(operation: Operation, tag: string, operationId: strin
   for (const [status, spec] of Object.entries(operation.responses)) {
     responses[status] = {
       description: spec.description,
-      headers: headersObject(["x-request-id", ...(spec.headers ?? [])]),
+      headers: headersObject([...REQUEST_ID_HEADERS, ...(spec.headers ?? [])]),
       ...(spec.content && {
         content: Object.fromEntries(
           Object.entries(spec.content).map(([type, schema]) => [
@@ -150,7 +153,9 @@ function describeOperation(operation: Operation, tag: string, operationId: strin
   for (const status of errorStatuses(operation)) {
     responses[status] ??= {
       description: ERROR_DESCRIPTIONS[status] ?? "Error.",
-      headers: headersObject(status === 429 ? ["x-request-id", "retry-after", "retry-after-ms"] : ["x-request-id"]),
+      headers: headersObject(
+        status === 429 ? [...REQUEST_ID_HEADERS, "retry-after", "retry-after-ms"] : [...REQUEST_ID_HEADERS],
+      ),
       content: { "application/json": { schema: errorSchema } },
     };
   }

@@ -138,8 +138,13 @@ export const listOf = <T extends z.ZodType>(item: T) =>
 
 /** Headers documented by name on responses; their descriptions live here once. */
 export const documentedHeaders: Record<string, string> = {
-  "x-request-id": "Identifies the request in logs and usage records; present on every response.",
-  "x-ratelimit-limit-requests": "Requests allowed per minute (the key's override, or the tier's).",
+  "x-request-id":
+    "The caller's own x-request-id when it sent an acceptable one (kept for tracing), else the server's request id; " +
+    "present on every response.",
+  "x-perpetual-request-id":
+    "The server's own request id: it keys the request's usage row and billing event; present on every response.",
+  "x-ratelimit-limit-requests":
+    "Requests allowed per minute: the tier's, or the API key's own limit when that has less left.",
   "x-ratelimit-remaining-requests": "Requests left in the current minute.",
   "x-ratelimit-reset-requests": "Time until the minute window resets, e.g. `12s`.",
   "x-ratelimit-limit-tokens": "Tokens allowed per minute; absent when the tier has no token limit.",

@@ -85,7 +85,7 @@ describe("Prometheus metrics after known traffic", () => {
       1,
     );
     expect(sample(text, 'perpetual_errors_total{endpoint="/v1/chat/completions",type="requests"}')).toBe(1);
-    expect(sample(text, 'perpetual_rate_limit_rejections_total{limit="requests_per_minute"}')).toBe(1);
+    expect(sample(text, 'perpetual_rate_limit_rejections_total{limit="key_requests_per_minute"}')).toBe(1);
     expect(sample(text, 'perpetual_request_duration_seconds_count{endpoint="/v1/chat/completions"}')).toBe(6);
   });
 

@@ -213,7 +213,10 @@ export async function startFakeOpenAiUpstream(
         if (model === "slow-stream") await sleep(40);
         if (res.destroyed) return;
         send(chunk({ content: piece }));
-        if (i === 1 && model === "cut-mid-stream") return res.destroy();
+        if (i === 1 && model === "cut-mid-stream") {
+          await sleep(50); // let what was written reach the client first: the cut comes mid-stream
+          return res.destroy();
+        }
         if (i === 1 && model === "error-mid-stream") {
           send({ error: { message: "The model crashed mid-stream.", type: "server_error", param: null, code: null } });
           return res.end();

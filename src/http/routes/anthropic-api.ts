@@ -1,6 +1,5 @@
 import { z } from "zod";
 import type { ChatPipeline } from "../../chat/pipeline";
-import type { ApiError } from "../../errors";
 import type { Authenticator } from "../../identity";
 import type { Logger } from "../../log";
 import type { MemoryService } from "../../memory";
