@@ -1,4 +1,6 @@
 import { createHash } from "node:crypto";
+import { LRUCache } from "lru-cache";
+import { RefreshingCache } from "../cache/refreshing-cache";
 import type { Tiers } from "../config";
 import type { Database } from "../db";
 import { ApiError } from "../errors";
@@ -45,17 +47,13 @@ const accountDisabled = () =>
 
 type Resolved = { principal: Principal } | { failure: "invalid" | "disabled" };
 
-interface CacheEntry {
-  resolved: Resolved;
-  expiresAt: number;
-}
-
 export interface AuthenticatorOptions {
   db: Database;
   tiers: Tiers;
   jwt?: JwtVerifier;
   logger: Logger;
-  /** How long a lookup is reused in this process. Bounds how late a revocation takes effect on other replicas. */
+  /** How long a lookup is reused in this process (then refreshed in the background while still served for as long
+   * again). Without Redis, bounds how late a revocation made on another replica takes effect (twice this). */
   cacheTtlMs: number;
   now?: () => number;
 }
@@ -64,42 +62,40 @@ const MAX_CACHE_ENTRIES = 50_000;
 const LAST_USED_INTERVAL_MS = 60_000;
 
 /**
- * Turns an Authorization header into a Principal. Lookups (hash → key row, JWT → user row) are cached for
- * `cacheTtlMs` so the hot path makes no database round trip; a revocation made on this replica evicts at once,
- * one made elsewhere is honoured when the entry expires (a few seconds).
+ * Turns an Authorization header into a Principal. Lookups (hash → key row, JWT → user row) are cached so the hot
+ * path makes no database round trip, single-flight (a burst of requests with one credential makes one query, also
+ * when its entry expires) and refreshed in the background while the previous answer is served; unknown and
+ * malformed credentials are cached too, so repeating one does not reach the database. A revocation made on this
+ * replica evicts at once, one made elsewhere is announced over Redis or honoured when the entry ages out.
  */
 export class Authenticator {
-  private readonly cache = new Map<string, CacheEntry>();
-  private readonly lastUsedWritten = new Map<string, number>();
+  private readonly cache: RefreshingCache<Resolved>;
+  private readonly lastUsedWritten = new LRUCache<string, number>({ max: MAX_CACHE_ENTRIES });
   private readonly now: () => number;
 
   constructor(private readonly options: AuthenticatorOptions) {
     this.now = options.now ?? Date.now;
+    const ttlMs = options.cacheTtlMs;
+    this.cache = new RefreshingCache({ max: MAX_CACHE_ENTRIES, ttlMs, staleMs: ttlMs, now: this.now });
   }
 
   async authenticate(authorization: string | undefined): Promise<Principal> {
     const token = bearerToken(authorization);
     if (!token) throw missingCredentials();
     const cacheKey = createHash("sha256").update(token).digest("base64url");
-    const now = this.now();
-    let entry = this.cache.get(cacheKey);
-    if (!entry || entry.expiresAt <= now) {
+    const resolved = await this.cache.get(cacheKey, async () => {
       const { resolved, validUntil } = await this.resolve(token);
-      entry = { resolved, expiresAt: Math.min(now + this.options.cacheTtlMs, validUntil) };
-      this.remember(cacheKey, entry);
-    }
-    if ("failure" in entry.resolved)
-      throw entry.resolved.failure === "disabled" ? accountDisabled() : invalidCredentials();
-    const { principal } = entry.resolved;
-    if (principal.apiKeyId) this.touch(principal.apiKeyId, now);
+      return { value: resolved, validUntil };
+    });
+    if ("failure" in resolved) throw resolved.failure === "disabled" ? accountDisabled() : invalidCredentials();
+    const { principal } = resolved;
+    if (principal.apiKeyId) this.touch(principal.apiKeyId, this.now());
     return principal;
   }
 
   /** Drops cached lookups for a user (after revoking keys, disabling, changing tier or deleting the account). */
   forgetUser(userId: string): void {
-    for (const [key, entry] of this.cache) {
-      if ("principal" in entry.resolved && entry.resolved.principal.userId === userId) this.cache.delete(key);
-    }
+    this.cache.deleteWhere((resolved) => "principal" in resolved && resolved.principal.userId === userId);
   }
 
   private async resolve(token: string): Promise<{ resolved: Resolved; validUntil: number }> {
@@ -174,12 +170,6 @@ export class Authenticator {
   /** A tier removed from config falls back to the default rather than locking users out. */
   private knownTier(tier: string): string {
     return this.options.tiers.byName.has(tier) ? tier : this.options.tiers.defaultTier;
-  }
-
-  private remember(cacheKey: string, entry: CacheEntry): void {
-    this.cache.delete(cacheKey);
-    if (this.cache.size >= MAX_CACHE_ENTRIES) this.cache.delete(this.cache.keys().next().value as string);
-    this.cache.set(cacheKey, entry);
   }
 
   /** Updates last_used at most once a minute per key per process, off the request path. */

@@ -116,11 +116,6 @@ export class RateLimiter {
       },
     };
   }
-
-  /** Housekeeping for the fallback counters. */
-  prune(): void {
-    this.fallback.prune(windowsAt(this.now()).day);
-  }
 }
 
 function rateLimitHeaders(limits: Limits, usage: Usage, now: number): Record<string, string> {

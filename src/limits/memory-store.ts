@@ -12,6 +12,7 @@ interface Counters {
 /** Counters in this process: the embedded default (one replica), and the fallback while Redis is away. */
 export class InProcessCounters implements CounterStore {
   private readonly bySubject = new Map<string, Counters>();
+  private prunedOnDay = -1;
 
   private countersFor(subject: string, windows: Windows): Counters {
     let c = this.bySubject.get(subject);
@@ -32,6 +33,7 @@ export class InProcessCounters implements CounterStore {
   }
 
   async take(subject: string, limits: Limits, estimate: number, windows: Windows) {
+    if (windows.day !== this.prunedOnDay) this.prune(windows.day);
     const c = this.countersFor(subject, windows);
     const k = limits.key ? this.countersFor(`${subject}:key:${limits.key.id}`, windows) : undefined;
     const over = (used: number, max: number | null | undefined) => max !== null && max !== undefined && used > max;
@@ -70,8 +72,9 @@ export class InProcessCounters implements CounterStore {
     if (c.day === windows.day) c.tokensDay = Math.max(0, c.tokensDay + delta);
   }
 
-  /** Drops subjects idle since before today, so the map does not grow without bound. */
-  prune(today: number): void {
+  /** Drops subjects idle since before today (run at the first take of each day): the map holds one day's callers. */
+  private prune(today: number): void {
+    this.prunedOnDay = today;
     for (const [subject, c] of this.bySubject) if (c.day < today) this.bySubject.delete(subject);
   }
 

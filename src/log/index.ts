@@ -2,7 +2,7 @@ import { AsyncLocalStorage } from "node:async_hooks";
 import winston from "winston";
 import { redact } from "./redact";
 
-export { isSecretKey, REDACTED, redact, redactText } from "./redact";
+export { isSecretKey, REDACTED, redact, redactSecret, redactText } from "./redact";
 
 export type Logger = winston.Logger;
 

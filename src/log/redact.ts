@@ -31,6 +31,31 @@ export function redactText(text: string): string {
   return out;
 }
 
+// The shortest run of a known secret that counts as leaking it: long enough not to hit ordinary words.
+const SECRET_SLICE = 8;
+
+/**
+ * Removes a known secret (e.g. the provider key a request was sent with) from text, whatever its format: the whole
+ * value and any run of at least 8 of its characters (a vendor echoing "sk-***abcd1234…" or a truncated key).
+ */
+export function redactSecret(text: string, secret: string): string {
+  if (secret.length < SECRET_SLICE || text.length < SECRET_SLICE) return text;
+  let out = "";
+  let i = 0;
+  while (i < text.length) {
+    let end = i + SECRET_SLICE;
+    if (end <= text.length && secret.includes(text.slice(i, end))) {
+      while (end < text.length && secret.includes(text.slice(i, end + 1))) end++;
+      out += REDACTED;
+      i = end;
+    } else {
+      out += text[i];
+      i++;
+    }
+  }
+  return out;
+}
+
 /** Returns a redacted deep copy; the input is never modified. Cycles and depth are bounded. */
 export function redact(value: unknown, depth = 0, seen = new WeakSet<object>()): unknown {
   if (typeof value === "string") return redactText(value);

@@ -1,3 +1,4 @@
+import { RefreshingCache } from "../cache/refreshing-cache";
 import type { Database } from "../db";
 import { ApiError, invalidRequest } from "../errors";
 import type { Vault } from "../vault";
@@ -32,16 +33,20 @@ export const noProviderKey = (provider: string) =>
  * as the user (RLS), so one user's request can never reach another's key.
  */
 export class ProviderKeys {
-  // Sealed values only (never plaintext), so a completion needs no database round trip for its key.
-  private readonly sealedCache = new Map<string, { sealed: string | null; expiresAt: number }>();
+  // Sealed values only (never plaintext), so a completion needs no database round trip for its key; one lookup
+  // per user and provider however many requests miss at once.
+  private readonly sealedCache: RefreshingCache<string | null>;
 
   constructor(
     private readonly db: Database,
     private readonly vault: Vault,
     private readonly providers: ReadonlySet<string>,
-    /** How long a stored key is reused in-process; a change made on another replica is seen after this. */
-    private readonly cacheTtlMs = 5_000,
-  ) {}
+    /** How long a stored key is reused in-process (then refreshed in the background while still served for as
+     * long again); a change made on another replica is seen within twice this. */
+    cacheTtlMs = 5_000,
+  ) {
+    this.sealedCache = new RefreshingCache({ max: 100_000, ttlMs: cacheTtlMs, staleMs: cacheTtlMs });
+  }
 
   assertKnownProvider(provider: string): void {
     if (!this.providers.has(provider)) {
@@ -88,23 +93,20 @@ export class ProviderKeys {
 
   /** Drops cached keys of a user (account deleted). */
   forgetUser(userId: string): void {
-    for (const key of this.sealedCache.keys()) if (key.startsWith(`${userId}/`)) this.sealedCache.delete(key);
+    this.sealedCache.deleteWhere((_sealed, key) => key.startsWith(`${userId}/`));
   }
 
   /** The plaintext key, for the provider call and nothing else. */
   async reveal(userId: string, provider: string): Promise<string> {
-    const cacheKey = `${userId}/${provider}`;
-    let entry = this.sealedCache.get(cacheKey);
-    if (!entry || entry.expiresAt <= Date.now()) {
+    const sealed = await this.sealedCache.get(`${userId}/${provider}`, async () => {
       const rows = await this.db.asUser(userId, (tx) =>
         tx.query<{ encrypted_key: string }>("select encrypted_key from user_provider_keys where provider = $1", [
           provider,
         ]),
       );
-      entry = { sealed: rows[0]?.encrypted_key ?? null, expiresAt: Date.now() + this.cacheTtlMs };
-      if (this.cacheTtlMs > 0) this.sealedCache.set(cacheKey, entry);
-    }
-    if (!entry.sealed) throw noProviderKey(provider);
-    return this.vault.open(userId, provider, entry.sealed);
+      return { value: rows[0]?.encrypted_key ?? null };
+    });
+    if (!sealed) throw noProviderKey(provider);
+    return this.vault.open(userId, provider, sealed);
   }
 }

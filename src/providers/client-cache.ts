@@ -1,19 +1,15 @@
-import { createHash } from "node:crypto";
-
 /**
- * Reuses SDK clients per (base URL, key): building one per request showed up in profiles. Bounded, oldest first
- * out. Entries are keyed by a hash, and the clients stay in this process's memory only, like the decrypted key
- * they were built for.
+ * One SDK client per base URL, built on first use (building one per request showed up in profiles). Clients hold
+ * no user's key: each call passes its key in its own request headers (see `authHeaders` of each adapter), so no
+ * plaintext key outlives the call it was decrypted for. Base URLs come from configuration, so the map stays small.
  */
-export function clientCache<T>(create: (baseUrl: string, apiKey: string) => T, maxEntries = 1_000) {
+export function clientPerBaseUrl<T>(create: (baseUrl: string) => T): (baseUrl: string) => T {
   const clients = new Map<string, T>();
-  return (baseUrl: string, apiKey: string): T => {
-    const id = createHash("sha256").update(baseUrl).update("\0").update(apiKey).digest("base64url");
-    let client = clients.get(id);
+  return (baseUrl) => {
+    let client = clients.get(baseUrl);
     if (!client) {
-      client = create(baseUrl, apiKey);
-      if (clients.size >= maxEntries) clients.delete(clients.keys().next().value as string);
-      clients.set(id, client);
+      client = create(baseUrl);
+      clients.set(baseUrl, client);
     }
     return client;
   };

@@ -1,4 +1,4 @@
-import { redactText } from "../log";
+import { redactSecret, redactText } from "../log";
 import { UpstreamError } from "./types";
 
 type ErrorClass = abstract new (...args: never[]) => Error;
@@ -25,10 +25,18 @@ interface SdkApiError {
 }
 
 /**
- * Turns an SDK error into an UpstreamError with nothing secret in it. Aborts (the client left) pass through
+ * Turns an SDK error into an UpstreamError with nothing secret in it: key-shaped strings, and the very key the call
+ * was made with (`apiKey`), whatever its format, in full or in part. Aborts (the client left) pass through
  * unchanged. `midStream`: the provider had already started answering, so any failure is a stream error.
  */
-export function toUpstreamError(provider: string, error: unknown, sdk: SdkErrorClasses, midStream = false): unknown {
+export function toUpstreamError(
+  provider: string,
+  apiKey: string,
+  error: unknown,
+  sdk: SdkErrorClasses,
+  midStream = false,
+): unknown {
+  const clean = (text: string) => redactText(redactSecret(text, apiKey));
   if (error instanceof UpstreamError || error instanceof sdk.APIUserAbortError) return error;
   if (isAbort(error)) return error;
   // Anything else thrown by the SDK call is the provider's protocol failing: a 200 whose body is not JSON, a
@@ -41,7 +49,7 @@ export function toUpstreamError(provider: string, error: unknown, sdk: SdkErrorC
   const e = error as unknown as SdkApiError;
   const failure = error as object;
   if (midStream) {
-    return new UpstreamError(provider, 502, redactText(e.message || "the stream broke off"), {
+    return new UpstreamError(provider, 502, clean(e.message || "the stream broke off"), {
       code: "upstream_stream_error",
     });
   }
@@ -53,7 +61,7 @@ export function toUpstreamError(provider: string, error: unknown, sdk: SdkErrorC
   }
   // OpenAI's body is {error: {...}} (the SDK hands us the inner object); Anthropic's is {type: "error", error: {...}}.
   const body = e.error?.error ?? e.error;
-  return new UpstreamError(provider, e.status, redactText(body?.message ?? e.message), {
+  return new UpstreamError(provider, e.status, clean(body?.message ?? e.message), {
     type: body?.type,
     code: e.error?.code ?? null,
     param: e.error?.param ?? null,

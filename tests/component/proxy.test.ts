@@ -21,14 +21,17 @@ describe("OpenAI-compatible proxy with the official openai SDK, on PostgreSQL 15
   let alice: Caller;
   let bob: Caller;
 
-  async function caller(email: string, withKey = true): Promise<Caller> {
+  /** A user with a Perpetual key and (unless `providerKey` is null) that OpenAI key stored. */
+  async function callerWithKey(email: string, providerKey: string | null): Promise<Caller> {
     const user = await createUser(db, email, "enterprise");
     const key = (await createApiKey(db, user.id)).key;
-    const providerKey = `sk-proj-${randomBytes(16).toString("hex")}`;
-    if (withKey) await app.services.providerKeys.add(user.id, "openai", providerKey);
+    if (providerKey) await app.services.providerKeys.add(user.id, "openai", providerKey);
     const client = new OpenAI({ apiKey: key, baseURL: `${app.baseUrl}/v1`, maxRetries: 0 });
-    return { userId: user.id, key, providerKey, client };
+    return { userId: user.id, key, providerKey: providerKey ?? "", client };
   }
+
+  const caller = (email: string, withKey = true) =>
+    callerWithKey(email, withKey ? `sk-proj-${randomBytes(16).toString("hex")}` : null);
 
   async function usageRow(requestId: string) {
     await app.services.usage.flush();
@@ -248,6 +251,48 @@ describe("OpenAI-compatible proxy with the official openai SDK, on PostgreSQL 15
       expect(seen.join("")).toContain("Echo:");
       const [row] = await usageRow(response.headers.get("x-request-id")!);
       expect(row!.status_code).toBeGreaterThanOrEqual(500);
+    });
+  });
+
+  describe.each([
+    ["Mistral-style (32 alphanumerics)", "Xk3v9QmLr7TzB2pWn8Yd4Hf6Gj1Ks5Ac"],
+    ["Together-style (64 hex)", "3f9a1c77e0b24d5e8a6b0c1d2e3f405162738495a6b7c8d9e0f1a2b3c4d5e6f7"],
+    ["Google-style (AIza…)", "AIzaSyD-9tSrke72PouQMnMX-a7eZSW0jkFMBWY"],
+  ])("when the provider echoes a %s key in an error", (_format, providerKey) => {
+    let caller: Caller;
+    beforeAll(async () => {
+      caller = await callerWithKey(`echo-${randomBytes(4).toString("hex")}@example.com`, providerKey);
+    });
+
+    const leaks = (text: string) => {
+      for (let i = 0; i + 8 <= providerKey.length; i++) if (text.includes(providerKey.slice(i, i + 8))) return true;
+      return false;
+    };
+
+    test("When it answers 401 naming the key, then neither the client's error nor the log holds any 8 characters of it", async () => {
+      const failure = (await caller.client.chat.completions
+        .create({ model: "openai/echo-key-401", messages: [{ role: "user", content: "hi" }] })
+        .catch((e: unknown) => e)) as InstanceType<typeof OpenAI.APIError>;
+      expect(failure.status).toBe(401);
+      expect(failure.message).toContain("Incorrect API key provided");
+      expect(leaks(JSON.stringify(failure.error))).toBe(false);
+      expect(leaks(app.logs())).toBe(false);
+    });
+
+    test("When it names the key in an error event mid-stream, then the SSE error event holds none of it", async () => {
+      const stream = await caller.client.chat.completions.create({
+        model: "openai/echo-key-mid-stream",
+        messages: [{ role: "user", content: "one two three" }],
+        stream: true,
+      });
+      const failure = (await (async () => {
+        for await (const _chunk of stream) {
+        }
+      })().catch((e: unknown) => e)) as InstanceType<typeof OpenAI.APIError>;
+      expect(failure).toBeInstanceOf(OpenAI.APIError);
+      expect(failure.message).toContain("was revoked");
+      expect(leaks(JSON.stringify(failure.error) + failure.message)).toBe(false);
+      expect(leaks(app.logs())).toBe(false);
     });
   });
 

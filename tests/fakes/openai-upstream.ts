@@ -6,7 +6,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
  * The model name picks a behaviour, so one server covers every case:
  *   fail-400 | fail-401 | fail-429 (retry-after: 7) | fail-500 | slow-first-byte (300 ms) | slow-stream (40 ms per
  *   chunk) | cut-mid-stream (socket destroyed) | error-mid-stream (a data: {"error"} event) | hang | no-usage |
- *   tool-call | bad-json (200 with a truncated JSON body). Anything else echoes the last user message.
+ *   tool-call | bad-json (200 with a truncated JSON body) | echo-key-401 / echo-key-mid-stream (the caller's key
+ *   echoed in an error, before and after the first byte). Anything else echoes the last user message.
  * Every request is recorded (path, authorization header, body) so tests can assert what left Perpetual.
  */
 export interface ReceivedRequest {
@@ -138,6 +139,11 @@ export async function startFakeOpenAiUpstream(
         return sendError(res, 500, "server_error", "The server had an error while processing your request.", null);
       case "hang":
         return; // never answers
+      case "echo-key-401": {
+        // What OpenAI-style vendors do: name the key they refused, in full.
+        const key = (req.headers.authorization ?? "").replace(/^Bearer /, "");
+        return sendError(res, 401, "invalid_request_error", `Incorrect API key provided: ${key}.`, "invalid_api_key");
+      }
       case "bad-json":
         res.writeHead(200, { "content-type": "application/json" });
         return res.end('{"id":"chatcmpl-broken","object":"chat.comp');
@@ -216,6 +222,13 @@ export async function startFakeOpenAiUpstream(
         if (i === 1 && model === "cut-mid-stream") {
           await sleep(50); // let what was written reach the client first: the cut comes mid-stream
           return res.destroy();
+        }
+        if (i === 1 && model === "echo-key-mid-stream") {
+          const key = (req.headers.authorization ?? "").replace(/^Bearer /, "");
+          send({
+            error: { message: `Key ${key} was revoked.`, type: "invalid_request_error", param: null, code: null },
+          });
+          return res.end();
         }
         if (i === 1 && model === "error-mid-stream") {
           send({ error: { message: "The model crashed mid-stream.", type: "server_error", param: null, code: null } });

@@ -1,5 +1,5 @@
 import Anthropic from "@anthropic-ai/sdk";
-import { clientCache } from "../client-cache";
+import { clientPerBaseUrl } from "../client-cache";
 import { toUpstreamError } from "../errors";
 import type { CallOptions, CallTarget, ProviderAdapter } from "../types";
 import type { ChatChunk } from "../wire";
@@ -7,9 +7,14 @@ import { type AnthropicMessage, AnthropicToOpenAIStream, fromAnthropicMessage, t
 
 /** Anthropic's Messages API through the official SDK, presented in OpenAI's wire format. */
 export function anthropicAdapter(): ProviderAdapter {
-  const cached = clientCache((baseURL, apiKey) => new Anthropic({ apiKey, baseURL, maxRetries: 0 }));
-  const clientFor = (target: CallTarget) => cached(target.baseUrl, target.apiKey);
-  const requestOptions = (options: CallOptions) => ({ signal: options.signal, timeout: options.timeoutMs });
+  // The client's own key is a placeholder: the user's key goes in each request's headers.
+  const clients = clientPerBaseUrl((baseURL) => new Anthropic({ apiKey: "per-request", baseURL, maxRetries: 0 }));
+  const clientFor = (target: CallTarget) => clients(target.baseUrl);
+  const requestOptions = (target: CallTarget, options: CallOptions) => ({
+    signal: options.signal,
+    timeout: options.timeoutMs,
+    headers: { "x-api-key": target.apiKey },
+  });
   const now = () => Math.floor(Date.now() / 1000);
 
   return {
@@ -18,11 +23,11 @@ export function anthropicAdapter(): ProviderAdapter {
       try {
         const message = await clientFor(target).messages.create(
           { ...body, stream: false } as Anthropic.MessageCreateParamsNonStreaming,
-          requestOptions(options),
+          requestOptions(target, options),
         );
         return fromAnthropicMessage(message as unknown as AnthropicMessage, now());
       } catch (error) {
-        throw toUpstreamError(target.provider, error, Anthropic);
+        throw toUpstreamError(target.provider, target.apiKey, error, Anthropic);
       }
     },
 
@@ -32,24 +37,24 @@ export function anthropicAdapter(): ProviderAdapter {
       try {
         events = await clientFor(target).messages.create(
           { ...body, stream: true } as Anthropic.MessageCreateParamsStreaming,
-          requestOptions(options),
+          requestOptions(target, options),
         );
       } catch (error) {
-        throw toUpstreamError(target.provider, error, Anthropic);
+        throw toUpstreamError(target.provider, target.apiKey, error, Anthropic);
       }
-      return translateStream(target.provider, events, new AnthropicToOpenAIStream(now()));
+      return translateStream(target, events, new AnthropicToOpenAIStream(now()));
     },
   };
 }
 
 async function* translateStream(
-  provider: string,
+  target: CallTarget,
   events: AsyncIterable<Anthropic.RawMessageStreamEvent>,
   translator: AnthropicToOpenAIStream,
 ): AsyncIterable<ChatChunk> {
   try {
     for await (const event of events) yield* translator.translate(event as unknown as Record<string, unknown>);
   } catch (error) {
-    throw toUpstreamError(provider, error, Anthropic, true);
+    throw toUpstreamError(target.provider, target.apiKey, error, Anthropic, true);
   }
 }

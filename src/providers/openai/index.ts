@@ -1,15 +1,20 @@
 import OpenAI from "openai";
-import { clientCache } from "../client-cache";
+import { clientPerBaseUrl } from "../client-cache";
 import { toUpstreamError } from "../errors";
 import type { CallOptions, CallTarget, ProviderAdapter } from "../types";
 import type { ChatChunk } from "../wire";
 
 /** OpenAI and every OpenAI-compatible server (Groq, Mistral, Together, DeepSeek, OpenRouter, vLLM) via the SDK. */
 export function openAiAdapter(): ProviderAdapter {
-  // Retries are ours to decide (and never after the first byte), so the SDK's are off.
-  const cached = clientCache((baseURL, apiKey) => new OpenAI({ apiKey: apiKey || "none", baseURL, maxRetries: 0 }));
-  const clientFor = (target: CallTarget) => cached(target.baseUrl, target.apiKey);
-  const requestOptions = (options: CallOptions) => ({ signal: options.signal, timeout: options.timeoutMs });
+  // Retries are ours to decide (and never after the first byte), so the SDK's are off. The client's own key is a
+  // placeholder: the user's key goes in each request's headers.
+  const clients = clientPerBaseUrl((baseURL) => new OpenAI({ apiKey: "per-request", baseURL, maxRetries: 0 }));
+  const clientFor = (target: CallTarget) => clients(target.baseUrl);
+  const requestOptions = (target: CallTarget, options: CallOptions) => ({
+    signal: options.signal,
+    timeout: options.timeoutMs,
+    headers: { authorization: `Bearer ${target.apiKey || "none"}` },
+  });
 
   return {
     async complete(target, request, options) {
@@ -19,9 +24,9 @@ export function openAiAdapter(): ProviderAdapter {
           model: target.model,
           stream: false,
         } as OpenAI.Chat.ChatCompletionCreateParamsNonStreaming;
-        return await clientFor(target).chat.completions.create(body, requestOptions(options));
+        return await clientFor(target).chat.completions.create(body, requestOptions(target, options));
       } catch (error) {
-        throw toUpstream(target.provider, error);
+        throw toUpstream(target, error);
       }
     },
 
@@ -35,33 +40,33 @@ export function openAiAdapter(): ProviderAdapter {
       } as OpenAI.Chat.ChatCompletionCreateParamsStreaming;
       let stream: AsyncIterable<ChatChunk>;
       try {
-        stream = await clientFor(target).chat.completions.create(body, requestOptions(options));
+        stream = await clientFor(target).chat.completions.create(body, requestOptions(target, options));
       } catch (error) {
-        throw toUpstream(target.provider, error);
+        throw toUpstream(target, error);
       }
-      return mapErrors(target.provider, stream);
+      return mapErrors(target, stream);
     },
 
     async embed(target, request, options) {
       try {
         return await clientFor(target).embeddings.create(
           { ...request, model: target.model } as OpenAI.EmbeddingCreateParams,
-          requestOptions(options),
+          requestOptions(target, options),
         );
       } catch (error) {
-        throw toUpstream(target.provider, error);
+        throw toUpstream(target, error);
       }
     },
   };
 }
 
-const toUpstream = (provider: string, error: unknown, midStream = false) =>
-  toUpstreamError(provider, error, OpenAI, midStream);
+const toUpstream = (target: CallTarget, error: unknown, midStream = false) =>
+  toUpstreamError(target.provider, target.apiKey, error, OpenAI, midStream);
 
-async function* mapErrors<T>(provider: string, source: AsyncIterable<T>): AsyncIterable<T> {
+async function* mapErrors<T>(target: CallTarget, source: AsyncIterable<T>): AsyncIterable<T> {
   try {
     yield* source;
   } catch (error) {
-    throw toUpstream(provider, error, true);
+    throw toUpstream(target, error, true);
   }
 }
