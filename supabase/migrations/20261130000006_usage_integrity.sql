@@ -18,7 +18,9 @@ create table public.usage_dead_letters (
 );
 create index usage_dead_letters_user on public.usage_dead_letters (user_id);
 
--- Operators only: no policy gives users access.
+-- Operators only: a policy that admits no user keeps it that way explicitly.
 alter table public.usage_dead_letters enable row level security;
+create policy "No user access to dead letters" on public.usage_dead_letters
+  for select to authenticated using (false);
 revoke all on public.usage_dead_letters from anon, authenticated;
 grant all on public.usage_dead_letters to service_role;

@@ -55,6 +55,9 @@ describe("A burst of requests on cold credential caches, pool of 2 connections",
         API_KEY_ENCRYPTION_KEY: randomBytes(32).toString("base64"),
         OPENAI_BASE_URL: upstream.url,
         MEMORY_DEFAULT_MODE: "off",
+        // Long enough that no entry ages out during the burst, however slow a busy machine makes it: what is
+        // counted is the single flight of the first lookups, not a later refresh.
+        AUTH_CACHE_TTL_SECONDS: "300",
       }),
     });
   });

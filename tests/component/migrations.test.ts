@@ -12,6 +12,7 @@ const TABLES = [
   "billing_subscriptions",
   "billing_webhook_events",
   "billing_outbox",
+  "usage_dead_letters",
 ];
 
 describe.each(ADAPTERS)("Migrations on %s", (_name, open) => {
