@@ -5,7 +5,7 @@
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import autocannon from "autocannon";
@@ -111,10 +111,21 @@ async function main() {
     const dataDir = join(work, "data");
     const db: Database = postgres ? openPostgres({ url: postgres.url, poolSize: 2 }) : await openPglite({ dataDir });
     await migrate(db);
-    const user = await createUser(db, "bench@example.com", "enterprise");
-    // Every request is counted and checked, but the budget is set beyond what the bench sends, so nothing is refused.
-    const apiKey = (await createApiKey(db, user.id, { rateLimitPerMinute: 100_000_000, rateLimitPerDay: 100_000_000 }))
-      .key;
+    // Every request is counted and checked, but the bench's own tier has a budget beyond what the bench sends, so
+    // nothing is refused (a key's own limits can only narrow its user's tier, never widen it).
+    const configDir = join(work, "config");
+    cpSync(join(ROOT, "config"), configDir, { recursive: true });
+    const tiersFile = join(configDir, "tiers.json");
+    const tiers = JSON.parse(readFileSync(tiersFile, "utf8"));
+    tiers.tiers.bench = {
+      requests_per_minute: 100_000_000,
+      requests_per_day: 100_000_000,
+      tokens_per_minute: null,
+      tokens_per_day: null,
+    };
+    writeFileSync(tiersFile, JSON.stringify(tiers));
+    const user = await createUser(db, "bench@example.com", "bench");
+    const apiKey = (await createApiKey(db, user.id)).key;
     await new ProviderKeys(db, createVault(parseMasterKey(masterKey, "bench")), new Set(["openai"])).add(
       user.id,
       "openai",
@@ -135,6 +146,7 @@ async function main() {
       API_KEY_ENCRYPTION_KEY: masterKey,
       OPENAI_BASE_URL: upstreamUrl!,
       AUTH_CACHE_TTL_SECONDS: "5",
+      CONFIG_DIR: configDir,
       ...(postgres ? { DATABASE_URL: postgres.url } : {}),
       ...(redis ? { REDIS_URL: redis.url } : {}),
     });

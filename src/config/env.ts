@@ -116,6 +116,8 @@ export const envSchema = z.object({
       .default("/v1"),
   ),
   DATA_DIR: z.preprocess(emptyAsUndefined, z.string().default("./data")),
+  // Folder of tiers.json, providers.json and models.json; unset: the config/ folder shipped with the code.
+  CONFIG_DIR: z.preprocess(emptyAsUndefined, z.string().optional()),
   DATABASE_URL: z.preprocess(
     emptyAsUndefined,
     z

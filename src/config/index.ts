@@ -112,7 +112,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, options: LoadConfigOptions = 
       problems.push(`${name}: ${SECRET_VARIABLES.has(name) ? scrubbed(issue.message) : issue.message}`);
     }
   }
-  const configDir = options.configDir ?? join(PROJECT_ROOT, "config");
+  const configDir = options.configDir ?? (env.CONFIG_DIR || join(PROJECT_ROOT, "config"));
   const { tiers, problems: tierProblems } = loadTiers(configDir);
   problems.push(...tierProblems);
   const { providers, models, problems: providerProblems } = loadProviders(configDir, env);
