@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import {
   appendFileSync,
   closeSync,
@@ -20,7 +21,7 @@ import type { Logger } from "../log";
  * however many requests end in it) and fdatasync runs on a timer, never per request: a machine crash may lose
  * the records of the last sync interval, a process crash none.
  *
- * Files in `dir`: `usage-<n>.journal` segments (NDJSON), and `usage-quarantine.ndjson` for lines that could not
+ * Files in `dir`: `usage-<process id>-<n>.journal` segments (NDJSON), and `usage-quarantine.ndjson` for lines that could not
  * be read back (a line torn by a kill during its write); a quarantined line never blocks start-up.
  */
 
@@ -53,7 +54,7 @@ export interface UsageJournalOptions {
   parse: (line: string) => unknown;
 }
 
-const SEGMENT = /^usage-(\d+)\.journal$/;
+const SEGMENT = /^usage-[0-9a-z-]+\.journal$/;
 // Written by versions before the journal; read once and replayed like a segment.
 const LEGACY_SPOOLS = ["usage-spool.ndjson", "usage-spool.ndjson.replaying"];
 export const QUARANTINE_FILE = "usage-quarantine.ndjson";
@@ -61,6 +62,9 @@ export const QUARANTINE_FILE = "usage-quarantine.ndjson";
 export class UsageJournal<T> {
   private active: { segment: Segment; fd: number; records: number } | undefined;
   private nextSegment = 0;
+  // This process's own segment names: files of an earlier process (or, misconfigured, of another one sharing the
+  // directory) are never appended to, only replayed.
+  private readonly segmentPrefix = `usage-${Date.now().toString(36)}-${randomBytes(4).toString("hex")}`;
   private queued: JournalEntry<T>[] = [];
   private waiters: Array<() => void> = [];
   private writing: Promise<void> | undefined;
@@ -81,10 +85,7 @@ export class UsageJournal<T> {
   open(): JournalEntry<T>[] {
     mkdirSync(this.options.dir, { recursive: true, mode: 0o700 });
     const files = readdirSync(this.options.dir);
-    const segments = files
-      .filter((f) => SEGMENT.test(f))
-      .sort((a, b) => Number(SEGMENT.exec(a)![1]) - Number(SEGMENT.exec(b)![1]));
-    this.nextSegment = segments.length ? Number(SEGMENT.exec(segments.at(-1)!)![1]) + 1 : 0;
+    const segments = files.filter((f) => SEGMENT.test(f)).sort();
     const left = [...LEGACY_SPOOLS.filter((f) => files.includes(f)), ...segments];
     const entries = left.flatMap((file) => this.readSegment(join(this.options.dir, file)));
     this.syncTimer = setInterval(() => this.sync(), this.options.syncIntervalMs ?? 1_000);
@@ -185,7 +186,7 @@ export class UsageJournal<T> {
 
   private activeSegment(): { segment: Segment; fd: number; records: number } {
     if (!this.active) {
-      const path = join(this.options.dir, `usage-${this.nextSegment++}.journal`);
+      const path = join(this.options.dir, `${this.segmentPrefix}-${this.nextSegment++}.journal`);
       const fd = openSync(path, "a", 0o600);
       this.active = { segment: { path, unconfirmed: 0, sealed: false, evicted: false }, fd, records: 0 };
     }
