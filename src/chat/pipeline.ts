@@ -67,7 +67,8 @@ const MOCK_PROVIDER = "mock";
  *    usage when recorded
  * 4. recall memory into one system message (never fails the request: without memory on timeout or outage)
  * 5. resolve the target and call the provider (the user's own key, or a local vLLM server)
- * 6. record usage, cost and the exchange for memory write-back (off the response path, never lost)
+ * 6. record usage, cost and the exchange for memory write-back: journaled before the answer ends, written to
+ *    PostgreSQL off the response path, never lost. Requests refused at 1–3 are recorded too (status, no tokens).
  */
 export class ChatPipeline {
   private inFlight = 0;
