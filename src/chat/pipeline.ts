@@ -221,9 +221,14 @@ export class ChatPipeline {
     };
   }
 
+  /** How a failed request is recorded: the caller gone (499, or `server_shutdown` once shutdown has begun), or the
+   * error's own status. */
   private failureOutcome(error: unknown, signal: AbortSignal): Outcome {
-    const outcome = failureOutcome(error, signal);
-    return this.shuttingDown && outcome.statusCode === 499 ? { ...outcome, errorCode: "server_shutdown" } : outcome;
+    return signal.aborted ? this.callerGone() : outcomeOf(error);
+  }
+
+  private callerGone(): Outcome {
+    return { statusCode: 499, errorCode: this.shuttingDown ? "server_shutdown" : "client_closed_request" };
   }
 
   /** A request refused before the provider call (invalid body, unknown model, 402, 429): a row without tokens. */
@@ -303,7 +308,7 @@ export class ChatPipeline {
       }
       // An SDK stream whose request was aborted ends quietly: the client left.
       outcome = signal.aborted
-        ? { ...this.failureOutcome(undefined, signal), usage, completionText: text, firstTokenMs }
+        ? { ...this.callerGone(), usage, completionText: text, firstTokenMs }
         : { usage, statusCode: 200, completionText: text, firstTokenMs };
     } catch (error) {
       outcome = { ...this.failureOutcome(error, signal), usage, completionText: text, firstTokenMs };
@@ -311,15 +316,7 @@ export class ChatPipeline {
     } finally {
       // Reached without an outcome when the consumer stopped early: the client went away mid-stream. The stream
       // ends (and [DONE] is sent) only once the row is journaled.
-      await record(
-        outcome ?? {
-          usage,
-          statusCode: 499,
-          errorCode: this.shuttingDown ? "server_shutdown" : "client_closed_request",
-          completionText: text,
-          firstTokenMs,
-        },
-      );
+      await record(outcome ?? { ...this.callerGone(), usage, completionText: text, firstTokenMs });
     }
   }
 
@@ -430,8 +427,7 @@ function estimatedUsage(request: ParsedChatRequest, completionText: string): Cha
   return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
 }
 
-function failureOutcome(error: unknown, signal: AbortSignal): Outcome {
-  if (signal.aborted) return { statusCode: 499, errorCode: "client_closed_request" };
+function outcomeOf(error: unknown): Outcome {
   if (error instanceof UpstreamError)
     return { statusCode: error.status || 502, errorCode: error.details.code ?? "upstream_error" };
   if (error instanceof ApiError) return { statusCode: error.status, errorCode: error.code };

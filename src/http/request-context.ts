@@ -10,17 +10,13 @@ export function requestIdOf(res: Response): string {
   return String(res.locals.requestId ?? "");
 }
 
-/** The caller's x-request-id when it was acceptable: kept beside the usage row for tracing, never as its key. */
-export function clientRequestIdOf(res: Response): string | null {
-  return (res.locals.clientRequestId as string | undefined) ?? null;
-}
-
-/** Both ids, as the chat pipeline takes them. */
+/** Both ids, as the chat pipeline takes them: the caller's x-request-id (when acceptable) is kept beside the usage
+ * row for tracing, never as its key. */
 export function requestIdsOf(res: Response): { requestId: string; clientRequestId: string | null } {
-  return { requestId: requestIdOf(res), clientRequestId: clientRequestIdOf(res) };
+  return { requestId: requestIdOf(res), clientRequestId: (res.locals.clientRequestId as string | undefined) ?? null };
 }
 
-export const SERVER_REQUEST_ID_HEADER = "x-perpetual-request-id";
+const SERVER_REQUEST_ID_HEADER = "x-perpetual-request-id";
 
 /** Records the user id on the request's log line and every log line after it. */
 export function setRequestUser(res: Response, userId: string): void {

@@ -24,7 +24,7 @@ if blocked == '' then
   td = redis.call('INCRBY', KEYS[4], est)
   redis.call('EXPIRE', KEYS[1], ARGV[6]); redis.call('EXPIRE', KEYS[3], ARGV[6])
   redis.call('EXPIRE', KEYS[2], ARGV[7]); redis.call('EXPIRE', KEYS[4], ARGV[7])
-  if ARGV[10] == '1' then
+  if tonumber(ARGV[8]) >= 0 or tonumber(ARGV[9]) >= 0 then
     krm = redis.call('INCR', KEYS[5])
     krd = redis.call('INCR', KEYS[6])
     redis.call('EXPIRE', KEYS[5], ARGV[6]); redis.call('EXPIRE', KEYS[6], ARGV[7])
@@ -89,7 +89,6 @@ export class RedisCounters implements CounterStore {
       2 * 86_400,
       key?.requestsPerMinute ?? -1,
       key?.requestsPerDay ?? -1,
-      key ? 1 : 0,
     );
     return {
       blocked: (blocked || null) as LimitName | null,

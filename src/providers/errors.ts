@@ -1,5 +1,5 @@
 import { redactSecret, redactText } from "../log";
-import { UpstreamError } from "./types";
+import { type CallTarget, UpstreamError } from "./types";
 
 type ErrorClass = abstract new (...args: never[]) => Error;
 
@@ -30,15 +30,13 @@ interface SdkApiError {
  * unchanged. `midStream`: the provider had already started answering, so any failure is a stream error.
  */
 export function toUpstreamError(
-  provider: string,
-  apiKey: string,
+  { provider, apiKey }: Pick<CallTarget, "provider" | "apiKey">,
   error: unknown,
   sdk: SdkErrorClasses,
   midStream = false,
 ): unknown {
   const clean = (text: string) => redactText(redactSecret(text, apiKey));
-  if (error instanceof UpstreamError || error instanceof sdk.APIUserAbortError) return error;
-  if (isAbort(error)) return error;
+  if (error instanceof UpstreamError || error instanceof sdk.APIUserAbortError || isAbortError(error)) return error;
   // Anything else thrown by the SDK call is the provider's protocol failing: a 200 whose body is not JSON, a
   // connection dropped mid-body or mid-stream ("terminated", premature close). Ours to report as 502, not 500.
   if (!(error instanceof sdk.APIError)) {
@@ -69,6 +67,7 @@ export function toUpstreamError(
   });
 }
 
-function isAbort(error: unknown): boolean {
-  return error instanceof Error && (error.name === "AbortError" || error.name === "APIUserAbortError");
+/** fetch's own abort (the SDKs wrap most, not all, in APIUserAbortError). */
+function isAbortError(error: unknown): boolean {
+  return error instanceof Error && error.name === "AbortError";
 }

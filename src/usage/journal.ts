@@ -21,13 +21,15 @@ import type { Logger } from "../log";
  * however many requests end in it) and fdatasync runs on a timer, never per request: a machine crash may lose
  * the records of the last sync interval, a process crash none.
  *
- * Files in `dir`: `usage-<process id>-<n>.journal` segments (NDJSON), and `usage-quarantine.ndjson` for lines that could not
- * be read back (a line torn by a kill during its write); a quarantined line never blocks start-up.
+ * Files in `dir`: `usage-<process id>-<n>.journal` segments (NDJSON), and `usage-quarantine.ndjson` for lines that
+ * could not be read back (a line torn by a kill during its write); a quarantined line never blocks start-up.
  */
 
 /** A record on its way to PostgreSQL, with the segment that holds it on disk. */
 export interface JournalEntry<T> {
   record: T;
+  /** The record as one JSON line, serialized once: written to the journal, then sent to PostgreSQL as it is. */
+  line: string;
   segment?: Segment;
   confirmed?: boolean;
   /** Dropped from the in-memory queue: its segment must be read again. */
@@ -38,10 +40,8 @@ export interface Segment {
   readonly path: string;
   /** Records on disk in this segment not yet confirmed in PostgreSQL. */
   unconfirmed: number;
-  /** No more appends: deleted once unconfirmed reaches 0. */
+  /** No more appends: deleted once unconfirmed reaches 0 (unless some of its records were evicted). */
   sealed: boolean;
-  /** Some of its records were dropped from memory (the queue's bound): read it again once the queue drains. */
-  evicted: boolean;
 }
 
 export interface UsageJournalOptions {
@@ -50,8 +50,9 @@ export interface UsageJournalOptions {
   /** Records per segment before a new one is started. */
   segmentRecords?: number;
   syncIntervalMs?: number;
-  /** Checks a line read back from disk; throws (with a reason) for anything that is not a record. */
-  parse: (line: string) => unknown;
+  /** Turns a line read back from disk into an entry's record and line; throws (with a reason) for anything that is
+   * not a record. */
+  parse: (line: string) => { record: unknown; line: string };
 }
 
 const SEGMENT = /^usage-[0-9a-z-]+\.journal$/;
@@ -71,6 +72,7 @@ export class UsageJournal<T> {
   private dirty = false;
   private syncTimer: NodeJS.Timeout | undefined;
   private writeFailures = 0;
+  // Segments some of whose records were dropped from memory (the queue's bound): read again once the queue drains.
   private readonly evictedSegments = new Set<Segment>();
   private readonly segmentRecords: number;
 
@@ -114,7 +116,7 @@ export class UsageJournal<T> {
   /** The queue dropped this entry from memory: its segment is read again later (see reloadEvicted). */
   evict(entry: JournalEntry<T>): void {
     entry.evicted = true;
-    if (entry.segment) this.markEvicted(entry.segment); // else: marked when written
+    if (entry.segment) this.evictedSegments.add(entry.segment); // else: marked when written
   }
 
   /** Some records are on disk only (dropped from memory by the queue's bound). */
@@ -126,7 +128,7 @@ export class UsageJournal<T> {
    * worth in memory at a time; already-written records among them are harmless replays). */
   async reloadEvicted(): Promise<JournalEntry<T>[]> {
     while (this.writing) await this.writing;
-    if (this.active?.segment.evicted) this.seal();
+    if (this.active && this.evictedSegments.has(this.active.segment)) this.seal();
     for (const segment of this.evictedSegments) {
       this.evictedSegments.delete(segment);
       return this.readSegment(segment.path);
@@ -155,7 +157,7 @@ export class UsageJournal<T> {
       this.queued = [];
       this.waiters = [];
       const target = this.activeSegment();
-      const text = `${entries.map((e) => JSON.stringify(e.record)).join("\n")}\n`;
+      const text = `${entries.map((e) => e.line).join("\n")}\n`;
       try {
         await writeAll(target.fd, Buffer.from(text, "utf8"));
         this.dirty = true;
@@ -169,7 +171,7 @@ export class UsageJournal<T> {
       }
       for (const entry of entries) {
         entry.segment = target.segment;
-        if (entry.evicted) this.markEvicted(target.segment);
+        if (entry.evicted) this.evictedSegments.add(target.segment);
         if (!entry.confirmed) target.segment.unconfirmed++;
       }
       target.records += entries.length;
@@ -179,16 +181,11 @@ export class UsageJournal<T> {
     this.writing = undefined;
   }
 
-  private markEvicted(segment: Segment): void {
-    segment.evicted = true;
-    this.evictedSegments.add(segment);
-  }
-
   private activeSegment(): { segment: Segment; fd: number; records: number } {
     if (!this.active) {
       const path = join(this.options.dir, `${this.segmentPrefix}-${this.nextSegment++}.journal`);
       const fd = openSync(path, "a", 0o600);
-      this.active = { segment: { path, unconfirmed: 0, sealed: false, evicted: false }, fd, records: 0 };
+      this.active = { segment: { path, unconfirmed: 0, sealed: false }, fd, records: 0 };
     }
     return this.active;
   }
@@ -210,18 +207,20 @@ export class UsageJournal<T> {
   }
 
   private deleteIfDone(segment: Segment): void {
-    if (segment.sealed && segment.unconfirmed <= 0 && !segment.evicted) rmSync(segment.path, { force: true });
+    if (segment.sealed && segment.unconfirmed <= 0 && !this.evictedSegments.has(segment))
+      rmSync(segment.path, { force: true });
   }
 
   /** Reads a file left on disk as a sealed segment; unreadable lines go to the quarantine file. */
   private readSegment(path: string): JournalEntry<T>[] {
-    const segment: Segment = { path, unconfirmed: 0, sealed: true, evicted: false };
+    const segment: Segment = { path, unconfirmed: 0, sealed: true };
     const entries: JournalEntry<T>[] = [];
     const quarantined: string[] = [];
     for (const line of readFileSync(path, "utf8").split("\n")) {
       if (line.trim() === "") continue;
       try {
-        entries.push({ record: this.options.parse(line) as T, segment });
+        const parsed = this.options.parse(line);
+        entries.push({ record: parsed.record as T, line: parsed.line, segment });
       } catch (error) {
         quarantined.push(
           JSON.stringify({ file: path, reason: error instanceof Error ? error.message : String(error), line }),

@@ -128,7 +128,11 @@ export class UsageRecorder {
     this.journal = new UsageJournal({
       dir: options.journalDir,
       logger: options.logger,
-      parse: (line) => usageRecordSchema.parse(JSON.parse(line)),
+      // Lines of older versions may hold text PostgreSQL cannot store: re-serialized storable.
+      parse: (line) => {
+        const record = usageRecordSchema.parse(JSON.parse(line));
+        return { record, line: storableJson(record) };
+      },
     });
   }
 
@@ -146,7 +150,7 @@ export class UsageRecorder {
 
   /** Queues the row; resolves once it is in the journal (answer the request only then). */
   record(row: UsageRecord): Promise<void> {
-    const entry: JournalEntry<UsageRecord> = { record: row };
+    const entry: JournalEntry<UsageRecord> = { record: row, line: storableJson(row) };
     this.queue.push(entry);
     this.bound();
     return this.journal.append(entry);
@@ -220,22 +224,22 @@ export class UsageRecorder {
   private async insert(entries: JournalEntry<UsageRecord>[]): Promise<void> {
     try {
       await this.options.db.query(INSERT_BATCH, [
-        storableJson(entries.map((e) => e.record)),
+        `[${entries.map((e) => e.line).join(",")}]`,
         this.options.billUsage === true,
       ]);
     } catch (error) {
       if (!isDataError(error)) throw error;
-      if (entries.length === 1) return this.deadLetter(entries[0]!.record, error);
+      if (entries.length === 1) return this.deadLetter(entries[0]!, error);
       const half = Math.ceil(entries.length / 2);
       await this.insert(entries.slice(0, half));
       await this.insert(entries.slice(half));
     }
   }
 
-  private async deadLetter(record: UsageRecord, error: unknown): Promise<void> {
+  private async deadLetter({ record, line }: JournalEntry<UsageRecord>, error: unknown): Promise<void> {
     const { code, message } = error as { code?: string; message?: string };
     const reason = `${code ?? "error"}: ${message ?? String(error)}`.slice(0, 500);
-    await this.options.db.query(INSERT_DEAD_LETTER, [record.requestId, record.userId, reason, JSON.stringify(record)]);
+    await this.options.db.query(INSERT_DEAD_LETTER, [record.requestId, record.userId, reason, line]);
     this.options.onDeadLetter?.();
     this.options.logger.error("usage record refused by the database, kept in usage_dead_letters", {
       request_id: record.requestId,

@@ -27,7 +27,7 @@ export function anthropicAdapter(): ProviderAdapter {
         );
         return fromAnthropicMessage(message as unknown as AnthropicMessage, now());
       } catch (error) {
-        throw toUpstreamError(target.provider, target.apiKey, error, Anthropic);
+        throw toUpstreamError(target, error, Anthropic);
       }
     },
 
@@ -40,7 +40,7 @@ export function anthropicAdapter(): ProviderAdapter {
           requestOptions(target, options),
         );
       } catch (error) {
-        throw toUpstreamError(target.provider, target.apiKey, error, Anthropic);
+        throw toUpstreamError(target, error, Anthropic);
       }
       return translateStream(target, events, new AnthropicToOpenAIStream(now()));
     },
@@ -55,6 +55,6 @@ async function* translateStream(
   try {
     for await (const event of events) yield* translator.translate(event as unknown as Record<string, unknown>);
   } catch (error) {
-    throw toUpstreamError(target.provider, target.apiKey, error, Anthropic, true);
+    throw toUpstreamError(target, error, Anthropic, true);
   }
 }

@@ -61,7 +61,7 @@ export function openAiAdapter(): ProviderAdapter {
 }
 
 const toUpstream = (target: CallTarget, error: unknown, midStream = false) =>
-  toUpstreamError(target.provider, target.apiKey, error, OpenAI, midStream);
+  toUpstreamError(target, error, OpenAI, midStream);
 
 async function* mapErrors<T>(target: CallTarget, source: AsyncIterable<T>): AsyncIterable<T> {
   try {
