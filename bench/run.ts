@@ -106,6 +106,9 @@ async function main() {
     const upstreamProcess = spawnNode(["--import", "tsx", "bench/upstream.ts"], {});
     children.push(upstreamProcess.child);
     const [upstreamUrl] = await waitFor(upstreamProcess.output, /http:\/\/127\.0\.0\.1:\d+\/v1/);
+    const passthroughProcess = spawnNode(["--import", "tsx", "bench/passthrough.ts", upstreamUrl!], {});
+    children.push(passthroughProcess.child);
+    const [passthroughUrl] = await waitFor(passthroughProcess.output, /http:\/\/127\.0\.0\.1:\d+\/v1/);
 
     const masterKey = randomBytes(32).toString("base64");
     const dataDir = join(work, "data");
@@ -154,6 +157,7 @@ async function main() {
     await waitFor(server.output, /listening/);
     const perpetual = `http://127.0.0.1:${port}/v1/chat/completions`;
     const direct = `${upstreamUrl}/chat/completions`;
+    const passthrough = `${passthroughUrl}/chat/completions`;
     const auth = { authorization: `Bearer ${apiKey}` };
     const body = (stream: boolean, model = "gpt-4o") =>
       JSON.stringify({ model, messages: [{ role: "user", content: "Say something short." }], stream });
@@ -165,6 +169,7 @@ async function main() {
     for (const stream of [false, true]) {
       const kind = stream ? "streaming" : "non-streaming";
       const directMax = await load({ url: direct, headers: {}, body: body(stream), connections: 50 });
+      const passthroughMax = await load({ url: passthrough, headers: {}, body: body(stream), connections: 50 });
       const proxiedMax = await load({ url: perpetual, headers: auth, body: body(stream), connections: 50 });
       const directFixed = await load({
         url: direct,
@@ -184,7 +189,9 @@ async function main() {
         kind,
         direct_rps: directMax.rps,
         perpetual_rps: proxiedMax.rps,
+        passthrough_rps: passthroughMax.rps,
         throughput_ratio: Math.round((proxiedMax.rps / directMax.rps) * 1000) / 1000,
+        ratio_to_passthrough: Math.round((proxiedMax.rps / passthroughMax.rps) * 1000) / 1000,
         added_p50_ms_at_500rps: round(proxiedFixed.p50 - directFixed.p50),
         added_p99_ms_at_500rps: round(proxiedFixed.p99 - directFixed.p99),
         perpetual_p50_ms_at_500rps: proxiedFixed.p50,
