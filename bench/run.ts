@@ -52,6 +52,19 @@ async function waitFor(output: () => string, pattern: RegExp): Promise<RegExpMat
   throw new Error(`timed out waiting for ${pattern}:\n${output()}`);
 }
 
+/** Ready when /health answers (the "listening" line is not logged below info). */
+async function waitForHealth(url: string, output: () => string): Promise<void> {
+  for (let i = 0; i < 600; i++) {
+    const up = await fetch(url).then(
+      (r) => r.ok,
+      () => false,
+    );
+    if (up) return;
+    await sleep(50);
+  }
+  throw new Error(`timed out waiting for ${url}:\n${output()}`);
+}
+
 function rssMb(pid: number): { rss: number; peak: number } {
   const status = readFileSync(`/proc/${pid}/status`, "utf8");
   const kb = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
@@ -141,7 +154,7 @@ async function main() {
     const profile = process.env.BENCH_PROFILE ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
     const server = spawnNode([...profile, "dist/main.js"], {
       NODE_ENV: "production",
-      LOG_LEVEL: "info",
+      LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? "info",
       LOG_FORMAT: "json",
       API_HOST: "127.0.0.1",
       API_PORT: String(port),
@@ -150,11 +163,13 @@ async function main() {
       OPENAI_BASE_URL: upstreamUrl!,
       AUTH_CACHE_TTL_SECONDS: "5",
       CONFIG_DIR: configDir,
+      // BENCH_MEMORY=off measures the proxy without recall and write-back (the default is the product's: on).
+      MEMORY_DEFAULT_MODE: process.env.BENCH_MEMORY ?? "on",
       ...(postgres ? { DATABASE_URL: postgres.url } : {}),
       ...(redis ? { REDIS_URL: redis.url } : {}),
     });
     children.push(server.child);
-    await waitFor(server.output, /listening/);
+    await waitForHealth(`http://127.0.0.1:${port}/health`, server.output);
     const perpetual = `http://127.0.0.1:${port}/v1/chat/completions`;
     const direct = `${upstreamUrl}/chat/completions`;
     const passthrough = `${passthroughUrl}/chat/completions`;

@@ -45,6 +45,10 @@ export function createApp(deps: AppDeps): Express {
     ...deps.probes,
   };
   const catalog = new ApiCatalog({ title: config.appName, version: config.version });
+  const prefix = config.http.apiPrefix;
+  // The proxy routes first: Express tries routers in order, and these carry nearly all the traffic.
+  catalog.mount(app, prefix, openAiRoutes({ logger, ...deps.services }));
+  catalog.mount(app, prefix, anthropicRoutes({ logger, ...deps.services }));
   catalog.mount(app, "/", healthRoutes({ db, version: config.version, probes }));
   catalog.mount(app, "/", metricsRoutes(deps.services.metrics, config.metricsToken));
   const { counters } = deps.services;
@@ -60,13 +64,10 @@ export function createApp(deps: AppDeps): Express {
       vectorDbConnected: probes.vectorDbConnected,
     }),
   );
-  const prefix = config.http.apiPrefix;
   catalog.mount(app, prefix, accountRoutes({ db, ...deps.services }));
   catalog.mount(app, prefix, memoryRoutes(deps.services));
   catalog.mount(app, prefix, polarWebhookRoutes(deps.services));
   catalog.mount(app, prefix, billingRoutes({ db, tiers: config.tiers, logger, ...deps.services }));
-  catalog.mount(app, prefix, openAiRoutes({ logger, ...deps.services }));
-  catalog.mount(app, prefix, anthropicRoutes({ logger, ...deps.services }));
   catalog.mount(
     app,
     "/admin",
