@@ -1,383 +1,99 @@
-import {
-  closeSync,
-  createReadStream,
-  existsSync,
-  fdatasyncSync,
-  mkdirSync,
-  openSync,
-  readdirSync,
-  renameSync,
-  writeSync,
-} from "node:fs";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
-import { SignCodes } from "./sign-codes";
-import type { SparseVector } from "./sparse";
-import {
-  decodeCursor,
-  FUSION_WEIGHTS,
-  isAfterCursor,
-  type Memory,
-  type MemoryDeletion,
-  type MemoryPage,
-  type MemorySearch,
-  type MemoryStore,
-  type NewMemory,
-  PREFETCH_LIMIT,
-  pageOf,
-  RRF_K,
-  type ScoredMemory,
-  type UserMemories,
-} from "./store";
+import { Worker } from "node:worker_threads";
+import type { EngineCall, EngineReply, EngineSettings } from "./embedded/protocol";
+import { InvalidCursorError, type MemoryPage, type MemoryStore, type ScoredMemory, type UserMemories } from "./store";
 
 /**
- * The default vector store: everything in memory, per user (so a search only ever touches that user's rows),
- * made durable by an append-only log under DATA_DIR/memory that is fsynced before a write resolves and replayed at
- * start (and compacted when mostly dead). Dense search is an exact scan of the user's unit vectors; the sparse
- * side is an inverted index scored with BM25's IDF computed over the user's own memories. One process only: with
- * several replicas, use Qdrant.
+ * The default vector store, embedded in the server's process: the index and its log live in a worker thread
+ * (./embedded/engine.ts), so searches and fsynced writes never hold the event loop that serves requests, however
+ * many memories a user has. A thread that dies is started again on the next call (it replays the log). One process
+ * only: with several replicas, use Qdrant.
  */
 export class EmbeddedMemoryStore implements MemoryStore {
   readonly kind = "embedded" as const;
-  private readonly users = new Map<string, UserIndex>();
-  private readonly directory: string;
-  private readonly path: string;
-  private fd: number | undefined;
-  private logLines = 0;
+  private worker: Worker | undefined;
+  private readonly pending = new Map<number, { resolve(value: unknown): void; reject(error: Error): void }>();
+  private nextId = 1;
+  private opened = false;
+  private readonly settings: EngineSettings;
 
-  constructor(
-    dataDir: string,
-    readonly collection: string,
-    private readonly dimensions: number,
-  ) {
-    this.directory = join(dataDir, "memory");
-    mkdirSync(this.directory, { recursive: true, mode: 0o700 });
-    this.path = join(this.directory, `${collection}.ndjson`);
+  constructor(dataDir: string, collection: string, dimensions: number) {
+    this.settings = { dataDir, collection, dimensions };
   }
 
   async ready(): Promise<void> {
-    if (this.fd !== undefined) return;
-    if (existsSync(this.path)) await this.replay();
-    const live = [...this.users.values()].reduce((n, u) => n + u.live, 0);
-    if (this.logLines > 1000 && this.logLines > 2 * live) this.compact();
-    this.fd = openSync(this.path, "a", 0o600);
+    await this.call({ op: "open" });
+    this.opened = true;
   }
 
   async connected(): Promise<boolean> {
-    return this.fd !== undefined;
+    return this.opened && this.worker !== undefined;
   }
 
-  async siblings(prefix: string): Promise<string[]> {
-    return readdirSync(this.directory)
-      .filter((file) => file.endsWith(".ndjson"))
-      .map((file) => file.slice(0, -".ndjson".length))
-      .filter((name) => name.startsWith(prefix) && name !== this.collection);
+  siblings(prefix: string): Promise<string[]> {
+    return this.call({ op: "siblings", prefix }) as Promise<string[]>;
   }
 
   forUser(userId: string): UserMemories {
-    const index = () => this.userIndex(userId);
     return {
       upsert: async (memories) => {
-        if (memories.length === 0) return;
-        this.append(memories.map((m) => ({ op: "put", u: userId, ...serialize(m) })));
-        for (const m of memories) index().put(m);
+        if (memories.length > 0) await this.call({ op: "upsert", userId, memories });
       },
-      search: async (query) => this.users.get(userId)?.search(query) ?? [],
-      list: async (options) => this.users.get(userId)?.list(options) ?? { data: [] },
-      delete: async (which) => {
-        const user = this.users.get(userId);
-        if (!user) return 0;
-        const ids = user.matching(which);
-        if (ids.length === 0) return 0;
-        this.append([{ op: "del", u: userId, ids }]);
-        for (const id of ids) user.remove(id);
-        if (user.live === 0) this.users.delete(userId);
-        return ids.length;
-      },
+      search: (query) => this.call({ op: "search", userId, query }) as Promise<ScoredMemory[]>,
+      list: (options) => this.call({ op: "list", userId, options }) as Promise<MemoryPage>,
+      delete: (which) => this.call({ op: "delete", userId, which }) as Promise<number>,
     };
-  }
-
-  private userIndex(userId: string): UserIndex {
-    const existing = this.users.get(userId);
-    if (existing) return existing;
-    const created = new UserIndex(this.dimensions);
-    this.users.set(userId, created);
-    return created;
   }
 
   async close(): Promise<void> {
-    if (this.fd !== undefined) closeSync(this.fd);
-    this.fd = undefined;
+    const worker = this.worker;
+    if (!worker) return;
+    await this.call({ op: "close" }).catch(() => {});
+    this.worker = undefined;
+    this.opened = false;
+    await worker.terminate();
   }
 
-  /** Durable before it returns: the outbox deletes its row only after this. */
-  private append(records: object[]): void {
-    if (this.fd === undefined) throw new Error("the embedded memory store is not open");
-    writeSync(this.fd, `${records.map((r) => JSON.stringify(r)).join("\n")}\n`);
-    fdatasyncSync(this.fd);
-    this.logLines += records.length;
-  }
-
-  private async replay(): Promise<void> {
-    const lines = createInterface({ input: createReadStream(this.path, "utf8"), crlfDelay: Number.POSITIVE_INFINITY });
-    for await (const line of lines) {
-      if (!line) continue;
-      let record: LogRecord;
-      try {
-        record = JSON.parse(line) as LogRecord;
-      } catch {
-        continue; // a torn last line after a crash: its write never resolved, so the outbox still holds it
-      }
-      this.logLines++;
-      if (record.op === "put") {
-        this.userIndex(record.u).put(deserialize(record));
-      } else {
-        const user = this.users.get(record.u);
-        for (const id of record.ids) user?.remove(id);
-      }
-    }
-  }
-
-  private compact(): void {
-    const partial = `${this.path}.compacting`;
-    const fd = openSync(partial, "w", 0o600);
-    let lines = 0;
-    for (const [userId, user] of this.users) {
-      for (const m of user.all()) {
-        writeSync(fd, `${JSON.stringify({ op: "put", u: userId, ...serialize(m) })}\n`);
-        lines++;
-      }
-    }
-    fdatasyncSync(fd);
-    closeSync(fd);
-    renameSync(partial, this.path);
-    this.logLines = lines;
-  }
-}
-
-type LogRecord = ({ op: "put"; u: string } & ReturnType<typeof serialize>) | { op: "del"; u: string; ids: string[] };
-
-function serialize(m: NewMemory) {
-  return {
-    m: plain(m),
-    d: Buffer.from(m.dense.buffer, m.dense.byteOffset, m.dense.byteLength).toString("base64"),
-    s: [m.sparse.indices, m.sparse.values] as [number[], number[]],
-  };
-}
-
-function deserialize(record: ReturnType<typeof serialize>): NewMemory {
-  const bytes = Buffer.from(record.d, "base64");
-  const dense = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
-  return { ...record.m, dense, sparse: { indices: record.s[0], values: record.s[1] } };
-}
-
-/** Up to this many memories per user, dense search is an exact scan (about 2 ms at the limit on one core). */
-const EXACT_SCAN_LIMIT = 20_000;
-/** Beyond it, this many nearest by binary code are rescored exactly (Qdrant's quantization oversampling). */
-const RESCORE_CANDIDATES = 2_000;
-
-/** One user's memories: slots in insertion order, dead slots skipped and reclaimed by `rebuild`. */
-class UserIndex {
-  private memories: (NewMemory | undefined)[] = [];
-  private vectors: Float32Array;
-  private readonly slotById = new Map<string, number>();
-  /** term id → slots holding it, with the term's weight there. */
-  private postings = new Map<number, { slots: number[]; weights: number[] }>();
-  /** term id → live slots holding it (document frequency). */
-  private readonly documentFrequency = new Map<number, number>();
-  live = 0;
-  /** Per-slot BM25 accumulator, reused by every query (zeroed again after each). */
-  private scores = new Float64Array(0);
-  /** Binary codes for a fast first pass once the user has more memories than an exact scan serves quickly. */
-  private codes: SignCodes | undefined;
-
-  constructor(private readonly dimensions: number) {
-    this.vectors = new Float32Array(dimensions * 16);
-  }
-
-  put(memory: NewMemory): void {
-    if (this.slotById.has(memory.id)) this.remove(memory.id);
-    const slot = this.memories.length;
-    if ((slot + 1) * this.dimensions > this.vectors.length) {
-      const grown = new Float32Array(this.vectors.length * 2);
-      grown.set(this.vectors);
-      this.vectors = grown;
-    }
-    this.vectors.set(memory.dense.subarray(0, this.dimensions), slot * this.dimensions);
-    this.memories.push(memory);
-    this.slotById.set(memory.id, slot);
-    this.encode(slot);
-    memory.sparse.indices.forEach((term, i) => {
-      const list = this.postings.get(term) ?? { slots: [], weights: [] };
-      this.postings.set(term, list);
-      list.slots.push(slot);
-      list.weights.push(memory.sparse.values[i]!);
-      this.documentFrequency.set(term, (this.documentFrequency.get(term) ?? 0) + 1);
+  private call(call: EngineCall): Promise<unknown> {
+    const worker = this.thread();
+    const id = this.nextId++;
+    // Referenced only while a call is pending: an idle store never keeps the process alive.
+    if (this.pending.size === 0) worker.ref();
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      worker.postMessage({ ...call, id });
     });
-    this.live++;
   }
 
-  /** Keeps the binary codes current: built past EXACT_SCAN_LIMIT, rebuilt (new mean) each time the index doubles. */
-  private encode(slot: number): void {
-    const live = this.live + 1;
-    if (!this.codes && live <= EXACT_SCAN_LIMIT) return;
-    this.codes ??= new SignCodes(this.dimensions);
-    if (live > 2 * this.codes.builtAt) {
-      this.codes.rebuild(this.vectors, this.memories.length, (s) => this.memories[s] !== undefined, live);
-    } else {
-      this.codes.encode(slot, this.vectors.subarray(slot * this.dimensions, (slot + 1) * this.dimensions));
-    }
-  }
-
-  remove(id: string): void {
-    const slot = this.slotById.get(id);
-    if (slot === undefined) return;
-    const memory = this.memories[slot]!;
-    for (const term of memory.sparse.indices) {
-      const df = (this.documentFrequency.get(term) ?? 1) - 1;
-      if (df > 0) this.documentFrequency.set(term, df);
-      else this.documentFrequency.delete(term);
-    }
-    this.memories[slot] = undefined;
-    this.slotById.delete(id);
-    this.live--;
-    if (this.memories.length > 64 && this.live < this.memories.length / 2) this.rebuild();
-  }
-
-  all(): NewMemory[] {
-    return this.memories.filter((m): m is NewMemory => m !== undefined);
-  }
-
-  matching(which: MemoryDeletion): string[] {
-    if ("ids" in which) return which.ids.filter((id) => this.slotById.has(id));
-    return this.all()
-      .filter((m) =>
-        "all" in which
-          ? true
-          : "conversationId" in which
-            ? m.conversationId === which.conversationId
-            : m.requestId === which.requestId,
-      )
-      .map((m) => m.id);
-  }
-
-  list({ conversationId, limit, after }: { conversationId?: string; limit: number; after?: string }): MemoryPage {
-    const cursor = after === undefined ? undefined : decodeCursor(after);
-    const following = this.all()
-      .filter((m) => (conversationId === undefined || m.conversationId === conversationId) && isAfterCursor(m, cursor))
-      .sort((a, b) =>
-        a.createdAt === b.createdAt ? b.id.localeCompare(a.id) : b.createdAt.localeCompare(a.createdAt),
-      );
-    return pageOf(following.slice(0, limit + 1).map(plain), limit, cursor);
-  }
-
-  search(query: MemorySearch): ScoredMemory[] {
-    const allowed = (slot: number) => {
-      const m = this.memories[slot];
-      return m !== undefined && (query.conversationId === undefined || m.conversationId === query.conversationId);
-    };
-    const fused = new Map<number, number>();
-    const fuse = (ranked: number[], weight: number) => {
-      ranked.forEach((slot, rank) => {
-        fused.set(slot, (fused.get(slot) ?? 0) + weight / (RRF_K + rank + 1));
-      });
-    };
-    fuse(this.denseTop(query.dense, allowed), FUSION_WEIGHTS.dense);
-    fuse(this.sparseTop(query.sparse, allowed), FUSION_WEIGHTS.sparse);
-    return [...fused]
-      .sort((a, b) => b[1] - a[1])
-      .slice(0, query.limit)
-      .map(([slot, score]) => ({ memory: plain(this.memories[slot]!), score }));
-  }
-
-  private denseTop(query: Float32Array, allowed: (slot: number) => boolean): number[] {
-    const top = new TopK(PREFETCH_LIMIT);
-    const dims = this.dimensions;
-    const vectors = this.vectors;
-    const score = (slot: number) => {
-      let dot = 0;
-      const base = slot * dims;
-      for (let d = 0; d < dims; d++) dot += vectors[base + d]! * query[d]!;
-      top.offer(slot, dot);
-    };
-    if (this.codes) {
-      for (const slot of this.codes.nearest(query, this.memories.length, allowed, RESCORE_CANDIDATES)) score(slot);
-    } else {
-      for (let slot = 0; slot < this.memories.length; slot++) if (allowed(slot)) score(slot);
-    }
-    return top.slotsBestFirst();
-  }
-
-  private sparseTop(query: SparseVector, allowed: (slot: number) => boolean): number[] {
-    // Scores accumulate in a typed array indexed by slot (a Map per query was the slowest part at 100k memories).
-    if (this.scores.length < this.memories.length) this.scores = new Float64Array(this.memories.length * 2);
-    const scores = this.scores;
-    const touched: number[] = [];
-    query.indices.forEach((term, i) => {
-      const list = this.postings.get(term);
-      const df = this.documentFrequency.get(term);
-      if (!list || !df) return;
-      // Qdrant's IDF modifier: ln(1 + (N - n + 0.5) / (n + 0.5)).
-      const idf = Math.log(1 + (this.live - df + 0.5) / (df + 0.5)) * query.values[i]!;
-      const { slots, weights } = list;
-      for (let j = 0; j < slots.length; j++) {
-        const slot = slots[j]!;
-        if (scores[slot] === 0) touched.push(slot);
-        scores[slot]! += idf * weights[j]!;
-      }
+  private thread(): Worker {
+    if (this.worker) return this.worker;
+    const worker = startEngineThread(this.settings);
+    worker.unref();
+    worker.on("message", (reply: EngineReply) => {
+      const waiting = this.pending.get(reply.id);
+      if (!waiting) return;
+      this.pending.delete(reply.id);
+      if (this.pending.size === 0) worker.unref();
+      if (reply.ok) waiting.resolve(reply.value);
+      else waiting.reject(reply.name === "InvalidCursorError" ? new InvalidCursorError() : new Error(reply.message));
     });
-    const top = new TopK(PREFETCH_LIMIT);
-    for (const slot of touched) {
-      if (allowed(slot)) top.offer(slot, scores[slot]!);
-      scores[slot] = 0;
-    }
-    return top.slotsBestFirst();
-  }
-
-  /** Drops dead slots: vectors and postings are rebuilt from the live memories. */
-  private rebuild(): void {
-    const live = this.all();
-    this.memories = [];
-    this.slotById.clear();
-    this.postings = new Map();
-    this.documentFrequency.clear();
-    this.codes = undefined;
-    this.live = 0;
-    for (const m of live) this.put(m);
+    const stopped = (error: Error) => {
+      if (this.worker !== worker) return;
+      this.worker = undefined;
+      for (const waiting of this.pending.values()) waiting.reject(error);
+      this.pending.clear();
+    };
+    worker.on("error", stopped);
+    worker.on("exit", (code) => stopped(new Error(`the embedded memory store's thread stopped (exit code ${code})`)));
+    this.worker = worker;
+    return worker;
   }
 }
 
-const plain = (m: NewMemory): Memory => ({
-  id: m.id,
-  conversationId: m.conversationId,
-  role: m.role,
-  text: m.text,
-  createdAt: m.createdAt,
-  model: m.model,
-  requestId: m.requestId,
-});
-
-/** The k best (slot, score) pairs seen, kept sorted; cheap while k is small compared with the input. */
-class TopK {
-  private readonly slots: number[] = [];
-  private readonly scores: number[] = [];
-
-  constructor(private readonly k: number) {}
-
-  offer(slot: number, score: number): void {
-    const n = this.scores.length;
-    if (n === this.k && score <= this.scores[n - 1]!) return;
-    let i = n === this.k ? n - 1 : n;
-    while (i > 0 && this.scores[i - 1]! < score) {
-      this.scores[i] = this.scores[i - 1]!;
-      this.slots[i] = this.slots[i - 1]!;
-      i--;
-    }
-    this.scores[i] = score;
-    this.slots[i] = slot;
-  }
-
-  slotsBestFirst(): number[] {
-    return this.slots.slice();
-  }
+/** Compiled: the .js beside this file. From TypeScript sources (tests, `tsx`): the .ts, through tsx's require hook. */
+function startEngineThread(settings: EngineSettings): Worker {
+  const script = join(__dirname, "embedded", `worker${__filename.endsWith(".ts") ? ".ts" : ".js"}`);
+  if (script.endsWith(".js")) return new Worker(script, { workerData: settings });
+  const bootstrap = `require(${JSON.stringify(require.resolve("tsx/cjs"))}); require(${JSON.stringify(script)});`;
+  return new Worker(bootstrap, { eval: true, workerData: settings });
 }

@@ -3,9 +3,10 @@ import type { Database } from "../db";
 import { claimDue, OutboxWorker, retryLater } from "../db/outbox";
 import type { Logger } from "../log";
 import type { Embedder } from "./embedders/types";
+import { REMEMBERED_CHARS } from "./recall";
 import { bm25Document } from "./sparse";
 import type { MemoryStore, NewMemory } from "./store";
-import { chunkText } from "./text";
+import { chunkText, clip } from "./text";
 
 export interface OutboxMessage {
   role: "user" | "assistant";
@@ -37,9 +38,9 @@ export interface MemoryOutboxOptions {
   leaseSeconds?: number;
 }
 
-/** A chunk's point id: derived from the request and the chunk's place in it, so a retry overwrites, never adds. */
-export function memoryId(requestId: string, index: number): string {
-  const h = createHash("sha256").update(`${requestId}:${index}`).digest("hex");
+/** A point id (UUID-shaped, as Qdrant takes) derived from its parts: the same parts always give the same id. */
+export function memoryId(...parts: Array<string | number>): string {
+  const h = createHash("sha256").update(parts.join("\u0000")).digest("hex");
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-5${h.slice(13, 16)}-${((Number.parseInt(h[16]!, 16) & 3) | 8).toString(16)}${h.slice(17, 20)}-${h.slice(20, 32)}`;
 }
 
@@ -106,22 +107,29 @@ export class MemoryOutbox extends OutboxWorker {
   }
 }
 
+/**
+ * A chunk's id is its user, conversation, role and text: a retry overwrites rather than adds, and the same text said
+ * again in the same conversation (or, without one, by the same user) is stored once, dated and attributed to the
+ * latest request that said it.
+ */
 function toChunks(row: OutboxRow, chunkTokens: number): Omit<NewMemory, "dense" | "sparse">[] {
   // A millisecond apart per chunk, so the exchange keeps its order (user turn, then reply) when sorted by time.
   const base = new Date(row.created_at).getTime();
-  const chunks: Omit<NewMemory, "dense" | "sparse">[] = [];
+  const chunks = new Map<string, Omit<NewMemory, "dense" | "sparse">>();
   for (const message of row.messages) {
-    for (const text of chunkText(message.content, chunkTokens)) {
-      chunks.push({
-        id: memoryId(row.request_id, chunks.length),
+    // Bounded whatever the row holds (rows written before the cap existed included).
+    for (const text of chunkText(clip(message.content, REMEMBERED_CHARS), chunkTokens)) {
+      const id = memoryId(row.user_id, row.conversation_id ?? "", message.role, text);
+      chunks.set(id, {
+        id,
         conversationId: row.conversation_id,
         role: message.role,
         text,
-        createdAt: new Date(base + chunks.length).toISOString(),
+        createdAt: new Date(base + chunks.size).toISOString(),
         model: row.model,
         requestId: row.request_id,
       });
     }
   }
-  return chunks;
+  return [...chunks.values()];
 }

@@ -1,7 +1,7 @@
 import { textParts } from "../providers";
 import type { OutboxMessage } from "./outbox";
 import type { Memory, ScoredMemory } from "./store";
-import { approximateTokens } from "./text";
+import { approximateTokens, clip } from "./text";
 
 /** The parts of a chat message recall and write-back read. */
 export interface ChatTurn {
@@ -11,26 +11,37 @@ export interface ChatTurn {
 
 const textOf = (content: unknown): string => textParts(content).filter(Boolean).join("\n");
 
-/** The recall query: the latest user turn, plus a little of the turn before it for context. */
+/** The recall query's length: the end of a long turn (a pasted document ends with its question) is what is asked. */
+const RECALL_QUERY_CHARS = 2_000;
+/** What write-back keeps of each message: its start, up to this many characters (40 chunks of 200 tokens). */
+export const REMEMBERED_CHARS = 32_000;
+/** What the "already in the prompt" check reads of the request: its end, where the conversation is. */
+const SENT_TEXT_CHARS = 100_000;
+
+/** The recall query: the latest user turn (its end, at most RECALL_QUERY_CHARS), plus a little of the turn before
+ * it for context. Bounded, so a 9 MB message costs recall no more than a page of text. */
 export function recallQuery(messages: readonly ChatTurn[]): string {
   const lastUser = messages.findLastIndex((m) => m.role === "user");
   if (lastUser < 0) return "";
-  const latest = textOf(messages[lastUser]!.content);
-  const before = lastUser > 0 ? textOf(messages[lastUser - 1]!.content).slice(-300) : "";
+  const latest = clip(textOf(messages[lastUser]!.content), RECALL_QUERY_CHARS, "end");
+  const before = lastUser > 0 ? clip(textOf(messages[lastUser - 1]!.content), 300, "end") : "";
   return before ? `${latest}\n${before}` : latest;
 }
 
-/** What an exchange writes into memory: the user turns since the last assistant turn, and the reply. */
+/** What an exchange writes into memory: the user turns since the last assistant turn, and the reply, each cut to
+ * its first REMEMBERED_CHARS (so a huge message costs the outbox, the embedder and the store a bounded amount). */
 export function exchangeToRemember(messages: readonly ChatTurn[], reply: string): OutboxMessage[] {
   const lastAssistant = messages.findLastIndex((m) => m.role === "assistant");
   const out: OutboxMessage[] = messages
     .slice(lastAssistant + 1)
     .filter((m) => m.role === "user")
-    .map((m) => ({ role: "user" as const, content: textOf(m.content).trim() }))
+    .map((m) => ({ role: "user" as const, content: remembered(textOf(m.content)) }))
     .filter((m) => m.content.length > 0);
-  if (reply.trim()) out.push({ role: "assistant", content: reply.trim() });
+  if (reply.trim()) out.push({ role: "assistant", content: remembered(reply) });
   return out;
 }
+
+const remembered = (text: string) => clip(text.trim(), REMEMBERED_CHARS).trim();
 
 const normalize = (text: string) => text.toLowerCase().replace(/\s+/g, " ").trim();
 
@@ -49,7 +60,7 @@ export function selectMemories(
   budgetTokens: number,
   now = Date.now(),
 ): Memory[] {
-  const sentText = normalize(sent.map((m) => textOf(m.content)).join("\n"));
+  const sentText = normalize(clip(sent.map((m) => textOf(m.content)).join("\n"), SENT_TEXT_CHARS, "end"));
   const ranked = candidates
     .filter((c) => !sentText.includes(normalize(c.memory.text)))
     .map((c) => {

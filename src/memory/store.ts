@@ -79,6 +79,7 @@ export const PREFETCH_LIMIT = 100;
 export class InvalidCursorError extends Error {
   constructor() {
     super("invalid page cursor");
+    this.name = "InvalidCursorError";
   }
 }
 

@@ -34,6 +34,19 @@ export function terms(text: string): string[] {
   return out;
 }
 
+/** At most `max` UTF-16 units of `text` from its start (or its end), never splitting a surrogate pair. */
+export function clip(text: string, max: number, from: "start" | "end" = "start"): string {
+  if (text.length <= max) return text;
+  if (from === "start") {
+    const cut = isHighSurrogate(text.charCodeAt(max - 1)) ? max - 1 : max;
+    return text.slice(0, cut);
+  }
+  const cut = text.length - max;
+  return text.slice(isHighSurrogate(text.charCodeAt(cut - 1)) ? cut + 1 : cut);
+}
+
+const isHighSurrogate = (code: number) => code >= 0xd800 && code <= 0xdbff;
+
 /** A rough token count (≈ 4 characters per token), the same rule the rate limiter's estimate uses. */
 export function approximateTokens(text: string): number {
   return Math.ceil(text.length / 4);

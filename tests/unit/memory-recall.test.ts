@@ -1,5 +1,5 @@
+import { SignCodes } from "../../src/memory/embedded/sign-codes";
 import { memoryMessage, recallQuery, selectMemories } from "../../src/memory/recall";
-import { SignCodes } from "../../src/memory/sign-codes";
 import type { Memory, ScoredMemory } from "../../src/memory/store";
 import { approximateTokens } from "../../src/memory/text";
 

@@ -1,0 +1,24 @@
+import type { MemoryDeletion, MemorySearch, NewMemory } from "../store";
+
+/** What the embedded store's thread is started with. */
+export interface EngineSettings {
+  dataDir: string;
+  collection: string;
+  dimensions: number;
+}
+
+/** One call to the store's thread; each names its user (the tenant filter travels with every read and delete). */
+export type EngineCall =
+  | { op: "open" }
+  | { op: "close" }
+  | { op: "siblings"; prefix: string }
+  | { op: "upsert"; userId: string; memories: NewMemory[] }
+  | { op: "search"; userId: string; query: MemorySearch }
+  | { op: "list"; userId: string; options: { conversationId?: string; limit: number; after?: string } }
+  | { op: "delete"; userId: string; which: MemoryDeletion };
+
+export type EngineRequest = EngineCall & { id: number };
+
+export type EngineReply =
+  | { id: number; ok: true; value: unknown }
+  | { id: number; ok: false; name: string; message: string };

@@ -1,0 +1,42 @@
+import { parentPort, workerData } from "node:worker_threads";
+import { EmbeddedEngine } from "./engine";
+import type { EngineReply, EngineRequest, EngineSettings } from "./protocol";
+
+/** The embedded store's thread: opens (replays) the log once, then answers calls in the order they arrive. */
+const settings = workerData as EngineSettings;
+const engine = new EmbeddedEngine(settings.dataDir, settings.collection, settings.dimensions);
+const opened = engine.open();
+// An open that fails is reported on every call (the store answers "unavailable"), not as an unhandled rejection.
+opened.catch(() => {});
+
+const port = parentPort!;
+port.on("message", async (request: EngineRequest) => {
+  let reply: EngineReply;
+  try {
+    await opened;
+    reply = { id: request.id, ok: true, value: run(request) };
+  } catch (error) {
+    const e = error instanceof Error ? error : new Error(String(error));
+    reply = { id: request.id, ok: false, name: e.name, message: e.message };
+  }
+  port.postMessage(reply);
+});
+
+function run(request: EngineRequest): unknown {
+  switch (request.op) {
+    case "open":
+      return undefined;
+    case "siblings":
+      return engine.siblings(request.prefix);
+    case "upsert":
+      return engine.upsert(request.userId, request.memories);
+    case "search":
+      return engine.search(request.userId, request.query);
+    case "list":
+      return engine.list(request.userId, request.options);
+    case "delete":
+      return engine.delete(request.userId, request.which);
+    case "close":
+      return engine.close();
+  }
+}
