@@ -4,7 +4,7 @@
  * MemoryService.recall, the pipeline's own call (embed the query, hybrid search, dedupe, budget, format).
  * BENCH_MEMORIES scales the total (default 1,000,000; the heavy user keeps a tenth).
  */
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadConfig } from "../src/config";
@@ -12,65 +12,22 @@ import type { Database } from "../src/db";
 import { createLogger } from "../src/log";
 import { MemoryService } from "../src/memory";
 import { EmbeddedMemoryStore } from "../src/memory/embedded-store";
-import { ensureWordVectorCache, WordVectorEmbedder } from "../src/memory/embedders/word-vectors";
-import { memoryId } from "../src/memory/outbox";
-import { bm25Document } from "../src/memory/sparse";
-import type { NewMemory } from "../src/memory/store";
 import { createMetrics } from "../src/metrics";
+import { SyntheticMemories } from "./synthetic-memories";
 
 const TOTAL = Number(process.env.BENCH_MEMORIES ?? 1_000_000);
 const HEAVY = Math.round(TOTAL / 10);
 const PER_LIGHT_USER = 1_000;
 const QUERIES = 1_000;
 
-/** Deterministic pseudo-random numbers, so runs are comparable. */
-let seed = 42;
-const random = () => {
-  seed = (Math.imul(seed ^ (seed >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) | 0;
-  return ((seed >>> 0) % 1_000_000) / 1_000_000;
-};
-
-/** English words in frequency order, from the built-in embedder's vocabulary, drawn with a Zipf-like skew. */
-function wordSampler(): () => string {
-  const file = readFileSync(ensureWordVectorCache());
-  const words = file
-    .subarray(12, 12 + file.readUInt32LE(8))
-    .toString("utf8")
-    .split("\n")
-    .slice(30, 30_000)
-    .filter((w) => /^[a-z]+$/.test(w));
-  return () => words[Math.floor(words.length * random() ** 2.5)]!;
-}
-
-function sentence(word: () => string): string {
-  const length = 8 + Math.floor(random() * 30);
-  return Array.from({ length }, word).join(" ");
-}
-
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]!;
 
 async function main() {
-  const embedder = new WordVectorEmbedder();
-  const word = wordSampler();
+  const synthetic = new SyntheticMemories();
+  const { embedder } = synthetic;
   const dir = mkdtempSync(join(tmpdir(), "perpetual-memory-bench-"));
   const store = new EmbeddedMemoryStore(dir, "bench", embedder.dimensions);
   await store.ready();
-  const year = 365 * 86_400_000;
-  const now = Date.now();
-  const memoryOf = (userId: string, n: number): NewMemory => {
-    const text = sentence(word);
-    return {
-      id: memoryId(`${userId}-${n}`, 0),
-      conversationId: `c${n % 50}`,
-      role: n % 2 === 0 ? "user" : "assistant",
-      text,
-      createdAt: new Date(now - random() * year).toISOString(),
-      model: "gpt-4o",
-      requestId: `${userId}-${n}`,
-      dense: embedder.embedOne(text),
-      sparse: bm25Document(text),
-    };
-  };
 
   const heavyUser = "00000000-0000-4000-8000-000000000001";
   const lightUsers = Array.from(
@@ -80,12 +37,7 @@ async function main() {
 
   // Bulk load: chunk, embed, BM25, append (fsynced per batch of 1,000) and index.
   const loadStarted = performance.now();
-  const load = async (userId: string, count: number) => {
-    for (let start = 0; start < count; start += 1_000) {
-      const batch = Array.from({ length: Math.min(1_000, count - start) }, (_, i) => memoryOf(userId, start + i));
-      await store.forUser(userId).upsert(batch);
-    }
-  };
+  const load = (userId: string, count: number) => synthetic.load(store.forUser(userId), userId, count);
   await load(heavyUser, HEAVY);
   for (const user of lightUsers) await load(user, PER_LIGHT_USER);
   const loadSeconds = (performance.now() - loadStarted) / 1000;
@@ -96,7 +48,7 @@ async function main() {
   const writeStarted = performance.now();
   for (let i = 0; i < exchanges; i++) {
     const user = lightUsers[i % lightUsers.length]!;
-    await store.forUser(user).upsert([memoryOf(user, 10_000 + 2 * i), memoryOf(user, 10_001 + 2 * i)]);
+    await store.forUser(user).upsert([synthetic.memory(user, 10_000 + 2 * i), synthetic.memory(user, 10_001 + 2 * i)]);
   }
   const exchangeChunksPerSecond = (2 * exchanges) / ((performance.now() - writeStarted) / 1000);
 
@@ -117,7 +69,7 @@ async function main() {
     for (let i = 0; i < QUERIES + 50; i++) {
       const messages = [
         { role: "system", content: "You are a helpful assistant." },
-        { role: "user", content: `${sentence(word)}?` },
+        { role: "user", content: `${synthetic.sentence()}?` },
       ];
       const started = performance.now();
       const recall = await memory.recall(users(), messages, controls, null);
@@ -133,7 +85,7 @@ async function main() {
   }
 
   const heavy = await measure(() => heavyUser);
-  const light = await measure(() => lightUsers[Math.floor(random() * lightUsers.length)]!);
+  const light = await measure(() => lightUsers[Math.floor(synthetic.random() * lightUsers.length)]!);
   await store.close();
   rmSync(dir, { recursive: true, force: true });
 

@@ -279,7 +279,7 @@ class UserIndex {
         fused.set(slot, (fused.get(slot) ?? 0) + weight / (RRF_K + rank + 1));
       });
     };
-    fuse(this.denseTop(query.dense, allowed), FUSION_WEIGHTS.dense);
+    fuse(this.denseTop(query.dense, allowed, query.conversationId !== undefined), FUSION_WEIGHTS.dense);
     fuse(this.sparseTop(query.sparse, allowed), FUSION_WEIGHTS.sparse);
     return [...fused]
       .sort((a, b) => b[1] - a[1])
@@ -287,7 +287,7 @@ class UserIndex {
       .map(([slot, score]) => ({ memory: plain(this.memories[slot]!), score }));
   }
 
-  private denseTop(query: Float32Array, allowed: (slot: number) => boolean): number[] {
+  private denseTop(query: Float32Array, allowed: (slot: number) => boolean, filtered: boolean): number[] {
     const top = new TopK(PREFETCH_LIMIT);
     const dims = this.dimensions;
     const vectors = this.vectors;
@@ -298,7 +298,15 @@ class UserIndex {
       top.offer(slot, dot);
     };
     if (this.codes) {
-      for (const slot of this.codes.nearest(query, this.memories.length, allowed, RESCORE_CANDIDATES)) score(slot);
+      // Every slot is a candidate when none is dead and no conversation filter applies: no per-slot check then.
+      const everySlot = !filtered && this.live === this.memories.length;
+      const candidates = this.codes.nearest(
+        query,
+        this.memories.length,
+        everySlot ? undefined : allowed,
+        RESCORE_CANDIDATES,
+      );
+      for (const slot of candidates) score(slot);
     } else {
       for (let slot = 0; slot < this.memories.length; slot++) if (allowed(slot)) score(slot);
     }
