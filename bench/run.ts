@@ -225,13 +225,14 @@ async function main() {
       });
     }
 
+    const hugeRequest = await healthDuringHugeRequest(perpetual, auth, `http://127.0.0.1:${port}/health`);
+
     // Slow streams (the upstream's slow-stream model) opened all at once, memory off, through the pass-through and
     // through Perpetual: every stream must complete, and the latency stay near the pass-through's.
     const streams = (url: string, headers: Record<string, string>, model: string) =>
       load({ url, headers, body: body(true, model), connections: 2000 });
     const passthroughStreams = await streams(passthrough, {}, "slow-stream");
     const concurrent = await streams(perpetual, memoryOff, "openai/slow-stream");
-    const hugeRequest = await healthDuringHugeRequest(perpetual, auth, `http://127.0.0.1:${port}/health`);
     const memory = rssMb(server.child.pid!);
     const results = {
       date: new Date().toISOString(),

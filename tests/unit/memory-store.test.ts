@@ -1,4 +1,4 @@
-import { mkdtempSync } from "node:fs";
+import { appendFileSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { EmbeddedMemoryStore } from "../../src/memory/embedded-store";
@@ -33,6 +33,40 @@ describe("Embedded memory store", () => {
     expect(hits[0]!.memory.text).toBe("I moved to Lisbon in March");
     expect(await second.forUser(ALICE).search(searchFor("Lisbon", "other-conversation"))).toEqual([]);
     await second.close();
+  });
+
+  test("When the log ends in a torn line (a crash mid-append), then the next start's writes are kept apart from it", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "mem-"));
+    const first = new EmbeddedMemoryStore(dir, "test", embedder.dimensions);
+    await first.ready();
+    await first.forUser(ALICE).upsert([memory("I keep bees", "r1")]);
+    await first.close();
+    appendFileSync(join(dir, "memory", "test.ndjson"), '{"op":"put","u":"torn'); // never acknowledged
+
+    const second = new EmbeddedMemoryStore(dir, "test", embedder.dimensions);
+    await second.ready();
+    await second.forUser(ALICE).upsert([memory("I sail on weekends", "r2")]);
+    await second.close();
+
+    const third = new EmbeddedMemoryStore(dir, "test", embedder.dimensions);
+    await third.ready();
+    const texts = (await third.forUser(ALICE).list({ limit: 10 })).data.map((m) => m.text);
+    expect(texts.sort()).toEqual(["I keep bees", "I sail on weekends"]);
+    await third.close();
+  });
+
+  test("When many writes arrive together, then each resolves once durable and searches are answered meanwhile", async () => {
+    const store = new EmbeddedMemoryStore(mkdtempSync(join(tmpdir(), "mem-")), "test", embedder.dimensions);
+    await store.ready();
+    const alice = store.forUser(ALICE);
+    const writes = Array.from({ length: 200 }, (_, i) =>
+      alice.upsert([memory(`note number ${i} about otters`, `w${i}`)]),
+    );
+    const hits = await alice.search(searchFor("otters", "c1"));
+    await Promise.all(writes);
+    expect(hits.length).toBeGreaterThan(0);
+    expect((await alice.list({ limit: 200 })).data).toHaveLength(200);
+    await store.close();
   });
 });
 

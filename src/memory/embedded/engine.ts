@@ -2,15 +2,20 @@ import {
   closeSync,
   createReadStream,
   existsSync,
+  fdatasync,
   fdatasyncSync,
   mkdirSync,
   openSync,
   readdirSync,
+  readSync,
   renameSync,
+  statSync,
+  write,
   writeSync,
 } from "node:fs";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
+import { promisify } from "node:util";
 import type { SparseVector } from "../sparse";
 import {
   decodeCursor,
@@ -42,6 +47,10 @@ export class EmbeddedEngine {
   private readonly path: string;
   private fd: number | undefined;
   private logLines = 0;
+  /** Log lines waiting for the next group commit, and the writes waiting for it to be on disk. */
+  private queued: string[] = [];
+  private waiting: { resolve(): void; reject(error: Error): void }[] = [];
+  private flushing: Promise<void> | undefined;
 
   constructor(
     dataDir: string,
@@ -59,6 +68,8 @@ export class EmbeddedEngine {
     const live = [...this.users.values()].reduce((n, u) => n + u.live, 0);
     if (this.logLines > 1000 && this.logLines > 2 * live) this.compact();
     this.fd = openSync(this.path, "a", 0o600);
+    // A torn last line (a crash mid-append: never acknowledged) must not swallow the first line appended now.
+    if (!endsWithNewline(this.path)) writeSync(this.fd, "\n");
   }
 
   siblings(prefix: string): string[] {
@@ -68,12 +79,13 @@ export class EmbeddedEngine {
       .filter((name) => name.startsWith(prefix) && name !== this.collection);
   }
 
-  /** Durable (fsynced) before it returns. */
-  upsert(userId: string, memories: NewMemory[]): void {
+  /** Searchable at once; resolves once durable (fsynced), which is when the outbox may forget the exchange. */
+  async upsert(userId: string, memories: NewMemory[]): Promise<void> {
     if (memories.length === 0) return;
-    this.append(memories.map((m) => ({ op: "put", u: userId, ...serialize(m) })));
+    const durable = this.append(memories.map((m) => ({ op: "put", u: userId, ...serialize(m) })));
     const index = this.userIndex(userId);
     for (const m of memories) index.put(m);
+    await durable;
   }
 
   search(userId: string, query: MemorySearch): ScoredMemory[] {
@@ -84,18 +96,20 @@ export class EmbeddedEngine {
     return this.users.get(userId)?.list(options) ?? { data: [] };
   }
 
-  delete(userId: string, which: MemoryDeletion): number {
+  async delete(userId: string, which: MemoryDeletion): Promise<number> {
     const user = this.users.get(userId);
     if (!user) return 0;
     const ids = user.matching(which);
     if (ids.length === 0) return 0;
-    this.append([{ op: "del", u: userId, ids }]);
+    const durable = this.append([{ op: "del", u: userId, ids }]);
     for (const id of ids) user.remove(id);
     if (user.live === 0) this.users.delete(userId);
+    await durable;
     return ids.length;
   }
 
-  close(): void {
+  async close(): Promise<void> {
+    await this.flushing;
     if (this.fd !== undefined) closeSync(this.fd);
     this.fd = undefined;
   }
@@ -108,11 +122,36 @@ export class EmbeddedEngine {
     return created;
   }
 
-  private append(records: object[]): void {
-    if (this.fd === undefined) throw new Error("the embedded memory store is not open");
-    writeSync(this.fd, `${records.map((r) => JSON.stringify(r)).join("\n")}\n`);
-    fdatasyncSync(this.fd);
+  /**
+   * Group commit: records are queued and written, with one fdatasync, by a flush that runs off this thread (the
+   * libuv pool), so searches are answered while a write waits for the disk. Resolves once the records are on disk.
+   */
+  private append(records: object[]): Promise<void> {
+    if (this.fd === undefined) return Promise.reject(new Error("the embedded memory store is not open"));
+    for (const record of records) this.queued.push(JSON.stringify(record));
     this.logLines += records.length;
+    const durable = new Promise<void>((resolve, reject) => this.waiting.push({ resolve, reject }));
+    this.flushing ??= this.flush();
+    return durable;
+  }
+
+  private async flush(): Promise<void> {
+    while (this.queued.length > 0) {
+      const lines = this.queued;
+      const waiting = this.waiting;
+      this.queued = [];
+      this.waiting = [];
+      try {
+        await writeFully(this.fd!, Buffer.from(`${lines.join("\n")}\n`));
+        await fdatasyncAsync(this.fd!);
+        for (const w of waiting) w.resolve();
+      } catch (error) {
+        for (const w of [...waiting, ...this.waiting]) w.reject(error as Error);
+        // The log may now end in a torn line: stop this thread (the store starts a new one, which replays).
+        process.exit(1);
+      }
+    }
+    this.flushing = undefined;
   }
 
   private async replay(): Promise<void> {
@@ -149,6 +188,29 @@ export class EmbeddedEngine {
     closeSync(fd);
     renameSync(partial, this.path);
     this.logLines = lines;
+  }
+}
+
+const writeAsync = promisify(write);
+const fdatasyncAsync = promisify(fdatasync);
+
+async function writeFully(fd: number, buffer: Buffer): Promise<void> {
+  for (let offset = 0; offset < buffer.length; ) {
+    const { bytesWritten } = await writeAsync(fd, buffer, offset, buffer.length - offset, null);
+    offset += bytesWritten;
+  }
+}
+
+function endsWithNewline(path: string): boolean {
+  const size = statSync(path).size;
+  if (size === 0) return true;
+  const fd = openSync(path, "r");
+  try {
+    const last = Buffer.alloc(1);
+    readSync(fd, last, 0, 1, size - 1);
+    return last[0] === 0x0a;
+  } finally {
+    closeSync(fd);
   }
 }
 

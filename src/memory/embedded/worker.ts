@@ -14,7 +14,7 @@ port.on("message", async (request: EngineRequest) => {
   let reply: EngineReply;
   try {
     await opened;
-    reply = { id: request.id, ok: true, value: run(request) };
+    reply = { id: request.id, ok: true, value: await run(request) };
   } catch (error) {
     const e = error instanceof Error ? error : new Error(String(error));
     reply = { id: request.id, ok: false, name: e.name, message: e.message };
@@ -22,7 +22,7 @@ port.on("message", async (request: EngineRequest) => {
   port.postMessage(reply);
 });
 
-function run(request: EngineRequest): unknown {
+function run(request: EngineRequest): unknown | Promise<unknown> {
   switch (request.op) {
     case "open":
       return undefined;
