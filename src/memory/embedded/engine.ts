@@ -230,15 +230,26 @@ function deserialize(record: ReturnType<typeof serialize>): NewMemory {
   return { ...record.m, dense, sparse: { indices: record.s[0], values: record.s[1] } };
 }
 
-/** Up to this many memories per user, dense search is an exact scan (about 2 ms at the limit on one core). */
-const EXACT_SCAN_LIMIT = 20_000;
+/** Up to this many memories per user, dense search is an exact scan (about 2 ms at the limit on this machine's
+ * cores; past it the binary-code pass is cheaper: ~4 ms at 100,000 against ~8 ms for an exact scan of 20,000). */
+const EXACT_SCAN_LIMIT = 5_000;
 /** Beyond it, this many nearest by binary code are rescored exactly (Qdrant's quantization oversampling). */
 const RESCORE_CANDIDATES = 2_000;
 
+/**
+ * Dense vectors are kept as int8 (unit-vector components × 127, as Qdrant's scalar quantization): a quarter of the
+ * memory, and rescoring reads 100 bytes per candidate instead of 400 (it is bound by memory access, not arithmetic).
+ * Rank changes are negligible for ranking; a compaction writes the vectors back dequantized.
+ */
+const QUANTIZATION_SCALE = 127;
+
+/** A memory as the index keeps it: its dense vector lives only in the packed, quantized `vectors` array. */
+type Kept = Memory & { sparse: SparseVector };
+
 /** One user's memories: slots in insertion order, dead slots skipped and reclaimed by `rebuild`. */
 class UserIndex {
-  private memories: (NewMemory | undefined)[] = [];
-  private vectors: Float32Array;
+  private memories: (Kept | undefined)[] = [];
+  private vectors: Int8Array;
   private readonly slotById = new Map<string, number>();
   /** term id → slots holding it, with the term's weight there. */
   private postings = new Map<number, { slots: number[]; weights: number[] }>();
@@ -251,19 +262,22 @@ class UserIndex {
   private codes: SignCodes | undefined;
 
   constructor(private readonly dimensions: number) {
-    this.vectors = new Float32Array(dimensions * 16);
+    this.vectors = new Int8Array(dimensions * 16);
   }
 
   put(memory: NewMemory): void {
     if (this.slotById.has(memory.id)) this.remove(memory.id);
     const slot = this.memories.length;
     if ((slot + 1) * this.dimensions > this.vectors.length) {
-      const grown = new Float32Array(this.vectors.length * 2);
+      const grown = new Int8Array(this.vectors.length * 2);
       grown.set(this.vectors);
       this.vectors = grown;
     }
-    this.vectors.set(memory.dense.subarray(0, this.dimensions), slot * this.dimensions);
-    this.memories.push(memory);
+    const base = slot * this.dimensions;
+    for (let d = 0; d < this.dimensions; d++) {
+      this.vectors[base + d] = Math.max(-127, Math.min(127, Math.round((memory.dense[d] ?? 0) * QUANTIZATION_SCALE)));
+    }
+    this.memories.push({ ...plain(memory), sparse: memory.sparse });
     this.slotById.set(memory.id, slot);
     this.encode(slot);
     memory.sparse.indices.forEach((term, i) => {
@@ -303,13 +317,28 @@ class UserIndex {
     if (this.memories.length > 64 && this.live < this.memories.length / 2) this.rebuild();
   }
 
+  /** The live memories with their vectors (copied out of the packed array): for compaction and `rebuild`. */
   all(): NewMemory[] {
-    return this.memories.filter((m): m is NewMemory => m !== undefined);
+    const out: NewMemory[] = [];
+    const dims = this.dimensions;
+    this.memories.forEach((m, slot) => {
+      if (!m) return;
+      const dense = Float32Array.from(
+        this.vectors.subarray(slot * dims, (slot + 1) * dims),
+        (x) => x / QUANTIZATION_SCALE,
+      );
+      out.push({ ...m, dense });
+    });
+    return out;
+  }
+
+  private kept(): Kept[] {
+    return this.memories.filter((m): m is Kept => m !== undefined);
   }
 
   matching(which: MemoryDeletion): string[] {
     if ("ids" in which) return which.ids.filter((id) => this.slotById.has(id));
-    return this.all()
+    return this.kept()
       .filter((m) =>
         "all" in which
           ? true
@@ -322,7 +351,7 @@ class UserIndex {
 
   list({ conversationId, limit, after }: { conversationId?: string; limit: number; after?: string }): MemoryPage {
     const cursor = after === undefined ? undefined : decodeCursor(after);
-    const following = this.all()
+    const following = this.kept()
       .filter((m) => (conversationId === undefined || m.conversationId === conversationId) && isAfterCursor(m, cursor))
       .sort((a, b) =>
         a.createdAt === b.createdAt ? b.id.localeCompare(a.id) : b.createdAt.localeCompare(a.createdAt),
@@ -353,24 +382,19 @@ class UserIndex {
     const top = new TopK(PREFETCH_LIMIT);
     const dims = this.dimensions;
     const vectors = this.vectors;
-    const score = (slot: number) => {
-      let dot = 0;
-      const base = slot * dims;
-      for (let d = 0; d < dims; d++) dot += vectors[base + d]! * query[d]!;
-      top.offer(slot, dot);
-    };
+    const slots = this.memories.length;
+    // Every slot is a candidate when none is dead and no conversation filter applies: no per-slot check then.
+    const check = filtered || this.live !== slots;
     if (this.codes) {
-      // Every slot is a candidate when none is dead and no conversation filter applies: no per-slot check then.
-      const everySlot = !filtered && this.live === this.memories.length;
-      const candidates = this.codes.nearest(
-        query,
-        this.memories.length,
-        everySlot ? undefined : allowed,
-        RESCORE_CANDIDATES,
-      );
-      for (const slot of candidates) score(slot);
+      const scaled = query.map((x) => x * QUANTIZATION_SCALE);
+      for (const slot of this.codes.nearest(scaled, slots, check ? allowed : undefined, RESCORE_CANDIDATES)) {
+        top.offer(slot, dot(vectors, slot * dims, query, dims));
+      }
     } else {
-      for (let slot = 0; slot < this.memories.length; slot++) if (allowed(slot)) score(slot);
+      for (let slot = 0; slot < slots; slot++) {
+        if (check && !allowed(slot)) continue;
+        top.offer(slot, dot(vectors, slot * dims, query, dims));
+      }
     }
     return top.slotsBestFirst();
   }
@@ -414,7 +438,24 @@ class UserIndex {
   }
 }
 
-const plain = (m: NewMemory): Memory => ({
+/** Four running sums: independent additions the CPU overlaps (about 20% faster than one sum here). */
+function dot(vectors: Int8Array, base: number, query: Float32Array, dims: number): number {
+  let s0 = 0;
+  let s1 = 0;
+  let s2 = 0;
+  let s3 = 0;
+  let d = 0;
+  for (; d + 3 < dims; d += 4) {
+    s0 += vectors[base + d]! * query[d]!;
+    s1 += vectors[base + d + 1]! * query[d + 1]!;
+    s2 += vectors[base + d + 2]! * query[d + 2]!;
+    s3 += vectors[base + d + 3]! * query[d + 3]!;
+  }
+  for (; d < dims; d++) s0 += vectors[base + d]! * query[d]!;
+  return s0 + s1 + s2 + s3;
+}
+
+const plain = (m: Memory): Memory => ({
   id: m.id,
   conversationId: m.conversationId,
   role: m.role,

@@ -10,7 +10,8 @@ function popcount32(x: number): number {
  * Binary quantization for the embedded store's large users, as Qdrant's binary quantization with rescoring does:
  * each vector keeps one bit per dimension (the sign after subtracting the user's mean vector, so bits split
  * evenly), the query's bits are compared by Hamming distance (four 32-bit popcounts per 100-dimension vector
- * instead of a dot product), and the closest few thousand are rescored exactly by the caller.
+ * instead of a dot product), and the closest few thousand are rescored exactly by the caller. Vectors and queries
+ * must be in the same units (the engine's are int8, see QUANTIZATION_SCALE).
  */
 export class SignCodes {
   private readonly words: number;
@@ -26,7 +27,7 @@ export class SignCodes {
   }
 
   /** Takes the mean of the live vectors and encodes every slot. */
-  rebuild(vectors: Float32Array, slots: number, isLive: (slot: number) => boolean, live: number): void {
+  rebuild(vectors: Float32Array | Int8Array, slots: number, isLive: (slot: number) => boolean, live: number): void {
     const dims = this.dimensions;
     const sum = new Float64Array(dims);
     for (let slot = 0; slot < slots; slot++) {
@@ -38,7 +39,7 @@ export class SignCodes {
     this.builtAt = live;
   }
 
-  encode(slot: number, vector: Float32Array): void {
+  encode(slot: number, vector: Float32Array | Int8Array): void {
     if ((slot + 1) * this.words > this.codes.length) {
       const grown = new Uint32Array(Math.max(this.codes.length * 2, (slot + 1) * this.words));
       grown.set(this.codes);
@@ -87,7 +88,7 @@ export class SignCodes {
     return out;
   }
 
-  private write(vector: Float32Array, into: Uint32Array, offset: number): void {
+  private write(vector: Float32Array | Int8Array, into: Uint32Array, offset: number): void {
     for (let w = 0; w < this.words; w++) {
       let bits = 0;
       for (let b = 0; b < 32; b++) {
