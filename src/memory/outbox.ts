@@ -69,9 +69,7 @@ export class MemoryOutbox extends OutboxWorker {
         return stored;
       }
       if (rows.length === 0) return stored;
-      for (const row of rows) {
-        if (await this.process(row)) stored++;
-      }
+      stored += await this.processBatch(rows);
     }
   }
 
@@ -85,25 +83,56 @@ export class MemoryOutbox extends OutboxWorker {
     );
   }
 
-  private async process(row: OutboxRow): Promise<boolean> {
-    const { db, store, embedder, logger } = this.options;
-    const memories = store.forUser(row.user_id);
-    try {
-      const chunks = toChunks(row, this.options.chunkTokens);
-      const dense = await embedder.embed(chunks.map((c) => c.text));
-      await memories.upsert(chunks.map((c, i) => ({ ...c, dense: dense[i]!, sparse: bm25Document(c.text) })));
-      const done = await db.query("delete from memory_outbox where id = $1 returning 1", [row.id]);
-      // The row vanished while we worked: the user was erased. Take back what was just written.
-      if (done.length === 0) await memories.delete({ requestId: row.request_id });
+  /**
+   * Stores a claimed batch: every row's chunks are written at once (the store group-commits them: one fsync, not
+   * one per exchange), then the stored rows are deleted in one statement. A row that fails is retried later on its
+   * own; the others are not held back by it.
+   */
+  private async processBatch(rows: OutboxRow[]): Promise<number> {
+    const { db, logger } = this.options;
+    const outcomes = await Promise.allSettled(rows.map((row) => this.store(row)));
+    const stored = rows.filter((_, i) => outcomes[i]!.status === "fulfilled");
+    const failed = rows.flatMap((row, i) => {
+      const outcome = outcomes[i]!;
+      return outcome.status === "rejected" ? [{ row, error: outcome.reason as unknown }] : [];
+    });
+    // Counted once removed from the outbox (an erased user's vanished row included).
+    let deleted = 0;
+    if (stored.length > 0) {
+      try {
+        const gone = await db.query<{ id: string }>(
+          "delete from memory_outbox where id = any($1::bigint[]) returning id::text",
+          [stored.map((row) => row.id)],
+        );
+        deleted = stored.length;
+        // Rows that vanished while we worked: their users were erased. Take back what was just written.
+        const still = new Set(gone.map((r) => r.id));
+        for (const row of stored) {
+          if (!still.has(row.id)) await this.options.store.forUser(row.user_id).delete({ requestId: row.request_id });
+        }
+      } catch (error) {
+        // Stored but not deleted: the lease runs out and the rows are stored again (same ids: replaced, not added).
+        logger.warn("memory outbox rows stored but not yet removed", { error });
+      }
+    }
+    for (const { row, error } of failed) {
+      if (!this.failing) logger.warn("memory write failed; will retry", { request_id: row.request_id, error });
+      await retryLater(db, "memory_outbox", [row.id], row.attempts, error);
+    }
+    if (failed.length > 0) this.failing = true;
+    else if (stored.length > 0) {
       if (this.failing) logger.info("memory writes resumed");
       this.failing = false;
-      return true;
-    } catch (error) {
-      if (!this.failing) logger.warn("memory write failed; will retry", { request_id: row.request_id, error });
-      this.failing = true;
-      await retryLater(db, "memory_outbox", [row.id], row.attempts, error);
-      return false;
     }
+    return deleted;
+  }
+
+  private async store(row: OutboxRow): Promise<void> {
+    const chunks = toChunks(row, this.options.chunkTokens);
+    const dense = await this.options.embedder.embed(chunks.map((c) => c.text));
+    await this.options.store
+      .forUser(row.user_id)
+      .upsert(chunks.map((c, i) => ({ ...c, dense: dense[i]!, sparse: bm25Document(c.text) })));
   }
 }
 
