@@ -60,7 +60,9 @@ async function main() {
   }
   const exchangeChunksPerSecond = (2 * exchanges) / ((performance.now() - writeStarted) / 1000);
 
-  const config = loadConfig({ NODE_ENV: "test", DATA_DIR: dir });
+  // A long recall timeout, so the true latency is measured; answers slower than the production default (300 ms)
+  // are counted: in production they would be answered without memory.
+  const config = loadConfig({ NODE_ENV: "test", DATA_DIR: dir, MEMORY_RECALL_TIMEOUT_MS: "10000" });
   const memory = new MemoryService({
     store,
     embedder,
@@ -89,7 +91,13 @@ async function main() {
       }
     }
     times.sort((a, b) => a - b);
-    return { p50: percentile(times, 0.5), p99: percentile(times, 0.99), memoriesUsed: used / QUERIES };
+    const overDefaultTimeout = times.filter((t) => t > 300).length;
+    return {
+      p50: percentile(times, 0.5),
+      p99: percentile(times, 0.99),
+      memoriesUsed: used / QUERIES,
+      overDefaultTimeout,
+    };
   }
 
   const rssWithStore = process.memoryUsage().rss;
@@ -100,13 +108,13 @@ async function main() {
 
   const ms = (x: number) => `${x.toFixed(2)} ms`;
   console.log(`\nEmbedded memory store: ${loaded.toLocaleString("en")} memories, ${lightUsers.length + 1} users`);
-  console.log("| user | memories | recall p50 | recall p99 | memories injected (avg) |");
-  console.log("|---|---:|---:|---:|---:|");
+  console.log("| user | memories | recall p50 | recall p99 | over 300 ms | memories injected (avg) |");
+  console.log("|---|---:|---:|---:|---:|---:|");
   console.log(
-    `| heavy | ${HEAVY.toLocaleString("en")} | ${ms(heavy.p50)} | ${ms(heavy.p99)} | ${heavy.memoriesUsed.toFixed(1)} |`,
+    `| heavy | ${HEAVY.toLocaleString("en")} | ${ms(heavy.p50)} | ${ms(heavy.p99)} | ${heavy.overDefaultTimeout} | ${heavy.memoriesUsed.toFixed(1)} |`,
   );
   console.log(
-    `| typical | ${PER_LIGHT_USER.toLocaleString("en")} | ${ms(light.p50)} | ${ms(light.p99)} | ${light.memoriesUsed.toFixed(1)} |`,
+    `| typical | ${PER_LIGHT_USER.toLocaleString("en")} | ${ms(light.p50)} | ${ms(light.p99)} | ${light.overDefaultTimeout} | ${light.memoriesUsed.toFixed(1)} |`,
   );
   console.log(`\nTarget: p50 ≤ 5 ms, p99 ≤ 25 ms for the heavy user.`);
   console.log(

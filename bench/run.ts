@@ -206,6 +206,7 @@ async function main() {
       const onMax = await at(perpetual, auth);
       // Added latency at a light, fixed load (20 req/s): what one request pays for going through Perpetual.
       const directLight = await at(direct, {}, 20);
+      const passthroughLight = await at(passthrough, {}, 20);
       const offLight = await at(perpetual, memoryOff, 20);
       const onLight = await at(perpetual, auth, 20);
       rows.push({
@@ -217,6 +218,7 @@ async function main() {
         off_to_passthrough: ratio(offMax.rps, passthroughMax.rps),
         on_to_off: ratio(onMax.rps, offMax.rps),
         off_to_direct: ratio(offMax.rps, directMax.rps),
+        passthrough_added_p50_ms_20rps: round(passthroughLight.p50 - directLight.p50),
         added_p50_ms_off_20rps: round(offLight.p50 - directLight.p50),
         added_p99_ms_off_20rps: round(offLight.p99 - directLight.p99),
         added_p50_ms_on_20rps: round(onLight.p50 - directLight.p50),
