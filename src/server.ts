@@ -9,12 +9,16 @@ export interface RunningServer {
   drain(timeoutMs: number): Promise<void>;
 }
 
+const LISTEN_BACKLOG = 4096;
+
 export function listen(
   app: Express,
   options: { host: string; port: number; requestTimeoutMs: number },
 ): Promise<RunningServer> {
   return new Promise((resolve, reject) => {
-    const server = app.listen(options.port, options.host);
+    // A burst of new connections (thousands of streams opened at once) waits in the accept queue instead of being
+    // refused: Node's default backlog is 511; the kernel caps this at net.core.somaxconn.
+    const server = app.listen({ port: options.port, host: options.host, backlog: LISTEN_BACKLOG });
     server.requestTimeout = options.requestTimeoutMs;
     server.once("error", reject);
     server.once("listening", () => {
