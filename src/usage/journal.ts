@@ -9,9 +9,9 @@ import {
   readdirSync,
   readFileSync,
   rmSync,
-  write,
 } from "node:fs";
 import { join } from "node:path";
+import { writeAll } from "../files";
 import type { Logger } from "../log";
 
 /**
@@ -239,16 +239,4 @@ export class UsageJournal<T> {
     if (entries.length === 0) rmSync(path, { force: true });
     return entries;
   }
-}
-
-function writeAll(fd: number, buffer: Buffer): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const from = (offset: number) =>
-      write(fd, buffer, offset, buffer.length - offset, null, (error, written) => {
-        if (error) reject(error);
-        else if (offset + written < buffer.length) from(offset + written);
-        else resolve();
-      });
-    from(0);
-  });
 }

@@ -10,12 +10,12 @@ import {
   readSync,
   renameSync,
   statSync,
-  write,
   writeSync,
 } from "node:fs";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { promisify } from "node:util";
+import { writeAll } from "../../files";
 import type { SparseVector } from "../sparse";
 import {
   decodeCursor,
@@ -142,7 +142,7 @@ export class EmbeddedEngine {
       this.queued = [];
       this.waiting = [];
       try {
-        await writeFully(this.fd!, Buffer.from(`${lines.join("\n")}\n`));
+        await writeAll(this.fd!, Buffer.from(`${lines.join("\n")}\n`));
         await fdatasyncAsync(this.fd!);
         for (const w of waiting) w.resolve();
       } catch (error) {
@@ -191,15 +191,7 @@ export class EmbeddedEngine {
   }
 }
 
-const writeAsync = promisify(write);
 const fdatasyncAsync = promisify(fdatasync);
-
-async function writeFully(fd: number, buffer: Buffer): Promise<void> {
-  for (let offset = 0; offset < buffer.length; ) {
-    const { bytesWritten } = await writeAsync(fd, buffer, offset, buffer.length - offset, null);
-    offset += bytesWritten;
-  }
-}
 
 function endsWithNewline(path: string): boolean {
   const size = statSync(path).size;
