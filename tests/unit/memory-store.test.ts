@@ -55,6 +55,24 @@ describe("Embedded memory store", () => {
     await third.close();
   });
 
+  test("When the store's thread dies, then calls in flight end (never hang), and the next call starts a new thread that has every acknowledged write", async () => {
+    const store = new EmbeddedMemoryStore(mkdtempSync(join(tmpdir(), "mem-")), "test", embedder.dimensions);
+    await store.ready();
+    const alice = store.forUser(ALICE);
+    await alice.upsert([memory("I grow tomatoes", "r1")]);
+    // Fault injection: the thread is private; terminating it is what a crash inside it looks like from outside.
+    const thread = (store as unknown as { worker: { terminate(): Promise<number> } }).worker;
+    const inFlight = alice.search(searchFor("tomatoes", "c1"));
+    await thread.terminate();
+    // Answered before the thread stopped, or failed with the thread: either way it settles.
+    const [outcome] = await Promise.allSettled([inFlight]);
+    if (outcome!.status === "rejected") expect(String(outcome!.reason)).toMatch(/stopped/);
+    expect(await store.connected()).toBe(false);
+    const hits = await alice.search(searchFor("tomatoes", "c1"));
+    expect(hits[0]!.memory.text).toBe("I grow tomatoes");
+    await store.close();
+  });
+
   test("When many writes arrive together, then each resolves once durable and searches are answered meanwhile", async () => {
     const store = new EmbeddedMemoryStore(mkdtempSync(join(tmpdir(), "mem-")), "test", embedder.dimensions);
     await store.ready();
