@@ -116,12 +116,13 @@ export class MemoryOutbox extends OutboxWorker {
       }
     }
     for (const { row, error } of failed) {
+      // Logged once per outage, not once per row.
       if (!this.failing) logger.warn("memory write failed; will retry", { request_id: row.request_id, error });
+      this.failing = true;
       await retryLater(db, "memory_outbox", [row.id], row.attempts, error);
     }
-    if (failed.length > 0) this.failing = true;
-    else if (stored.length > 0) {
-      if (this.failing) logger.info("memory writes resumed");
+    if (failed.length === 0 && stored.length > 0 && this.failing) {
+      logger.info("memory writes resumed");
       this.failing = false;
     }
     return deleted;

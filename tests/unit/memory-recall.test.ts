@@ -89,4 +89,33 @@ describe("Binary codes for large users", () => {
     }
     expect(found / 200).toBeGreaterThan(0.9);
   });
+
+  test("When vectors have more dimensions than a byte can count (1,536), then as many candidates as asked for come back and the exact nearest are among them", () => {
+    let seed = 11;
+    const random = () => {
+      seed = (seed * 16807) % 2147483647;
+      return seed / 2147483647 - 0.5;
+    };
+    const dims = 1536;
+    const count = 3_000;
+    const vectors = new Float32Array(count * dims).map(random);
+    const codes = new SignCodes(dims);
+    codes.rebuild(vectors, count, () => true, count);
+    let found = 0;
+    for (let q = 0; q < 10; q++) {
+      const query = vectors.slice(q * dims, (q + 1) * dims).map((x) => x + random() * 0.5);
+      const exact = Array.from({ length: count }, (_, slot) => {
+        let dot = 0;
+        for (let d = 0; d < dims; d++) dot += vectors[slot * dims + d]! * query[d]!;
+        return [slot, dot] as const;
+      })
+        .sort((a, b) => b[1] - a[1])
+        .slice(0, 10)
+        .map(([slot]) => slot);
+      const candidates = new Set(codes.nearest(query, count, undefined, 600));
+      expect(candidates.size).toBe(600); // never more than asked for: the rescoring cost is bounded
+      found += exact.filter((slot) => candidates.has(slot)).length;
+    }
+    expect(found / 100).toBeGreaterThan(0.9);
+  });
 });

@@ -39,7 +39,7 @@ import { SignCodes } from "./sign-codes";
  * ever touches that user's rows), made durable by an append-only log under DATA_DIR/memory that is fsynced before
  * a write is acknowledged and replayed at start (and compacted when mostly dead). Dense search is an exact scan of
  * the user's unit vectors (binary codes first past EXACT_SCAN_LIMIT); the sparse side is an inverted index scored
- * with BM25's IDF over the user's own memories, its long posting lists pruned (see `sparseTop`).
+ * with BM25's IDF over the user's own memories.
  */
 export class EmbeddedEngine {
   private readonly users = new Map<string, UserIndex>();

@@ -61,7 +61,8 @@ export class SignCodes {
     const words = this.words;
     const q = new Uint32Array(words);
     this.write(query, q, 0);
-    const distance = new Uint8Array(slots).fill(255);
+    // 16 bits: a Hamming distance reaches the dimension count (1,536 for OpenAI's small embedding model).
+    const distance = new Uint16Array(slots).fill(0xffff);
     const histogram = new Uint32Array(words * 32 + 1);
     const codes = this.codes;
     for (let slot = 0; slot < slots; slot++) {

@@ -1,11 +1,11 @@
 import { Agent, type Dispatcher, errors } from "undici";
-import { redactSecret, redactText } from "../../log";
+import { brokenStream, cleanUpstreamText, unreadableAnswer, upstreamTimeout, upstreamUnreachable } from "../errors";
 import { type CallOptions, type CallTarget, UpstreamError } from "../types";
 
 /**
  * The OpenAI wire protocol over undici's pooled `request`: one keep-alive pool per upstream origin, the user's key in
  * each request's headers only. Measured against the openai SDK's fetch path (web streams, Request/Response/Headers
- * objects per call), this path more than doubled the proxy's throughput (docs/PROXY.md). Failures are reported as
+ * objects per call), this path raised the proxy's throughput by about half (docs/PROXY.md). Failures are reported as
  * the SDK path reported them: the provider's status, message, type, code, param and retry-after, the key redacted.
  */
 const dispatcher = new Agent({ keepAliveTimeout: 10_000, connections: 256, pipelining: 1 });
@@ -32,7 +32,7 @@ export async function postJson<T>(target: CallTarget, path: string, body: unknow
   try {
     return JSON.parse(text) as T;
   } catch {
-    throw unreadable(target, false);
+    throw unreadableAnswer(target.provider, false);
   }
 }
 
@@ -108,7 +108,7 @@ function statusError(
       : typeof outer === "string"
         ? outer
         : `${status} ${text || "status code (no body)"}`;
-  return new UpstreamError(target.provider, status, clean(target, message), {
+  return new UpstreamError(target.provider, status, cleanUpstreamText(target, message), {
     type: typeof nested?.type === "string" ? nested.type : undefined,
     code: typeof inner?.code === "string" ? inner.code : null,
     param: typeof inner?.param === "string" ? inner.param : null,
@@ -161,15 +161,10 @@ function parseEvent<T>(target: CallTarget, payload: string): T {
   try {
     event = JSON.parse(payload);
   } catch {
-    throw unreadable(target, true);
+    throw unreadableAnswer(target.provider, true);
   }
   const error = (event as { error?: { message?: unknown } } | null)?.error;
-  if (error) {
-    const message = typeof error.message === "string" ? error.message : JSON.stringify(error);
-    throw new UpstreamError(target.provider, 502, clean(target, message || "the stream broke off"), {
-      code: "upstream_stream_error",
-    });
-  }
+  if (error) throw brokenStream(target, typeof error.message === "string" ? error.message : JSON.stringify(error));
   return event as T;
 }
 
@@ -187,22 +182,10 @@ function failure(
   if (options.signal.aborted || error instanceof errors.RequestAbortedError || error instanceof UpstreamError) {
     return error;
   }
-  if (phase === "stream") return unreadable(target, true);
+  if (phase === "stream") return unreadableAnswer(target.provider, true);
   if (error instanceof errors.HeadersTimeoutError || error instanceof errors.BodyTimeoutError) {
-    return new UpstreamError(target.provider, 0, `${target.provider} did not answer in time.`, {
-      code: "upstream_timeout",
-    });
+    return upstreamTimeout(target.provider);
   }
-  if (phase === "body") return unreadable(target, false);
-  return new UpstreamError(target.provider, 0, `Could not reach ${target.provider}.`, {
-    code: "upstream_unreachable",
-  });
+  if (phase === "body") return unreadableAnswer(target.provider, false);
+  return upstreamUnreachable(target.provider);
 }
-
-function unreadable(target: CallTarget, midStream: boolean): UpstreamError {
-  return new UpstreamError(target.provider, 502, `${target.provider} sent a response that could not be read.`, {
-    code: midStream ? "upstream_stream_error" : "upstream_error",
-  });
-}
-
-const clean = (target: CallTarget, text: string) => redactText(redactSecret(text, target.apiKey));
