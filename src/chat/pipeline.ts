@@ -95,7 +95,7 @@ export class ChatPipeline {
     const sent = request.body.messages as ChatTurn[];
     const recall = await this.recall(input, sent);
     if (recall.message) request.body.messages = withMemory(sent, recall.message) as typeof request.body.messages;
-    const headers = { ...reservation.headers, ...memoryHeaders(recall) };
+    const headers = { ...reservation.headers, ...memoryHeaders(recall, input.memory) };
     // Settles the limiter with the real tokens; resolves once the usage row is journaled (before the answer ends).
     const record = (outcome: Outcome) => {
       const { tokens, journaled } = this.record(input, request, route, started, outcome, { recall, sent });
@@ -321,7 +321,7 @@ export class ChatPipeline {
   }
 
   private recall(input: ChatInput, sent: ChatTurn[]): Promise<Recall> {
-    if (!input.memory) return Promise.resolve({ used: 0, status: "off", calls: 0, latencyMs: 0 });
+    if (!input.memory) return Promise.resolve({ used: 0, tokens: 0, status: "off", calls: 0, latencyMs: 0 });
     return this.deps.memory.recall(input.principal.userId, sent, input.memory, input.conversationId);
   }
 
@@ -394,8 +394,13 @@ function withMemory(messages: ChatTurn[], memory: ChatTurn): ChatTurn[] {
   return [...messages.slice(0, at), memory, ...messages.slice(at)];
 }
 
-function memoryHeaders(recall: Recall): Record<string, string> {
-  return { "x-perpetual-memory": recall.status, "x-perpetual-memories-used": String(recall.used) };
+function memoryHeaders(recall: Recall, controls: MemoryControls | undefined): Record<string, string> {
+  return {
+    "x-perpetual-memory": recall.status,
+    "x-perpetual-memories-used": String(recall.used),
+    "x-perpetual-memory-tokens": String(recall.tokens),
+    ...(controls && { "x-perpetual-memory-budget": String(controls.budgetTokens) }),
+  };
 }
 
 /** Prompt size by characters (a tokenizer would cost the hot path more than the estimate is worth) plus the

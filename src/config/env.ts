@@ -65,6 +65,13 @@ const integer = (fallback: number, min: number, max: number) =>
     `must be a whole number from ${min} to ${max}`,
   );
 
+const decimal = (fallback: number, min: number, max: number) =>
+  parsedFrom(
+    fallback,
+    (text) => (/^\d+(\.\d+)?$/.test(text) && Number(text) >= min && Number(text) <= max ? Number(text) : undefined),
+    `must be a number from ${min} to ${max}`,
+  );
+
 const httpUrl = z.preprocess(
   emptyAsUndefined,
   z
@@ -158,6 +165,7 @@ export const envSchema = z.object({
     z.enum(["user", "conversation"], { message: 'must be "user" or "conversation"' }).default("user"),
   ),
   MEMORY_TOKEN_BUDGET: integer(1000, 50, 32_000),
+  MEMORY_MIN_RELEVANCE: decimal(1.1, 0, 2),
   MEMORY_RECALL_TIMEOUT_MS: integer(300, 10, 10_000),
   MEMORY_CHUNK_TOKENS: integer(200, 20, 2_000),
   EMBEDDING_PROVIDER: z.preprocess(

@@ -31,7 +31,10 @@ export interface Config {
   memory: {
     defaultMode: "on" | "off" | "read-only" | "write-only";
     defaultScope: "user" | "conversation";
+    /** The most tokens of memory a request gets (a tier's max_memory_tokens may lower it, a header too). */
     tokenBudget: number;
+    /** Recall injects nothing unless a candidate's relevance (query coverage + cosine) reaches this. */
+    minRelevance: number;
     recallTimeoutMs: number;
     chunkTokens: number;
   };
@@ -167,6 +170,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, options: LoadConfigOptions = 
       defaultMode: e.MEMORY_DEFAULT_MODE,
       defaultScope: e.MEMORY_DEFAULT_SCOPE,
       tokenBudget: e.MEMORY_TOKEN_BUDGET,
+      minRelevance: e.MEMORY_MIN_RELEVANCE,
       recallTimeoutMs: e.MEMORY_RECALL_TIMEOUT_MS,
       chunkTokens: e.MEMORY_CHUNK_TOKENS,
     },

@@ -12,6 +12,8 @@ const tierSchema = z.object({
   monthly_spend_cap_usd: z.number().positive().nullable().default(null),
   /** Requests need a positive users.current_balance_usd (topped up by credit purchases or the CLI). */
   prepaid: z.boolean().default(false),
+  /** Tokens of recalled memory a request may get at most; null: MEMORY_TOKEN_BUDGET (which also caps this). */
+  max_memory_tokens: z.number().int().min(0).nullable().default(null),
   /** Polar products whose active subscription grants this tier. */
   polar_product_ids: z.array(z.string().min(1)).default([]),
 });
@@ -38,6 +40,8 @@ export interface Tier {
   tokensPerDay: number | null;
   monthlySpendCapUsd: number | null;
   prepaid: boolean;
+  /** null: MEMORY_TOKEN_BUDGET decides. */
+  maxMemoryTokens: number | null;
   /** Position in tiers.json (0 = first): when subscriptions grant several tiers, the highest rank wins. */
   rank: number;
 }
@@ -64,6 +68,7 @@ export function loadTiers(configDir: string): { tiers?: Tiers; problems: string[
       tokensPerDay: t.tokens_per_day,
       monthlySpendCapUsd: t.monthly_spend_cap_usd,
       prepaid: t.prepaid,
+      maxMemoryTokens: t.max_memory_tokens,
       rank: byName.size,
     };
     byName.set(name, tier);

@@ -151,13 +151,21 @@ export const documentedHeaders: Record<string, string> = {
   "x-ratelimit-remaining-tokens": "Tokens left in the current minute (running requests hold their estimate).",
   "x-ratelimit-reset-tokens": "Time until the minute window resets.",
   "x-perpetual-memory":
-    "Recall outcome: ok (memories added), empty (none relevant), off, timeout or unavailable (answered without memory).",
+    "Recall outcome: ok (memories added), irrelevant (the user has memories but none clears the relevance gate, so " +
+    "none were added), empty (nothing to recall), off, timeout or unavailable (answered without memory).",
   "x-perpetual-memories-used": "How many memory excerpts were added to the prompt.",
+  "x-perpetual-memory-tokens": "Approximate tokens the added memory message costs (0 when none was added).",
+  "x-perpetual-memory-budget": "The memory token ceiling that applied: the request's header within the tier's.",
   "retry-after": "Seconds to wait before retrying (429 and 503).",
   "retry-after-ms": "Milliseconds to wait before retrying (429).",
 };
 
-export const MEMORY_RESPONSE_HEADERS = ["x-perpetual-memory", "x-perpetual-memories-used"];
+export const MEMORY_RESPONSE_HEADERS = [
+  "x-perpetual-memory",
+  "x-perpetual-memories-used",
+  "x-perpetual-memory-tokens",
+  "x-perpetual-memory-budget",
+];
 
 /** Request headers of the memory-enabled chat endpoints. */
 export const MEMORY_REQUEST_HEADERS: Record<string, string> = {
@@ -168,6 +176,10 @@ export const MEMORY_REQUEST_HEADERS: Record<string, string> = {
     "on (recall and write back), off, read-only (recall only) or write-only; default MEMORY_DEFAULT_MODE.",
   "x-perpetual-memory-scope":
     "user (all the user's conversations) or conversation (only this conversation id); default MEMORY_DEFAULT_SCOPE.",
+  "x-perpetual-memory-budget":
+    "At most this many tokens of memory for this request (0 turns recall off); values above the tier's ceiling " +
+    "(max_memory_tokens, else MEMORY_TOKEN_BUDGET) are lowered to it. Memory is added only when relevant, so " +
+    "this is a ceiling, not a target.",
 };
 
 export const RATE_LIMIT_HEADERS = Object.keys(documentedHeaders).filter((h) => h.startsWith("x-ratelimit-"));

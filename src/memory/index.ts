@@ -12,7 +12,7 @@ import type { MemoryStore } from "./store";
 
 export { ensureWordVectorCache } from "./embedders/word-vectors";
 export type { ChatTurn } from "./recall";
-export { exchangeToRemember } from "./recall";
+export { exchangeToRemember, REMEMBERED_CHARS } from "./recall";
 export { type ReindexReport, reindexMemories } from "./reindex";
 export { type MemoryControls, MemoryService, type Recall, writesMemory } from "./service";
 export { InvalidCursorError, type Memory, type ScoredMemory } from "./store";
@@ -43,5 +43,5 @@ export function createMemoryStore(config: Config, collection: string, dimensions
 export function createMemory(config: Config, db: Database, logger: Logger, metrics: Metrics): MemoryService {
   const embedder = createEmbedder(config);
   const store = createMemoryStore(config, collectionName(config, embedder), embedder.dimensions);
-  return new MemoryService({ store, embedder, db, logger, metrics, settings: config.memory });
+  return new MemoryService({ store, embedder, db, logger, metrics, settings: config.memory, tiers: config.tiers });
 }

@@ -1,7 +1,9 @@
 import { QdrantClient } from "@qdrant/js-client-rest";
+import { bm25Document, type SparseVector } from "./sparse";
 import {
+  coverageIdf,
   decodeCursor,
-  FUSION_WEIGHTS,
+  fuseRankings,
   isAfterCursor,
   type Memory,
   type MemoryDeletion,
@@ -11,7 +13,7 @@ import {
   type NewMemory,
   PREFETCH_LIMIT,
   pageOf,
-  RRF_K,
+  queryCoverage,
   type ScoredMemory,
   type UserMemories,
 } from "./store";
@@ -25,7 +27,7 @@ const SPARSE = "bm25";
  * Memories in Qdrant through its official client: one collection per embedding model for all users, a named dense
  * vector (cosine) and a sparse BM25 vector whose IDF Qdrant applies (`modifier: idf`), the user id as a keyword
  * payload index with `is_tenant: true` (Qdrant co-locates each tenant's points), a datetime index on created_at.
- * Every read and delete carries the user filter as a `must` clause, at the top level and inside each prefetch.
+ * Every read and delete carries the user filter as a `must` clause (in each search of a batch too).
  */
 export class QdrantMemoryStore implements MemoryStore {
   readonly kind = "qdrant" as const;
@@ -111,21 +113,41 @@ export class QdrantMemoryStore implements MemoryStore {
             ? []
             : [{ key: "conversation_id", match: { value: query.conversationId } }]),
         );
-        const prefetch = [
-          { query: Array.from(query.dense), using: DENSE, filter: scoped, limit: PREFETCH_LIMIT },
+        // Both rankings in one round trip, with their raw scores (a fused query returns only the fused score, and
+        // recall's relevance gate needs the cosine); fused here with the same RRF every store uses.
+        const searches = [
+          { query: Array.from(query.dense), using: DENSE, filter: scoped, limit: PREFETCH_LIMIT, with_payload: true },
           ...(query.sparse.indices.length > 0
-            ? [{ query: query.sparse, using: SPARSE, filter: scoped, limit: PREFETCH_LIMIT }]
+            ? [{ query: query.sparse, using: SPARSE, filter: scoped, limit: PREFETCH_LIMIT, with_payload: true }]
             : []),
         ];
-        const weights = [FUSION_WEIGHTS.dense, FUSION_WEIGHTS.sparse].slice(0, prefetch.length);
-        const { points } = await client.query(collection, {
-          prefetch,
-          query: { rrf: { k: RRF_K, weights } },
-          filter: scoped,
-          limit: query.limit,
-          with_payload: true,
-        });
-        return points.map((p) => ({ memory: fromPayload(String(p.id), p.payload), score: p.score }));
+        const [dense, sparse = { points: [] }] = await client.queryBatch(collection, { searches });
+        const found = new Map<string, Memory>();
+        const cosine = new Map<string, number>();
+        for (const p of [...dense!.points, ...sparse.points])
+          found.set(String(p.id), fromPayload(String(p.id), p.payload));
+        for (const p of dense!.points) cosine.set(String(p.id), p.score);
+        const fused = fuseRankings(
+          dense!.points.map((p) => String(p.id)),
+          sparse.points.map((p) => String(p.id)),
+        );
+        const termsOf = new Map([...found].map(([id, m]) => [id, bm25Document(m.text).indices]));
+        const queryIdf = candidateIdf(query.focus ?? query.sparse, [...termsOf.values()]);
+        return [...fused]
+          .sort((a, b) => b[1] - a[1])
+          .slice(0, query.limit)
+          .map(([id, score]) => {
+            const memory = found.get(id)!;
+            return {
+              memory,
+              score,
+              evidence: {
+                lexical: queryCoverage(queryIdf, termsOf.get(id)!),
+                // Outside the dense top PREFETCH_LIMIT: below its last cosine; 0 leaves the gate to the lexical side.
+                dense: cosine.get(id) ?? 0,
+              },
+            };
+          });
       },
       list: async ({ conversationId, limit, after }): Promise<MemoryPage> => {
         const cursor = after === undefined ? undefined : decodeCursor(after);
@@ -155,6 +177,21 @@ export class QdrantMemoryStore implements MemoryStore {
   }
 
   async close(): Promise<void> {}
+}
+
+/**
+ * Qdrant keeps its document frequencies to itself, so the query terms' IDF is estimated over the candidates both
+ * searches returned (a term none of them holds gets the highest): an approximation of the embedded store's exact
+ * per-user IDF that keeps "nothing relevant" recognisable.
+ */
+function candidateIdf(query: SparseVector, candidateTerms: readonly number[][]): Map<number, number> {
+  const held = candidateTerms.map((terms) => new Set(terms));
+  return new Map(
+    query.indices.map((term, i) => [
+      term,
+      coverageIdf(held.length, held.filter((t) => t.has(term)).length) * query.values[i]!,
+    ]),
+  );
 }
 
 function deletionConditions(which: MemoryDeletion): object[] {

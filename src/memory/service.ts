@@ -1,36 +1,68 @@
-import type { Config } from "../config";
+import { randomUUID } from "node:crypto";
+import type { Config, Tiers } from "../config";
 import type { Database } from "../db";
+import { storableJson } from "../db/text";
 import { invalidRequest } from "../errors";
 import type { Logger } from "../log";
 import type { Metrics } from "../metrics";
 import type { Embedder } from "./embedders/types";
-import { MemoryOutbox } from "./outbox";
+import { MemoryOutbox, memoryId } from "./outbox";
 import { type ChatTurn, memoryMessage, recallQuery, selectMemories } from "./recall";
 import { bm25Query } from "./sparse";
 import type { MemoryDeletion, MemoryPage, MemoryStore } from "./store";
 
 export type MemoryMode = Config["memory"]["defaultMode"];
+
+/** One turn of existing history to import, as `POST /v1/memories` takes it. */
+export interface ImportedTurn {
+  role: "user" | "assistant";
+  text: string;
+  /** ISO 8601; absent: now. */
+  createdAt?: string;
+  conversationId?: string;
+  /** The client's id for the turn: importing it again (a retried call) queues nothing new. */
+  clientId?: string;
+}
 export type MemoryScope = Config["memory"]["defaultScope"];
 
 export interface MemoryControls {
   mode: MemoryMode;
   scope: MemoryScope;
+  /** Tokens of memory this request may get at most: the header's value within the tier's ceiling. */
+  budgetTokens: number;
 }
 
 const MEMORY_HEADER = "x-perpetual-memory";
 const MEMORY_SCOPE_HEADER = "x-perpetual-memory-scope";
+const MEMORY_BUDGET_HEADER = "x-perpetual-memory-budget";
 
-/** Per-request memory controls from headers, defaults from config; a bad value is a 400 naming the header. */
-function memoryControls(header: (name: string) => string | undefined, defaults: Config["memory"]): MemoryControls {
+/**
+ * Per-request memory controls from headers, defaults from config; a bad value is a 400 naming the header. A budget
+ * above the ceiling is lowered to it (a client need not know its tier's ceiling); the response reports what applied.
+ */
+function memoryControls(
+  header: (name: string) => string | undefined,
+  defaults: Config["memory"],
+  ceiling: number,
+): MemoryControls {
   const mode = header(MEMORY_HEADER)?.trim().toLowerCase() || defaults.defaultMode;
   const scope = header(MEMORY_SCOPE_HEADER)?.trim().toLowerCase() || defaults.defaultScope;
+  const budget = header(MEMORY_BUDGET_HEADER)?.trim();
   if (!["on", "off", "read-only", "write-only"].includes(mode)) {
     throw invalidRequest(`${MEMORY_HEADER} must be on, off, read-only or write-only.`, "invalid_header", MEMORY_HEADER);
   }
   if (!["user", "conversation"].includes(scope)) {
     throw invalidRequest(`${MEMORY_SCOPE_HEADER} must be user or conversation.`, "invalid_header", MEMORY_SCOPE_HEADER);
   }
-  return { mode: mode as MemoryMode, scope: scope as MemoryScope };
+  if (budget && !/^\d{1,9}$/.test(budget)) {
+    throw invalidRequest(
+      `${MEMORY_BUDGET_HEADER} must be a whole number of tokens from 0 to ${ceiling} (this key's ceiling).`,
+      "invalid_header",
+      MEMORY_BUDGET_HEADER,
+    );
+  }
+  const budgetTokens = budget ? Math.min(Number(budget), ceiling) : ceiling;
+  return { mode: mode as MemoryMode, scope: scope as MemoryScope, budgetTokens };
 }
 
 const readsMemory = (mode: MemoryMode) => mode === "on" || mode === "read-only";
@@ -40,11 +72,25 @@ export interface Recall {
   /** The system message to add, when memories were found. */
   message?: { role: "system"; content: string };
   used: number;
-  /** ok | off | empty | timeout | unavailable: reported in the x-perpetual-memory response header. */
-  status: "ok" | "off" | "empty" | "timeout" | "unavailable";
+  /** Approximate tokens of the message (0 without one). */
+  tokens: number;
+  /**
+   * Reported in the x-perpetual-memory response header. ok: memories injected; irrelevant: the user has memories
+   * but none is relevant enough to this request; empty: nothing to recall (no memories, no query, or all already
+   * in the request); off: not asked (mode or a zero budget); timeout / unavailable: the store was slow or away.
+   */
+  status: "ok" | "off" | "empty" | "irrelevant" | "timeout" | "unavailable";
   calls: number;
   latencyMs: number;
 }
+
+const noRecall = (status: Recall["status"], calls = 0, latencyMs = 0): Recall => ({
+  used: 0,
+  tokens: 0,
+  status,
+  calls,
+  latencyMs,
+});
 
 /** Fused candidates handed to the budget fill: enough for a 2,000-token budget of short turns and the group boost. */
 const CANDIDATES = 200;
@@ -65,6 +111,8 @@ export class MemoryService {
       logger: Logger;
       metrics: Metrics;
       settings: Config["memory"];
+      /** For each tier's memory ceiling (max_memory_tokens); without it MEMORY_TOKEN_BUDGET applies to all. */
+      tiers?: Tiers;
     },
   ) {
     this.outbox = new MemoryOutbox({
@@ -74,9 +122,14 @@ export class MemoryService {
     });
   }
 
-  /** This request's controls: x-perpetual-memory / x-perpetual-memory-scope headers over the configured defaults. */
-  controlsFrom(header: (name: string) => string | undefined): MemoryControls {
-    return memoryControls(header, this.deps.settings);
+  /**
+   * This request's controls: x-perpetual-memory, -scope and -budget headers over the configured defaults; the
+   * budget within the caller's tier's ceiling.
+   */
+  controlsFrom(header: (name: string) => string | undefined, tier?: string): MemoryControls {
+    const { settings, tiers } = this.deps;
+    const tierMax = (tier === undefined ? undefined : tiers?.byName.get(tier)?.maxMemoryTokens) ?? settings.tokenBudget;
+    return memoryControls(header, settings, Math.min(tierMax, settings.tokenBudget));
   }
 
   get store(): MemoryStore {
@@ -118,9 +171,9 @@ export class MemoryService {
     controls: MemoryControls,
     conversationId: string | null,
   ): Promise<Recall> {
-    if (!readsMemory(controls.mode)) return { used: 0, status: "off", calls: 0, latencyMs: 0 };
+    if (!readsMemory(controls.mode) || controls.budgetTokens === 0) return noRecall("off");
     const query = recallQuery(messages);
-    if (!query.trim()) return { used: 0, status: "empty", calls: 0, latencyMs: 0 };
+    if (!query.text.trim()) return noRecall("empty");
     const started = performance.now();
     const { metrics, settings } = this.deps;
     const controller = new AbortController();
@@ -135,8 +188,9 @@ export class MemoryService {
       const result = await Promise.race([
         this.find(
           userId,
-          query,
+          query.text,
           {
+            focus: query.focus,
             limit: CANDIDATES,
             ...(controls.scope === "conversation" && { conversationId: conversationId ?? "" }),
           },
@@ -149,22 +203,52 @@ export class MemoryService {
       metrics.retrievalDuration.observe(latencyMs / 1000);
       if (result === "timeout") {
         metrics.memoryRecallFailures.inc({ reason: "timeout" });
-        return { used: 0, status: "timeout", calls: 1, latencyMs };
+        return noRecall("timeout", 1, latencyMs);
       }
       if (this.recallFailing) this.deps.logger.info("memory recall works again");
       this.recallFailing = false;
-      const chosen = selectMemories(result, messages, settings.tokenBudget);
-      if (chosen.length === 0) return { used: 0, status: "empty", calls: 1, latencyMs };
-      return { message: memoryMessage(chosen), used: chosen.length, status: "ok", calls: 1, latencyMs };
+      const { chosen, tokens, irrelevant } = selectMemories(result, messages, {
+        budgetTokens: controls.budgetTokens,
+        minRelevance: settings.minRelevance,
+      });
+      if (chosen.length === 0) return noRecall(irrelevant ? "irrelevant" : "empty", 1, latencyMs);
+      return { message: memoryMessage(chosen), used: chosen.length, tokens, status: "ok", calls: 1, latencyMs };
     } catch (error) {
       const latencyMs = Math.round(performance.now() - started);
       metrics.memoryRecallFailures.inc({ reason: "unavailable" });
       if (!this.recallFailing) this.deps.logger.warn("memory recall failing; answering without memory", { error });
       this.recallFailing = true;
-      return { used: 0, status: "unavailable", calls: 1, latencyMs };
+      return noRecall("unavailable", 1, latencyMs);
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /**
+   * Queues existing history for memory through the write-back outbox (chunked, embedded and stored by the same
+   * worker, with the turns' own dates). Each turn is one outbox row whose request id comes from the client id when
+   * given (a retried import is not queued twice); the stored chunks' ids come from their text, as for write-back.
+   * Resolves with each turn's request id, in order, and whether it was queued now or already known.
+   */
+  async import(userId: string, turns: readonly ImportedTurn[]): Promise<{ requestId: string; queued: boolean }[]> {
+    const now = new Date().toISOString();
+    const rows = turns.map((t) => ({
+      request_id: `import_${(t.clientId === undefined ? randomUUID() : memoryId(userId, "import", t.clientId)).replaceAll("-", "")}`,
+      conversation_id: t.conversationId ?? null,
+      messages: [{ role: t.role, content: t.text }],
+      created_at: t.createdAt ?? now,
+    }));
+    const inserted = await this.deps.db.query<{ request_id: string }>(
+      `insert into memory_outbox (request_id, user_id, conversation_id, messages, created_at)
+       select x.request_id, $2::uuid, x.conversation_id, x.messages, x.created_at
+         from jsonb_to_recordset($1::jsonb) as x(request_id text, conversation_id text, messages jsonb,
+                                                created_at timestamptz)
+       on conflict (request_id) do nothing
+       returning request_id`,
+      [storableJson(rows), userId],
+    );
+    const queued = new Set(inserted.map((r) => r.request_id));
+    return rows.map((r) => ({ requestId: r.request_id, queued: queued.has(r.request_id) }));
   }
 
   /** Account erasure: every point of the user (outbox rows go with the user row). */
@@ -177,10 +261,23 @@ export class MemoryService {
     return this.deps.store.forUser(userId).list(options);
   }
 
-  /** Hybrid search of one user's memories: recall's first step, and the memory API's search. */
-  async find(userId: string, text: string, options: { limit: number; conversationId?: string }, signal?: AbortSignal) {
+  /**
+   * Hybrid search of one user's memories: recall's first step, and the memory API's search. `focus`: the part of
+   * the text each result's relevance evidence is measured against (default: all of it).
+   */
+  async find(
+    userId: string,
+    text: string,
+    { focus, ...options }: { limit: number; conversationId?: string; focus?: string },
+    signal?: AbortSignal,
+  ) {
     const [dense] = await this.deps.embedder.embed([text], signal);
-    return this.deps.store.forUser(userId).search({ dense: dense!, sparse: bm25Query(text), ...options });
+    return this.deps.store.forUser(userId).search({
+      dense: dense!,
+      sparse: bm25Query(text),
+      ...(focus !== undefined && { focus: bm25Query(focus) }),
+      ...options,
+    });
   }
 
   /**

@@ -20,6 +20,8 @@ export interface NewMemory extends Memory {
 export interface MemorySearch {
   dense: Float32Array;
   sparse: SparseVector;
+  /** The terms each result's `evidence.lexical` is measured against (default: `sparse`'s). */
+  focus?: SparseVector;
   /** Fused results wanted. */
   limit: number;
   /** Only this conversation (scope=conversation). */
@@ -30,6 +32,15 @@ export interface ScoredMemory {
   memory: Memory;
   /** Reciprocal-rank-fusion score of the dense and the sparse ranking. */
   score: number;
+  /** How relevant the memory is on its own (not relative to the other results): recall's gate reads it. */
+  evidence: Evidence;
+}
+
+export interface Evidence {
+  /** The share of the query's IDF mass that the memory's terms cover, 0 to 1 (see queryCoverage). */
+  lexical: number;
+  /** Cosine similarity of the query's and the memory's dense vectors. */
+  dense: number;
 }
 
 export interface MemoryPage {
@@ -74,6 +85,46 @@ export const RRF_K = 60;
 export const FUSION_WEIGHTS = { dense: 0.3, sparse: 1 } as const;
 /** How many candidates each side (dense, sparse) contributes before fusion. */
 export const PREFETCH_LIMIT = 100;
+
+/**
+ * Weighted reciprocal rank fusion of a dense and a sparse ranking (keys best first): key → fused score. The one
+ * fusion every store applies (Qdrant's `rrf` with `k` and `weights` computes the same).
+ */
+export function fuseRankings<K>(dense: readonly K[], sparse: readonly K[]): Map<K, number> {
+  const fused = new Map<K, number>();
+  const add = (ranked: readonly K[], weight: number) => {
+    for (const [rank, key] of ranked.entries()) fused.set(key, (fused.get(key) ?? 0) + weight / (RRF_K + rank + 1));
+  };
+  add(dense, FUSION_WEIGHTS.dense);
+  add(sparse, FUSION_WEIGHTS.sparse);
+  return fused;
+}
+
+/** BM25's IDF as Qdrant's `modifier: idf` computes it: ln(1 + (N - n + 0.5) / (n + 0.5)). */
+export const idf = (documents: number, withTerm: number) =>
+  Math.log(1 + (documents - withTerm + 0.5) / (withTerm + 0.5));
+
+/**
+ * A query term's weight in queryCoverage: its IDF over the user's memories plus this many imagined memories that do
+ * not hold it. Without the prior a user with a handful of memories has no rare words (every term of their two
+ * memories is in half of them) and nothing would ever look relevant; with a few thousand memories it hardly counts.
+ */
+const COVERAGE_PRIOR_DOCUMENTS = 100;
+export const coverageIdf = (documents: number, withTerm: number) => idf(documents + COVERAGE_PRIOR_DOCUMENTS, withTerm);
+
+/**
+ * The share of a query's IDF mass that a memory's terms cover: 1 when it holds every query term, near 0 when it
+ * shares only words this user says all the time. Unlike a BM25 score it does not depend on the other results, so
+ * it can say "nothing here is relevant" (a question about something never discussed covers almost nothing).
+ */
+export function queryCoverage(queryIdf: ReadonlyMap<number, number>, memoryTerms: readonly number[]): number {
+  let mass = 0;
+  for (const value of queryIdf.values()) mass += value;
+  if (mass === 0) return 0;
+  let covered = 0;
+  for (const term of memoryTerms) covered += queryIdf.get(term) ?? 0;
+  return covered / mass;
+}
 
 /** A page cursor that the store did not hand out. */
 export class InvalidCursorError extends Error {

@@ -103,4 +103,139 @@ describe("Persistent memory end to end with the openai SDK, on embedded defaults
     expect(error).toBeInstanceOf(OpenAI.BadRequestError);
     expect((error as InstanceType<typeof OpenAI.BadRequestError>).param).toBe("x-perpetual-memory");
   });
+
+  /** POST /v1/memories as the caller. */
+  const importMemories = (key: string, memories: unknown) =>
+    fetch(`${app.baseUrl}/v1/memories`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+      body: JSON.stringify({ memories }),
+    });
+
+  test("When history is imported with its dates, then it is stored once with those dates, recalled under a dated heading, and only for its owner", async () => {
+    const dana = await caller("dana-import@example.com");
+    const erin = await caller("erin-import@example.com");
+    const turns = [
+      {
+        id: "t1",
+        role: "user",
+        text: "I adopted a greyhound called Juniper from the shelter.",
+        conversation_id: "old-chat",
+        created_at: "2023-05-08T13:56:00Z",
+      },
+      { id: "t2", role: "assistant", text: "Congratulations on adopting Juniper!", conversation_id: "old-chat" },
+    ];
+    const first = await importMemories(dana.key, turns);
+    expect(first.status).toBe(202);
+    const body = (await first.json()) as { data: { id: string; status: string }[] };
+    expect(body).toMatchObject({ object: "memory.import", queued: 2, duplicates: 0 });
+    expect(body.data.map((d) => [d.id, d.status])).toEqual([
+      ["t1", "queued"],
+      ["t2", "queued"],
+    ]);
+    // A retried call queues nothing twice.
+    const again = await (await importMemories(dana.key, turns)).json();
+    expect(again).toMatchObject({ queued: 0, duplicates: 2 });
+    // Another user's identical client ids are theirs: nothing collides across tenants.
+    expect(await (await importMemories(erin.key, [{ ...turns[1], id: "t1" }])).json()).toMatchObject({ queued: 1 });
+    await settle();
+
+    const listed = await fetch(`${app.baseUrl}/v1/memories`, { headers: { authorization: `Bearer ${dana.key}` } });
+    const page = (await listed.json()) as { data: { text: string }[] };
+    const imported = page.data.find((m) => m.text.includes("Juniper from the shelter"));
+    expect(imported).toMatchObject({
+      conversation_id: "old-chat",
+      role: "user",
+      created_at: "2023-05-08T13:56:00.000Z",
+    });
+    expect(page.data.filter((m) => m.text.includes("greyhound"))).toHaveLength(1);
+
+    await dana.client("new-chat").chat.completions.create({
+      model: "gpt-4o",
+      messages: [{ role: "user", content: "What did I call the greyhound I adopted?" }],
+    });
+    expect(memoryMessageOf(lastSent())!.content).toContain(
+      "[2023-05-08 13:56]\nuser: I adopted a greyhound called Juniper",
+    );
+    await erin.client("e-chat").chat.completions.create({
+      model: "gpt-4o",
+      messages: [{ role: "user", content: "What did I call the greyhound I adopted?" }],
+    });
+    expect(JSON.stringify(lastSent())).not.toContain("Juniper from the shelter");
+  });
+
+  test.each([
+    ["an empty batch", [], "memories"],
+    ["a turn without text", [{ role: "user", text: "  " }], "memories.0.text"],
+    ["a turn longer than 32,000 characters", [{ role: "user", text: "x".repeat(32_001) }], "memories.0.text"],
+    ["an unknown role", [{ role: "system", text: "be evil" }], "memories.0.role"],
+    [
+      "a date in the future",
+      [{ role: "user", text: "hi", created_at: "2999-01-01T00:00:00Z" }],
+      "memories.0.created_at",
+    ],
+    ["a bad conversation id", [{ role: "user", text: "hi", conversation_id: "a b" }], "memories.0.conversation_id"],
+    ["more than 1,000 turns", Array.from({ length: 1_001 }, () => ({ role: "user", text: "hi" })), "memories"],
+  ])("When an import has %s, then it is refused with a 400 naming the field", async (name, memories, param) => {
+    const frank = await caller(`frank-${name.replace(/\W+/g, "-")}@example.com`);
+    const response = await importMemories(frank.key, memories);
+    expect(response.status).toBe(400);
+    expect(response.headers.get("x-request-id")).toBeTruthy();
+    const { error } = (await response.json()) as { error: unknown };
+    expect(error).toMatchObject({ type: "invalid_request_error", param });
+    const queued = await db.query("select 1 from memory_outbox where user_id = $1", [frank.userId]);
+    expect(queued).toHaveLength(0);
+  });
+
+  test("When nothing remembered is relevant, then no memory is injected and the header says irrelevant; the budget header is a ceiling", async () => {
+    const gina = await caller("gina-gate@example.com");
+    await gina.client("g-1").chat.completions.create({
+      model: "gpt-4o",
+      messages: [
+        { role: "user", content: "I repaint my grandmother's pottery bowls every spring with a cobalt glaze." },
+      ],
+    });
+    await settle();
+
+    const offTopic = await gina
+      .client("g-2")
+      .chat.completions.create({
+        model: "gpt-4o",
+        messages: [{ role: "user", content: "What is the capital of Australia?" }],
+      })
+      .withResponse();
+    expect(offTopic.response.headers.get("x-perpetual-memory")).toBe("irrelevant");
+    expect(offTopic.response.headers.get("x-perpetual-memory-tokens")).toBe("0");
+    expect(memoryMessageOf(lastSent())).toBeUndefined();
+
+    const question = {
+      model: "gpt-4o",
+      messages: [{ role: "user" as const, content: "What glaze do I use on the pottery bowls?" }],
+    };
+    const onTopic = await gina.client("g-3").chat.completions.create(question).withResponse();
+    expect(onTopic.response.headers.get("x-perpetual-memory")).toBe("ok");
+    expect(onTopic.response.headers.get("x-perpetual-memory-budget")).toBe("1000");
+    const tokens = Number(onTopic.response.headers.get("x-perpetual-memory-tokens"));
+    expect(tokens).toBeGreaterThan(0);
+    // Relevant memory only, not a filled budget.
+    expect(tokens).toBeLessThan(200);
+    expect(memoryMessageOf(lastSent())!.content).toContain("cobalt glaze");
+
+    const withBudget = (budget: string) =>
+      gina
+        .client("g-4")
+        .chat.completions.create(question, { headers: { "x-perpetual-memory-budget": budget } })
+        .withResponse();
+    const zero = await withBudget("0");
+    expect(zero.response.headers.get("x-perpetual-memory")).toBe("off");
+    expect(memoryMessageOf(lastSent())).toBeUndefined();
+    const tight = await withBudget("20");
+    expect(tight.response.headers.get("x-perpetual-memory-budget")).toBe("20");
+    expect(memoryMessageOf(lastSent())).toBeUndefined();
+    const above = await withBudget("999999");
+    expect(above.response.headers.get("x-perpetual-memory-budget")).toBe("1000");
+    const refused = await withBudget("lots").catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(OpenAI.BadRequestError);
+    expect((refused as InstanceType<typeof OpenAI.BadRequestError>).param).toBe("x-perpetual-memory-budget");
+  });
 });

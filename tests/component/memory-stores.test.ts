@@ -89,6 +89,26 @@ describe.each(stores)("Memory store contract: %s", (_kind, open) => {
     expect(await alice.delete({ requestId: "r1" })).toBe(2);
   });
 
+  test("When a search returns memories, then each carries absolute relevance evidence: query coverage and cosine", async () => {
+    const alice = store.forUser(ALICE);
+    await alice.upsert([
+      memory("I repaint pottery bowls with a cobalt glaze", "e1"),
+      memory("We watched the football final at my brother's flat", "e1", { index: 1 }),
+    ]);
+    const [best, other] = await alice.search(search("cobalt glaze pottery"));
+    expect(best!.memory.text).toBe("I repaint pottery bowls with a cobalt glaze");
+    expect(best!.evidence.lexical).toBeCloseTo(1, 5);
+    expect(best!.evidence.dense).toBeGreaterThan(0.5);
+    expect(other!.evidence.lexical).toBe(0);
+    // A question about something never discussed covers none of its words, whatever ranks first.
+    const offTopic = await alice.search(search("capital of Australia"));
+    expect(offTopic.every((hit) => hit.evidence.lexical === 0)).toBe(true);
+    // Half of the question's rare words: partial coverage, strictly between.
+    const [partial] = await alice.search(search("cobalt telescope"));
+    expect(partial!.evidence.lexical).toBeGreaterThan(0.3);
+    expect(partial!.evidence.lexical).toBeLessThan(0.7);
+  });
+
   test("When memories are listed, then pages are newest first, continue with the cursor even across equal timestamps and deletions", async () => {
     const alice = store.forUser(ALICE);
     const at = (day: number) => `2026-01-0${day}T00:00:00.000Z`;
@@ -163,22 +183,26 @@ describe("Qdrant adapter requests", () => {
     const tenant = { key: "user_id", match: { value: ALICE } };
     const reads = qdrant.requests.slice(start).filter((r) => r.method === "post");
     expect(reads.map((r) => r.path.split("/").slice(3).join("/"))).toEqual([
-      "points/query",
-      "points/query",
+      "points/query/batch",
+      "points/query/batch",
       "points/scroll",
       "points/count",
       "points/delete",
       "points/count", // nothing left: no delete is sent
     ]);
+    // Every read carries the tenant filter first: at the top level, or in each search of a batch.
     for (const { body } of reads) {
-      expect((body!.filter as { must: unknown[] }).must[0]).toEqual(tenant);
-      for (const prefetch of (body!.prefetch as { filter: { must: unknown[] }; using: string }[]) ?? []) {
-        expect(prefetch.filter.must[0]).toEqual(tenant);
-      }
+      const scoped = (body!.searches as { filter: { must: unknown[] } }[] | undefined) ?? [body!];
+      for (const part of scoped) expect((part.filter as { must: unknown[] }).must[0]).toEqual(tenant);
     }
-    const [query] = reads;
-    expect((query!.body!.prefetch as { using: string }[]).map((p) => p.using)).toEqual(["dense", "bm25"]);
-    expect(query!.body!.query).toEqual({ rrf: { k: 60, weights: [0.3, 1] } });
+    const [query, inConversation] = reads;
+    const searches = query!.body!.searches as { using: string; limit: number }[];
+    expect(searches.map((s) => [s.using, s.limit])).toEqual([
+      ["dense", 100],
+      ["bm25", 100],
+    ]);
+    const conversationFilter = (inConversation!.body!.searches as { filter: { must: unknown[] } }[])[1]!.filter;
+    expect(conversationFilter.must).toEqual([tenant, { key: "conversation_id", match: { value: "c1" } }]);
     const upsert = qdrant.requests.slice(start).find((r) => r.method === "put")!;
     expect(Object.keys((upsert.body!.points as { payload: object }[])[0]!.payload).sort()).toEqual(
       ["conversation_id", "created_at", "model", "request_id", "role", "text", "user_id"].sort(),

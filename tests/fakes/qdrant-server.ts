@@ -448,6 +448,7 @@ export async function startFakeQdrant(): Promise<FakeQdrant> {
     }
     if (method === "put" && tail === "/points") return upsert(c, body);
     if (method === "post" && tail === "/points/query") return query(c, body);
+    if (method === "post" && tail === "/points/query/batch") return (body.searches as Json[]).map((q) => query(c, q));
     if (method === "post" && tail === "/points/scroll") return scroll(c, body);
     if (method === "post" && tail === "/points/count") {
       return { count: [...c.points.values()].filter((p) => matches(p, body.filter as Json)).length };

@@ -4,10 +4,22 @@ import type { Memory, ScoredMemory } from "../../src/memory/store";
 import { approximateTokens } from "../../src/memory/text";
 
 const at = (day: number, minute = 0) => new Date(Date.UTC(2026, 0, day, 9, minute)).toISOString();
-function scored(text: string, score: number, createdAt: string, conversationId = "c1"): ScoredMemory {
+function scored(
+  text: string,
+  score: number,
+  createdAt: string,
+  conversationId = "c1",
+  evidence = { lexical: 1, dense: 0.9 },
+): ScoredMemory {
   const memory: Memory = { id: text, conversationId, role: "user", text, createdAt, model: null, requestId: text };
-  return { memory, score };
+  return { memory, score, evidence };
 }
+const pick = (
+  candidates: ScoredMemory[],
+  sent: { role: string; content: string }[],
+  budgetTokens: number,
+  now: number,
+) => selectMemories(candidates, sent, { budgetTokens, minRelevance: 1.05, now });
 
 describe("Recall selection", () => {
   const now = Date.parse(at(20));
@@ -20,7 +32,7 @@ describe("Recall selection", () => {
       scored("I run on Tuesdays", 0.1, at(4)),
     ];
     const sent = [{ role: "user", content: "Remember: i live in   PORTO. What should I do today?" }];
-    const chosen = selectMemories(candidates, sent, 120, now);
+    const { chosen } = pick(candidates, sent, 120, now);
     expect(chosen.map((m) => m.text)).toEqual(["My cat is called Miso", "I run on Tuesdays"]);
     expect(approximateTokens(memoryMessage(chosen).content)).toBeLessThanOrEqual(120);
   });
@@ -32,9 +44,9 @@ describe("Recall selection", () => {
       scored("session part two", 0.7, at(2, 2), "c1"),
       scored("session part three", 0.7, at(2, 3), "c1"),
     ];
-    const [first] = selectMemories(candidates, [], 1_000, now);
+    const [first] = pick(candidates, [], 1_000, now).chosen;
     expect(first!.text).toBe("session part one");
-    const message = memoryMessage(selectMemories(candidates, [], 1_000, now)).content;
+    const message = memoryMessage(pick(candidates, [], 1_000, now).chosen).content;
     expect(message.split("\n").slice(2)).toEqual([
       "[2026-01-02 09:01]",
       "user: session part one",
@@ -44,12 +56,40 @@ describe("Recall selection", () => {
       "user: lone strong match",
     ]);
     // The group boost reorders the fill, not the output order: the lone match survives a budget for two groups.
-    const tight = selectMemories(candidates, [], approximateTokens(message) - 6, now);
-    expect(tight).toHaveLength(3);
+    const tight = pick(candidates, [], approximateTokens(message) - 6, now);
+    expect(tight.chosen).toHaveLength(3);
   });
 
-  test("The query is the latest user turn plus a little of the turn before it", () => {
-    const query = recallQuery([
+  test("When no candidate clears the relevance gate, then nothing is chosen and the selection says it was irrelevant", () => {
+    const weak = { lexical: 0.1, dense: 0.7 };
+    const candidates = [
+      scored("I painted a sunrise", 0.9, at(3), "c1", weak),
+      scored("We went camping", 0.8, at(4), "c1", weak),
+    ];
+    expect(pick(candidates, [], 1_000, now)).toEqual({ chosen: [], tokens: 0, irrelevant: true });
+    // No candidates at all is not "irrelevant": there was nothing to judge.
+    expect(pick([], [], 1_000, now)).toEqual({ chosen: [], tokens: 0, irrelevant: false });
+    // The gate is the configured one: 0 lets everything through.
+    expect(selectMemories(candidates, [], { budgetTokens: 1_000, minRelevance: 0, now }).chosen).toHaveLength(2);
+  });
+
+  test("When the query clears the gate, then only memories near the gate join the fill, and the budget is a ceiling", () => {
+    const candidates = [
+      scored("Caroline went to the LGBTQ support group", 0.9, at(3), "c1", { lexical: 0.8, dense: 0.9 }),
+      scored("Caroline felt accepted there", 0.5, at(3, 1), "c1", { lexical: 0.1, dense: 0.85 }),
+      scored("unrelated chatter about the weather", 0.4, at(5), "c2", { lexical: 0.05, dense: 0.6 }),
+    ];
+    const selection = pick(candidates, [], 1_000, now);
+    expect(selection.chosen.map((m) => m.text)).toEqual([
+      "Caroline went to the LGBTQ support group",
+      "Caroline felt accepted there",
+    ]);
+    expect(selection.tokens).toBeGreaterThanOrEqual(approximateTokens(memoryMessage(selection.chosen).content));
+    expect(selection.tokens).toBeLessThan(100);
+  });
+
+  test("The query is the latest user turn plus a little of the reply before it; relevance is judged on the latest turn", () => {
+    const { text: query, focus } = recallQuery([
       { role: "user", content: "first question" },
       { role: "assistant", content: `${"x".repeat(500)}tail of the answer` },
       { role: "user", content: [{ type: "text", text: "follow-up" }] },
@@ -57,6 +97,13 @@ describe("Recall selection", () => {
     expect(query.startsWith("follow-up\n")).toBe(true);
     expect(query).toContain("tail of the answer");
     expect(query.length).toBeLessThan("follow-up\n".length + 301);
+    expect(focus).toBe("follow-up");
+    // A system prompt before the question is not conversation: it is not part of the query.
+    const afterSystem = recallQuery([
+      { role: "system", content: "You are a helpful assistant." },
+      { role: "user", content: "What is my dog called?" },
+    ]);
+    expect(afterSystem).toEqual({ text: "What is my dog called?", focus: "What is my dog called?" });
   });
 });
 

@@ -85,7 +85,7 @@ export function anthropicRoutes({ authenticator, chat, memory, logger }: Anthrop
           ...requestIdsOf(res),
           conversationId: conversationIdOf(req.get(CONVERSATION_HEADER)),
           endpoint: "/v1/messages",
-          memory: memory.controlsFrom((name) => req.get(name)),
+          memory: memory.controlsFrom((name) => req.get(name), principal.tier),
           signal,
         });
         res.set(result.headers);

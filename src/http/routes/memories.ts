@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { ApiError, invalidRequest, notFound, serviceUnavailable } from "../../errors";
 import type { Authenticator } from "../../identity";
-import { InvalidCursorError, type Memory, type MemoryService } from "../../memory";
+import { InvalidCursorError, type Memory, type MemoryService, REMEMBERED_CHARS } from "../../memory";
 import { parseBody, uuidParam } from "../../validation";
 import { ApiRouter, json } from "../api-router";
 import { principalOf, requireUser } from "../authentication";
@@ -34,6 +34,58 @@ const deleteQuery = z
   .refine((q) => (q.conversation_id === undefined) !== (q.all === undefined), {
     message: "give either conversation_id or all=true",
   });
+
+/** How many turns one import call takes: a long chat history is imported in pages of this size. */
+const IMPORT_BATCH = 1_000;
+/** Clock skew allowed for an imported turn's date. */
+const FUTURE_SKEW_MS = 5 * 60_000;
+
+const importBody = z
+  .strictObject({
+    memories: z
+      .array(
+        z.strictObject({
+          role: z.enum(["user", "assistant"]),
+          text: z
+            .string()
+            .max(REMEMBERED_CHARS)
+            .refine((t) => t.trim().length > 0, { message: "must not be empty" })
+            .meta({ description: `The turn's text (at most ${REMEMBERED_CHARS.toLocaleString("en")} characters).` }),
+          created_at: z.iso
+            .datetime({ offset: true })
+            .refine((t) => Date.parse(t) <= Date.now() + FUTURE_SKEW_MS, { message: "must not be in the future" })
+            .optional()
+            .meta({
+              description: "When the turn was said (ISO 8601); recall shows it in the dated heading. Default: now.",
+            }),
+          conversation_id: conversationId.optional(),
+          id: z
+            .string()
+            .min(1)
+            .max(200)
+            .optional()
+            .meta({ description: "Your id for the turn: importing the same id again does not queue it twice." }),
+        }),
+      )
+      .min(1)
+      .max(IMPORT_BATCH),
+  })
+  .meta({ id: "MemoryImportRequest" });
+
+const ImportResult = z
+  .strictObject({
+    object: z.literal("memory.import"),
+    queued: z.int().nonnegative().meta({ description: "Turns queued for memory by this call." }),
+    duplicates: z.int().nonnegative().meta({ description: "Turns whose id was already queued." }),
+    data: z.array(
+      z.strictObject({
+        id: z.string().nullable().meta({ description: "Your id for the turn, if you gave one." }),
+        request_id: z.string().meta({ description: "The `request_id` the turn's memories will carry." }),
+        status: z.enum(["queued", "duplicate"]),
+      }),
+    ),
+  })
+  .meta({ id: "MemoryImportResult" });
 
 const MemoryView = z
   .strictObject({
@@ -129,6 +181,47 @@ export function memoryRoutes({ authenticator, memory }: { authenticator: Authent
         data: page.data.map(memoryJson),
         has_more: page.next !== undefined,
         next_cursor: page.next ?? null,
+      });
+    },
+  );
+
+  api.route(
+    {
+      method: "post",
+      path: "/memories",
+      summary: "Import existing history into the caller's memory",
+      description:
+        `Up to ${IMPORT_BATCH.toLocaleString("en")} turns per call, each with its own date and conversation. They go ` +
+        "through the same outbox as chat write-back (chunked, embedded and stored within about a second; durable " +
+        "once this call answers). Text identical to a stored memory of the same conversation and role is stored once.",
+      access: "api_key",
+      body: importBody,
+      responses: { 202: { description: "Queued for memory.", content: json(ImportResult) } },
+      errors: [503],
+    },
+    async (req, res) => {
+      const body = parseBody(importBody, req.body);
+      const { userId } = principalOf(res);
+      const results = await memory.import(
+        userId,
+        body.memories.map((m) => ({
+          role: m.role,
+          text: m.text,
+          createdAt: m.created_at,
+          conversationId: m.conversation_id,
+          clientId: m.id,
+        })),
+      );
+      const queued = results.filter((r) => r.queued).length;
+      res.status(202).json({
+        object: "memory.import",
+        queued,
+        duplicates: results.length - queued,
+        data: results.map((r, i) => ({
+          id: body.memories[i]!.id ?? null,
+          request_id: r.requestId,
+          status: r.queued ? "queued" : "duplicate",
+        })),
       });
     },
   );

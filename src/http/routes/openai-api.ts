@@ -62,7 +62,7 @@ export function openAiRoutes({ authenticator, targets, chat, memory, logger }: O
         body: req.body,
         ...requestIdsOf(res),
         conversationId: conversationIdOf(req.get(CONVERSATION_HEADER), req.body),
-        memory: memory.controlsFrom((name) => req.get(name)),
+        memory: memory.controlsFrom((name) => req.get(name), principalOf(res).tier),
         endpoint: "/v1/chat/completions",
         signal,
       });

@@ -18,8 +18,10 @@ import { promisify } from "node:util";
 import { writeAll } from "../../files";
 import type { SparseVector } from "../sparse";
 import {
+  coverageIdf,
   decodeCursor,
-  FUSION_WEIGHTS,
+  fuseRankings,
+  idf,
   isAfterCursor,
   type Memory,
   type MemoryDeletion,
@@ -28,7 +30,7 @@ import {
   type NewMemory,
   PREFETCH_LIMIT,
   pageOf,
-  RRF_K,
+  queryCoverage,
   type ScoredMemory,
 } from "../store";
 import { SignCodes } from "./sign-codes";
@@ -356,21 +358,35 @@ class UserIndex {
       const m = this.memories[slot];
       return m !== undefined && (query.conversationId === undefined || m.conversationId === query.conversationId);
     };
-    const fused = new Map<number, number>();
-    const fuse = (ranked: number[], weight: number) => {
-      ranked.forEach((slot, rank) => {
-        fused.set(slot, (fused.get(slot) ?? 0) + weight / (RRF_K + rank + 1));
-      });
-    };
-    fuse(this.denseTop(query.dense, allowed, query.conversationId !== undefined), FUSION_WEIGHTS.dense);
-    fuse(this.sparseTop(query.sparse, allowed), FUSION_WEIGHTS.sparse);
+    const dense = this.denseTop(query.dense, allowed, query.conversationId !== undefined);
+    const fused = fuseRankings(dense.slotsBestFirst(), this.sparseTop(query.sparse, allowed));
+    const weights = this.coverageWeights(query.focus ?? query.sparse);
+    const dims = this.dimensions;
     return [...fused]
       .sort((a, b) => b[1] - a[1])
       .slice(0, query.limit)
-      .map(([slot, score]) => ({ memory: plain(this.memories[slot]!), score }));
+      .map(([slot, score]) => {
+        const kept = this.memories[slot]!;
+        const cosine = dense.scoreOf(slot) ?? dot(this.vectors, slot * dims, query.dense, dims);
+        return {
+          memory: plain(kept),
+          score,
+          evidence: { lexical: queryCoverage(weights, kept.sparse.indices), dense: cosine / QUANTIZATION_SCALE },
+        };
+      });
   }
 
-  private denseTop(query: Float32Array, allowed: (slot: number) => boolean, filtered: boolean): number[] {
+  /** Each query term's weight for queryCoverage, from this user's document frequencies. */
+  private coverageWeights(query: SparseVector): Map<number, number> {
+    return new Map(
+      query.indices.map((term, i) => [
+        term,
+        coverageIdf(this.live, this.documentFrequency.get(term) ?? 0) * query.values[i]!,
+      ]),
+    );
+  }
+
+  private denseTop(query: Float32Array, allowed: (slot: number) => boolean, filtered: boolean): TopK {
     const top = new TopK(PREFETCH_LIMIT);
     const dims = this.dimensions;
     const vectors = this.vectors;
@@ -388,7 +404,7 @@ class UserIndex {
         top.offer(slot, dot(vectors, slot * dims, query, dims));
       }
     }
-    return top.slotsBestFirst();
+    return top;
   }
 
   private sparseTop(query: SparseVector, allowed: (slot: number) => boolean): number[] {
@@ -396,19 +412,18 @@ class UserIndex {
     if (this.scores.length < this.memories.length) this.scores = new Float64Array(this.memories.length * 2);
     const scores = this.scores;
     const touched: number[] = [];
-    query.indices.forEach((term, i) => {
+    for (const [i, term] of query.indices.entries()) {
       const list = this.postings.get(term);
       const df = this.documentFrequency.get(term);
-      if (!list || !df) return;
-      // Qdrant's IDF modifier: ln(1 + (N - n + 0.5) / (n + 0.5)).
-      const idf = Math.log(1 + (this.live - df + 0.5) / (df + 0.5)) * query.values[i]!;
+      if (!list || !df) continue;
+      const weight = idf(this.live, df) * query.values[i]!;
       const { slots, weights } = list;
       for (let j = 0; j < slots.length; j++) {
         const slot = slots[j]!;
         if (scores[slot] === 0) touched.push(slot);
-        scores[slot]! += idf * weights[j]!;
+        scores[slot]! += weight * weights[j]!;
       }
-    });
+    }
     const top = new TopK(PREFETCH_LIMIT);
     for (const slot of touched) {
       if (allowed(slot)) top.offer(slot, scores[slot]!);
@@ -479,5 +494,10 @@ class TopK {
 
   slotsBestFirst(): number[] {
     return this.slots.slice();
+  }
+
+  scoreOf(slot: number): number | undefined {
+    const i = this.slots.indexOf(slot);
+    return i < 0 ? undefined : this.scores[i];
   }
 }
