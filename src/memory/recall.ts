@@ -112,7 +112,7 @@ export function selectMemories(
 
 /** Once the query clears the gate, a memory joins the fill if it clears this share of it (evidence for multi-hop
  * questions often shares few of their words). */
-const MEMBER_SHARE = 0.8;
+const MEMBER_SHARE = 0.7;
 
 const HEADER =
   "Excerpts from earlier conversations with this user, oldest first, grouped by conversation and day (UTC). " +

@@ -37,14 +37,16 @@ const MEMORY_SCOPE_HEADER = "x-perpetual-memory-scope";
 const MEMORY_BUDGET_HEADER = "x-perpetual-memory-budget";
 
 /**
- * Per-request memory controls from headers, defaults from config; a bad value is a 400 naming the header. A budget
- * above the ceiling is lowered to it (a client need not know its tier's ceiling); the response reports what applied.
+ * Per-request memory controls from headers, defaults from config; a bad value is a 400 naming the header. The
+ * budget's ceiling is the tier's max_memory_tokens within MEMORY_TOKEN_BUDGET; a budget above it is lowered to it
+ * (a client need not know its tier's ceiling) and the response reports what applied.
  */
-function memoryControls(
+export function memoryControls(
   header: (name: string) => string | undefined,
   defaults: Config["memory"],
-  ceiling: number,
+  tierCeiling: number | null = null,
 ): MemoryControls {
+  const ceiling = Math.min(tierCeiling ?? defaults.tokenBudget, defaults.tokenBudget);
   const mode = header(MEMORY_HEADER)?.trim().toLowerCase() || defaults.defaultMode;
   const scope = header(MEMORY_SCOPE_HEADER)?.trim().toLowerCase() || defaults.defaultScope;
   const budget = header(MEMORY_BUDGET_HEADER)?.trim();
@@ -128,8 +130,7 @@ export class MemoryService {
    */
   controlsFrom(header: (name: string) => string | undefined, tier?: string): MemoryControls {
     const { settings, tiers } = this.deps;
-    const tierMax = (tier === undefined ? undefined : tiers?.byName.get(tier)?.maxMemoryTokens) ?? settings.tokenBudget;
-    return memoryControls(header, settings, Math.min(tierMax, settings.tokenBudget));
+    return memoryControls(header, settings, tier === undefined ? null : tiers?.byName.get(tier)?.maxMemoryTokens);
   }
 
   get store(): MemoryStore {

@@ -1,5 +1,8 @@
+import { loadConfig } from "../../src/config";
+import { ApiError } from "../../src/errors";
 import { SignCodes } from "../../src/memory/embedded/sign-codes";
 import { memoryMessage, recallQuery, selectMemories } from "../../src/memory/recall";
+import { memoryControls } from "../../src/memory/service";
 import type { Memory, ScoredMemory } from "../../src/memory/store";
 import { approximateTokens } from "../../src/memory/text";
 
@@ -105,6 +108,38 @@ describe("Recall selection", () => {
     ]);
     expect(afterSystem).toEqual({ text: "What is my dog called?", focus: "What is my dog called?" });
   });
+});
+
+describe("Memory budget per request", () => {
+  const settings = loadConfig({ NODE_ENV: "test", MEMORY_TOKEN_BUDGET: "1500" }).memory;
+  const headers = (values: Record<string, string>) => (name: string) => values[name];
+
+  test("When a request names a budget, then it applies within the tier's ceiling, which MEMORY_TOKEN_BUDGET caps", () => {
+    expect(memoryControls(headers({}), settings).budgetTokens).toBe(1500);
+    expect(memoryControls(headers({}), settings, 300).budgetTokens).toBe(300);
+    expect(memoryControls(headers({}), settings, 9_000).budgetTokens).toBe(1500);
+    expect(memoryControls(headers({ "x-perpetual-memory-budget": "200" }), settings, 300).budgetTokens).toBe(200);
+    expect(memoryControls(headers({ "x-perpetual-memory-budget": "800" }), settings, 300).budgetTokens).toBe(300);
+    expect(memoryControls(headers({ "x-perpetual-memory-budget": "0" }), settings).budgetTokens).toBe(0);
+  });
+
+  test.each(["-1", "1.5", "lots", "1e3", "9999999999"])(
+    "When the budget header is %p, then it is a 400 naming it",
+    (value) => {
+      const error = (() => {
+        try {
+          memoryControls(headers({ "x-perpetual-memory-budget": value }), settings);
+        } catch (e) {
+          return e;
+        }
+      })();
+      expect(error).toBeInstanceOf(ApiError);
+      expect((error as ApiError).toBody().error).toMatchObject({
+        param: "x-perpetual-memory-budget",
+        code: "invalid_header",
+      });
+    },
+  );
 });
 
 describe("Binary codes for large users", () => {
