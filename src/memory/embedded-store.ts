@@ -1,7 +1,14 @@
 import { join } from "node:path";
 import { Worker } from "node:worker_threads";
 import type { EngineCall, EngineReply, EngineSettings } from "./embedded/protocol";
-import { InvalidCursorError, type MemoryPage, type MemoryStore, type ScoredMemory, type UserMemories } from "./store";
+import {
+  InvalidCursorError,
+  type Memory,
+  type MemoryPage,
+  type MemoryStore,
+  type ScoredMemory,
+  type UserMemories,
+} from "./store";
 
 /**
  * The default vector store, embedded in the server's process: the index and its log live in a worker thread
@@ -40,6 +47,7 @@ export class EmbeddedMemoryStore implements MemoryStore {
         if (memories.length > 0) await this.call({ op: "upsert", userId, memories });
       },
       search: (query) => this.call({ op: "search", userId, query }) as Promise<ScoredMemory[]>,
+      neighbours: (of) => this.call({ op: "neighbours", userId, of }) as Promise<Memory[][]>,
       list: (options) => this.call({ op: "list", userId, options }) as Promise<MemoryPage>,
       delete: (which) => this.call({ op: "delete", userId, which }) as Promise<number>,
     };

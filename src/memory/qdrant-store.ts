@@ -149,6 +149,32 @@ export class QdrantMemoryStore implements MemoryStore {
             };
           });
       },
+      neighbours: async (of): Promise<Memory[][]> => {
+        if (of.length === 0) return [];
+        // Per memory, the nearest earlier and later point of its conversation by created_at, in one batch call
+        // (a start_from bound is inclusive: the memory itself and same-instant points come back and are skipped).
+        const searches = of.flatMap((m) =>
+          (["desc", "asc"] as const).map((direction) => ({
+            query: { order_by: { key: "created_at", direction, start_from: m.createdAt } },
+            filter: filter(
+              m.conversationId === null
+                ? { is_null: { key: "conversation_id" } }
+                : { key: "conversation_id", match: { value: m.conversationId } },
+            ),
+            limit: 3,
+            with_payload: true,
+          })),
+        );
+        const results = await client.queryBatch(collection, { searches });
+        return of.map((m, i) =>
+          [results[2 * i]!, results[2 * i + 1]!].flatMap(({ points }) => {
+            const next = points
+              .map((p) => fromPayload(String(p.id), p.payload))
+              .find((n) => n.id !== m.id && n.createdAt !== m.createdAt);
+            return next ? [next] : [];
+          }),
+        );
+      },
       list: async ({ conversationId, limit, after }): Promise<MemoryPage> => {
         const cursor = after === undefined ? undefined : decodeCursor(after);
         const conversation =

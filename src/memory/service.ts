@@ -7,9 +7,9 @@ import type { Logger } from "../log";
 import type { Metrics } from "../metrics";
 import type { Embedder } from "./embedders/types";
 import { MemoryOutbox, memoryId } from "./outbox";
-import { type ChatTurn, memoryMessage, recallQuery, selectMemories } from "./recall";
+import { type ChatTurn, contextHits, memoryMessage, recallQuery, selectMemories, withNeighbours } from "./recall";
 import { bm25Query } from "./sparse";
-import type { MemoryDeletion, MemoryPage, MemoryStore } from "./store";
+import type { MemoryDeletion, MemoryPage, MemoryStore, ScoredMemory } from "./store";
 
 export type MemoryMode = Config["memory"]["defaultMode"];
 
@@ -187,14 +187,10 @@ export class MemoryService {
     });
     try {
       const result = await Promise.race([
-        this.find(
+        this.candidates(
           userId,
-          query.text,
-          {
-            focus: query.focus,
-            limit: CANDIDATES,
-            ...(controls.scope === "conversation" && { conversationId: conversationId ?? "" }),
-          },
+          query,
+          controls.scope === "conversation" ? (conversationId ?? "") : undefined,
           controller.signal,
         ),
         timeout,
@@ -250,6 +246,24 @@ export class MemoryService {
     );
     const queued = new Set(inserted.map((r) => r.request_id));
     return rows.map((r) => ({ requestId: r.request_id, queued: queued.has(r.request_id) }));
+  }
+
+  /** Recall's candidates: the hybrid search's, plus the turns around its most relevant hits when any is relevant. */
+  private async candidates(
+    userId: string,
+    query: { text: string; focus: string },
+    conversationId: string | undefined,
+    signal: AbortSignal,
+  ): Promise<ScoredMemory[]> {
+    const found = await this.find(
+      userId,
+      query.text,
+      { focus: query.focus, limit: CANDIDATES, ...(conversationId !== undefined && { conversationId }) },
+      signal,
+    );
+    const hits = contextHits(found, this.deps.settings.minRelevance);
+    if (hits.length === 0 || signal.aborted) return found;
+    return withNeighbours(found, hits, await this.deps.store.forUser(userId).neighbours(hits));
   }
 
   /** Account erasure: every point of the user (outbox rows go with the user row). */

@@ -60,6 +60,12 @@ export interface UserMemories {
   upsert(memories: NewMemory[]): Promise<void>;
   /** Hybrid search: dense and BM25 rankings fused with reciprocal rank fusion. */
   search(query: MemorySearch): Promise<ScoredMemory[]>;
+  /**
+   * For each given memory (one of this user's), the memory stored just before it and just after it in the same
+   * conversation (write order, which is time order for write-back and in-order imports): the context around a hit,
+   * since what answers a question is often the next turn. Aligned with `of`; each entry has 0 to 2 memories.
+   */
+  neighbours(of: readonly Memory[]): Promise<Memory[][]>;
   /** Newest first. `after` is a cursor from an earlier page; one this store did not hand out throws InvalidCursorError. */
   list(options: { conversationId?: string; limit: number; after?: string }): Promise<MemoryPage>;
   delete(which: MemoryDeletion): Promise<number>;

@@ -109,6 +109,35 @@ describe.each(stores)("Memory store contract: %s", (_kind, open) => {
     expect(partial!.evidence.lexical).toBeLessThan(0.7);
   });
 
+  test("When neighbours are asked for, then each memory gets the turns written just before and after it in its own conversation, never another user's", async () => {
+    const alice = store.forUser(ALICE);
+    const at = (minute: number) => `2026-01-01T10:${String(minute).padStart(2, "0")}:00.000Z`;
+    const turn = (text: string, index: number, conversationId: string, minute: number) =>
+      memory(text, `n-${conversationId}`, { index, conversationId, createdAt: at(minute) });
+    const session = [
+      turn("Where should we go hiking?", 0, "s1", 1),
+      turn("The ridge trail above the lake", 1, "s1", 2),
+      turn("Bring the red tent", 2, "s1", 3),
+    ];
+    await alice.upsert([...session, turn("Other chat in between", 0, "s2", 2)]);
+    await store
+      .forUser(BOB)
+      .upsert([memory("Bob's turn at the same minute", "bob", { conversationId: "s1", createdAt: at(2) })]);
+    const [middle, first, last] = await alice.neighbours([session[1]!, session[0]!, session[2]!]);
+    expect(middle!.map((m) => m.text).sort()).toEqual(["Bring the red tent", "Where should we go hiking?"]);
+    expect(first!.map((m) => m.text)).toEqual(["The ridge trail above the lake"]);
+    expect(last!.map((m) => m.text)).toEqual(["The ridge trail above the lake"]);
+    // A deleted neighbour is skipped over; asked about Bob's memory, Alice's store answers with Alice's only.
+    await alice.delete({ ids: [session[1]!.id] });
+    const [afterDelete] = await alice.neighbours([session[0]!]);
+    expect(afterDelete!.map((m) => m.text)).toEqual(["Bring the red tent"]);
+    const bobs = (await store.forUser(BOB).list({ limit: 1 })).data[0]!;
+    const [aroundBobs] = await alice.neighbours([bobs]);
+    expect(aroundBobs!.every((m) => !m.text.startsWith("Bob"))).toBe(true);
+    const [bobAround] = await store.forUser(BOB).neighbours([session[0]!]);
+    expect(bobAround!.every((m) => m.text.startsWith("Bob"))).toBe(true);
+  });
+
   test("When memories are listed, then pages are newest first, continue with the cursor even across equal timestamps and deletions", async () => {
     const alice = store.forUser(ALICE);
     const at = (day: number) => `2026-01-0${day}T00:00:00.000Z`;

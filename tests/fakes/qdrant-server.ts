@@ -280,6 +280,12 @@ export async function startFakeQdrant(): Promise<FakeQdrant> {
     let ranked: { point: Point; score: number }[];
     const prefetch = body.prefetch ? (Array.isArray(body.prefetch) ? body.prefetch : [body.prefetch]) : [];
     const q = body.query as Json | undefined;
+    if (q?.order_by) {
+      const { points } = scroll(c, { filter: body.filter, limit, order_by: q.order_by, with_payload: true });
+      return {
+        points: points.map((p) => ({ ...p, version: c.points.get(idKey(p.id))!.version, score: 0 })),
+      };
+    }
     if (prefetch.length > 0) {
       const lists = (prefetch as Json[]).map((p) => nearest(c, p, all));
       const rrf = q?.rrf as { k?: number; weights?: number[] } | undefined;

@@ -1,7 +1,7 @@
 import { loadConfig } from "../../src/config";
 import { ApiError } from "../../src/errors";
 import { SignCodes } from "../../src/memory/embedded/sign-codes";
-import { memoryMessage, recallQuery, selectMemories } from "../../src/memory/recall";
+import { contextHits, memoryMessage, recallQuery, selectMemories, withNeighbours } from "../../src/memory/recall";
 import { memoryControls } from "../../src/memory/service";
 import type { Memory, ScoredMemory } from "../../src/memory/store";
 import { approximateTokens } from "../../src/memory/text";
@@ -89,6 +89,28 @@ describe("Recall selection", () => {
     ]);
     expect(selection.tokens).toBeGreaterThanOrEqual(approximateTokens(memoryMessage(selection.chosen).content));
     expect(selection.tokens).toBeLessThan(100);
+  });
+
+  test("When hits clear the gate, then the turns around the best two join the candidates just after their hit", () => {
+    const strong = { lexical: 0.9, dense: 0.9 };
+    const candidates = [
+      scored("Where do you keep the spare key?", 0.9, at(3, 1), "c1", strong),
+      scored("A weaker match", 0.5, at(4), "c2", { lexical: 0.2, dense: 0.8 }),
+    ];
+    const hits = contextHits(candidates, 1.1);
+    expect(hits.map((m) => m.text)).toEqual(["Where do you keep the spare key?"]);
+    const answer = scored("Under the blue flowerpot by the door", 0, at(3, 2)).memory;
+    const widened = withNeighbours(candidates, hits, [[answer]]);
+    const order = [...widened].sort(
+      (a, b) => b.evidence.lexical + b.evidence.dense - (a.evidence.lexical + a.evidence.dense),
+    );
+    expect(order.map((c) => c.memory.text)).toEqual([
+      "Where do you keep the spare key?",
+      "Under the blue flowerpot by the door",
+      "A weaker match",
+    ]);
+    // Nothing clears the gate: no hits, so no neighbours are fetched.
+    expect(contextHits([candidates[1]!], 1.1)).toEqual([]);
   });
 
   test("The query is the latest user turn plus a little of the reply before it; relevance is judged on the latest turn", () => {

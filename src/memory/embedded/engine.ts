@@ -94,6 +94,11 @@ export class EmbeddedEngine {
     return this.users.get(userId)?.search(query) ?? [];
   }
 
+  neighbours(userId: string, of: readonly Memory[]): Memory[][] {
+    const user = this.users.get(userId);
+    return of.map((m) => user?.neighbours(m.id) ?? []);
+  }
+
   list(userId: string, options: { conversationId?: string; limit: number; after?: string }): MemoryPage {
     return this.users.get(userId)?.list(options) ?? { data: [] };
   }
@@ -224,6 +229,9 @@ function deserialize(record: ReturnType<typeof serialize>): NewMemory {
   return { ...record.m, dense, sparse: { indices: record.s[0], values: record.s[1] } };
 }
 
+/** The conversation key of memories written without a conversation id. */
+const NO_CONVERSATION = "\u0000";
+
 /** Up to this many memories per user, dense search is an exact scan (about 2 ms at the limit on this machine's
  * cores; past it the binary-code pass is cheaper: ~4 ms at 100,000 against ~8 ms for an exact scan of 20,000). */
 const EXACT_SCAN_LIMIT = 5_000;
@@ -254,6 +262,9 @@ class UserIndex {
   private scores = new Float64Array(0);
   /** Binary codes for a fast first pass once the user has more memories than an exact scan serves quickly. */
   private codes: SignCodes | undefined;
+  /** Each conversation's slots in write order (dead ones skipped when read), and each slot's place in that list. */
+  private conversations = new Map<string, number[]>();
+  private placeInConversation: number[] = [];
 
   constructor(private readonly dimensions: number) {
     this.vectors = new Int8Array(dimensions * 16);
@@ -273,6 +284,9 @@ class UserIndex {
     }
     this.memories.push({ ...plain(memory), sparse: memory.sparse });
     this.slotById.set(memory.id, slot);
+    const conversation = this.conversations.get(memory.conversationId ?? NO_CONVERSATION) ?? [];
+    this.conversations.set(memory.conversationId ?? NO_CONVERSATION, conversation);
+    this.placeInConversation[slot] = conversation.push(slot) - 1;
     this.encode(slot);
     memory.sparse.indices.forEach((term, i) => {
       const list = this.postings.get(term) ?? { slots: [], weights: [] };
@@ -432,10 +446,31 @@ class UserIndex {
     return top.slotsBestFirst();
   }
 
+  /** The live memories written just before and just after this one in its conversation. */
+  neighbours(id: string): Memory[] {
+    const slot = this.slotById.get(id);
+    if (slot === undefined) return [];
+    const list = this.conversations.get(this.memories[slot]!.conversationId ?? NO_CONVERSATION)!;
+    const place = this.placeInConversation[slot]!;
+    const found: Memory[] = [];
+    for (const step of [-1, 1]) {
+      for (let i = place + step; i >= 0 && i < list.length; i += step) {
+        const neighbour = this.memories[list[i]!];
+        if (neighbour) {
+          found.push(plain(neighbour));
+          break;
+        }
+      }
+    }
+    return found;
+  }
+
   /** Drops dead slots: vectors and postings are rebuilt from the live memories. */
   private rebuild(): void {
     const live = this.all();
     this.memories = [];
+    this.conversations = new Map();
+    this.placeInConversation = [];
     this.slotById.clear();
     this.postings = new Map();
     this.documentFrequency.clear();

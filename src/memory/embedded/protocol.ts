@@ -1,4 +1,4 @@
-import type { MemoryDeletion, MemorySearch, NewMemory, UserMemories } from "../store";
+import type { Memory, MemoryDeletion, MemorySearch, NewMemory, UserMemories } from "../store";
 
 /** What the embedded store's thread is started with. */
 export interface EngineSettings {
@@ -14,6 +14,7 @@ export type EngineCall =
   | { op: "siblings"; prefix: string }
   | { op: "upsert"; userId: string; memories: NewMemory[] }
   | { op: "search"; userId: string; query: MemorySearch }
+  | { op: "neighbours"; userId: string; of: readonly Memory[] }
   | { op: "list"; userId: string; options: Parameters<UserMemories["list"]>[0] }
   | { op: "delete"; userId: string; which: MemoryDeletion };
 

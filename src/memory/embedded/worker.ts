@@ -32,6 +32,8 @@ function run(request: EngineRequest): unknown | Promise<unknown> {
       return engine.upsert(request.userId, request.memories);
     case "search":
       return engine.search(request.userId, request.query);
+    case "neighbours":
+      return engine.neighbours(request.userId, request.of);
     case "list":
       return engine.list(request.userId, request.options);
     case "delete":
