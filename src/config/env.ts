@@ -154,6 +154,10 @@ export const envSchema = z.object({
       .regex(/^[A-Za-z0-9_-]{1,200}$/, { message: "must be letters, digits, _ or - (at most 200)" })
       .default("perpetual_memory"),
   ),
+  MEMORY_STORE: z.preprocess(
+    emptyAsUndefined,
+    z.enum(["embedded", "qdrant"], { message: 'must be "embedded" or "qdrant"' }).optional(),
+  ),
   MEMORY_DEFAULT_MODE: z.preprocess(
     emptyAsUndefined,
     z
@@ -212,6 +216,10 @@ export const envSchema = z.object({
   POLAR_SUCCESS_URL: httpUrl,
   RATE_LIMIT_PER_MINUTE: integer(60, 1, 10_000_000),
   RATE_LIMIT_PER_DAY: integer(10_000, 1, 1_000_000_000),
+  RATE_LIMIT_STORE: z.preprocess(
+    emptyAsUndefined,
+    z.enum(["redis", "memory"], { message: 'must be "redis" or "memory"' }).optional(),
+  ),
   RATE_LIMIT_FAILURE_POLICY: z.preprocess(
     emptyAsUndefined,
     z.enum(["open", "closed"], { message: 'must be "open" or "closed"' }).default("open"),

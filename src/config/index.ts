@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { envSchema, SECRET_VARIABLES } from "./env";
+import { type Env, envSchema, SECRET_VARIABLES } from "./env";
 import { loadProviders, type ModelPricing, type ProviderSettings } from "./providers";
 import { loadTiers, type Tiers } from "./tiers";
 
@@ -104,6 +104,35 @@ export interface LoadConfigOptions {
 
 const PROJECT_ROOT = resolve(__dirname, "..", "..");
 
+/**
+ * Memory and rate limits kept per process are right for one process and wrong for several replicas (each would
+ * keep its own memories and its own counters, silently). A chosen store must be configured; in production the
+ * per-process ones must be chosen explicitly, so a blank QDRANT_URL or REDIS_URL fails loudly instead.
+ */
+function perProcessStateProblems(e: Env): string[] {
+  const problems: string[] = [];
+  const qdrant = Boolean(e.QDRANT_URL ?? e.QDRANT_CLOUD_URL);
+  const redis = Boolean(e.REDIS_URL ?? e.REDIS_HOST);
+  if (e.MEMORY_STORE === "qdrant" && !qdrant) problems.push("MEMORY_STORE: qdrant needs QDRANT_URL");
+  if (e.MEMORY_STORE === "embedded" && qdrant) problems.push("MEMORY_STORE: embedded contradicts QDRANT_URL");
+  if (e.RATE_LIMIT_STORE === "redis" && !redis) problems.push("RATE_LIMIT_STORE: redis needs REDIS_URL");
+  if (e.RATE_LIMIT_STORE === "memory" && redis) problems.push("RATE_LIMIT_STORE: memory contradicts REDIS_URL");
+  if (e.NODE_ENV !== "production") return problems;
+  if (!qdrant && e.MEMORY_STORE !== "embedded") {
+    problems.push(
+      "QDRANT_URL: NODE_ENV=production without Qdrant would keep memory inside each process (replicas would not " +
+        "share it). Set QDRANT_URL, or MEMORY_STORE=embedded for a single-process deployment.",
+    );
+  }
+  if (!redis && e.RATE_LIMIT_STORE !== "memory") {
+    problems.push(
+      "REDIS_URL: NODE_ENV=production without Redis would count rate limits per process (each replica would allow " +
+        "the full limit). Set REDIS_URL, or RATE_LIMIT_STORE=memory for a single-process deployment.",
+    );
+  }
+  return problems;
+}
+
 /** The one reader of the environment. Throws ConfigError listing every problem, never a secret's value. */
 export function loadConfig(env: NodeJS.ProcessEnv, options: LoadConfigOptions = {}): Config {
   const problems: string[] = [];
@@ -133,6 +162,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, options: LoadConfigOptions = 
   if (parsed.success && parsed.data.EMBEDDING_PROVIDER === "vllm" && !parsed.data.EMBEDDING_BASE_URL) {
     problems.push("EMBEDDING_PROVIDER: vllm needs EMBEDDING_BASE_URL (the embedding server's /v1 base)");
   }
+  if (parsed.success) problems.push(...perProcessStateProblems(parsed.data));
   if (!parsed.success || !tiers || !providers || !models || problems.length > 0) throw new ConfigError(problems);
 
   const e = parsed.data;

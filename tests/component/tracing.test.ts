@@ -49,6 +49,7 @@ describe("OpenTelemetry tracing (OTEL_EXPORTER_OTLP_ENDPOINT set) in the real se
       API_HOST: "127.0.0.1",
       LOG_FORMAT: "json",
       NODE_ENV: "production",
+      MEMORY_STORE: "embedded",
       OTEL_EXPORTER_OTLP_ENDPOINT: collector.url,
       OTEL_EXPORTER_OTLP_HEADERS: "authorization=Bearer%20collector-secret",
       OTEL_SERVICE_NAME: "perpetual-test",
@@ -118,6 +119,7 @@ describe("OpenTelemetry tracing (OTEL_EXPORTER_OTLP_ENDPOINT set) in the real se
       API_HOST: "127.0.0.1",
       LOG_FORMAT: "json",
       NODE_ENV: "production",
+      MEMORY_STORE: "embedded",
       API_KEY_ENCRYPTION_KEY: randomBytes(32).toString("base64"),
       OTEL_EXPORTER_OTLP_ENDPOINT: "",
     });

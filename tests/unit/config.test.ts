@@ -28,6 +28,29 @@ describe("Configuration", () => {
     expect(config.log.format).toBe("pretty");
   });
 
+  test("When production would keep memory or rate limits per process, then the start is refused unless chosen", () => {
+    const problems = (env: Record<string, string>) => {
+      try {
+        loadConfig({ NODE_ENV: "production", ...env });
+        return [];
+      } catch (error) {
+        return (error as ConfigError).problems;
+      }
+    };
+    expect(problems({}).map((p) => p.split(":")[0])).toEqual(["QDRANT_URL", "REDIS_URL"]);
+    expect(problems({}).join(" ")).toMatch(/replicas would not share it.*MEMORY_STORE=embedded/);
+    expect(problems({ MEMORY_STORE: "embedded", RATE_LIMIT_STORE: "memory" })).toEqual([]);
+    expect(problems({ QDRANT_URL: "http://qdrant:6333", REDIS_URL: "redis://redis:6379" })).toEqual([]);
+    expect(problems({ MEMORY_STORE: "qdrant", RATE_LIMIT_STORE: "memory" })).toContain(
+      "MEMORY_STORE: qdrant needs QDRANT_URL",
+    );
+    expect(problems({ MEMORY_STORE: "embedded", QDRANT_URL: "http://q:6333", REDIS_URL: "redis://r:6379" })).toEqual([
+      "MEMORY_STORE: embedded contradicts QDRANT_URL",
+    ]);
+    // Outside production the embedded defaults need no confirmation: `npm start` just works.
+    expect(() => loadConfig({ NODE_ENV: "development" })).not.toThrow();
+  });
+
   test("When the seed's variable names are set, then each lands in the typed config", () => {
     const config = loadConfig({
       NODE_ENV: "production",

@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from "node:child_process";
-import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse, parseAllDocuments } from "yaml";
@@ -57,10 +57,15 @@ describe("docker-compose.yml", () => {
   test("When docker-compose validates it (every profile), then it is valid", () => {
     const which = spawnSync("docker-compose", ["version"], { encoding: "utf8" });
     if (which.error) throw new Error("docker-compose is missing: apt-get install docker-compose (.ci/run does)");
-    // As an operator runs it: next to a .env made from .env.example.
+    // As an operator runs it: next to a .env made from .env.example by the one command docs/DEPLOYMENT.md gives.
     const dir = mkdtempSync(join(tmpdir(), "perpetual-compose-"));
     copyFileSync(join(ROOT, "docker-compose.yml"), join(dir, "docker-compose.yml"));
-    writeFileSync(join(dir, ".env"), read(".env.example").replace(/^POSTGRES_PASSWORD=$/m, "POSTGRES_PASSWORD=test"));
+    copyFileSync(join(ROOT, ".env.example"), join(dir, ".env.example"));
+    const fill = /```sh\n(sed [\s\S]*?> \.env)\n```/.exec(read("docs/DEPLOYMENT.md"))![1]!;
+    execFileSync("bash", ["-c", fill], { cwd: dir });
+    const env = readFileSync(join(dir, ".env"), "utf8");
+    expect(env).toMatch(/^POSTGRES_PASSWORD=[0-9a-f]{48}$/m);
+    expect(Buffer.from(/^API_KEY_ENCRYPTION_KEY=(.+)$/m.exec(env)![1]!, "base64")).toHaveLength(32);
     const out = execFileSync("docker-compose", ["--profile", "local", "--profile", "tls", "config"], {
       cwd: dir,
       encoding: "utf8",
@@ -166,10 +171,13 @@ describe("k8s/", () => {
       expect(names.filter((n) => !known.has(n))).toEqual([]);
       expect(names.filter((n) => SECRET_NAME.test(n))).toEqual([]);
     }
-    // The merged ConfigMap of the local overlay is a valid configuration.
+    // The merged ConfigMap of the local overlay is a valid configuration with the Secret's shared stores, and
+    // without them the pods refuse to start (instead of each replica keeping its own memory and counters).
     const [base] = manifest("k8s/configmap.yaml");
     const [local] = manifest("k8s/overlays/local/local-mode.yaml");
-    expect(() => loadConfig({ ...base!.data, ...local!.data })).not.toThrow();
+    const shared = { QDRANT_URL: "http://qdrant:6333", REDIS_URL: "redis://redis:6379" };
+    expect(() => loadConfig({ ...base!.data, ...local!.data, ...shared })).not.toThrow();
+    expect(() => loadConfig({ ...base!.data, ...local!.data })).toThrow(/QDRANT_URL[\s\S]*REDIS_URL/);
     const [secret] = manifest("k8s/secret.example.yaml");
     expect(Object.values(secret!.stringData).every((v) => v === "")).toBe(true);
     const [kustomization] = manifest("k8s/kustomization.yaml");
