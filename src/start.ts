@@ -1,7 +1,9 @@
+import { runCli } from "./cli/main";
+import { serveCli } from "./cli/server-socket";
 import type { Config } from "./config";
-import { migrate, openDatabase } from "./db";
+import { type Database, migrate, openDatabase } from "./db";
 import { createApp } from "./http";
-import { createLogger } from "./log";
+import { createLogger, type Logger } from "./log";
 import { listen, onShutdownSignal } from "./server";
 import { createServices, startServices, stopServices } from "./services";
 import type { Telemetry } from "./telemetry";
@@ -26,8 +28,12 @@ export async function start(config: Config, telemetry: Telemetry | undefined): P
     version: config.version,
     tracing: telemetry ? config.telemetry.endpoint : "off",
   });
+  // The embedded database is this process's: the CLI runs its commands in here while the server runs.
+  const stopCli = db.kind === "pglite" ? await serveCli(config.dataDir, db, runCli, logger) : async () => {};
+  if (db.kind === "pglite") await showFirstSteps(db, logger);
 
   onShutdownSignal(logger, async () => {
+    await stopCli();
     services.chat.beginShutdown();
     await running.drain(config.http.shutdownTimeoutMs);
     await stopServices(services);
@@ -35,4 +41,13 @@ export async function start(config: Config, telemetry: Telemetry | undefined): P
     await telemetry?.shutdown().catch((error: unknown) => logger.warn("could not flush traces", { error }));
     logger.info("stopped");
   });
+}
+
+/** A fresh embedded install has no user yet: say how to get one, without stopping the server. */
+async function showFirstSteps(db: Database, logger: Logger): Promise<void> {
+  const [row] = await db.query<{ users: number }>("select count(*)::int as users from users");
+  if (row?.users) return;
+  logger.info(
+    "no users yet: create one (the server may keep running) with: npm run cli -- users create --email you@example.com",
+  );
 }

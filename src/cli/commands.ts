@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from "node:async_hooks";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { AuthAdminApi } from "@supabase/auth-js";
@@ -30,11 +31,17 @@ export interface Output {
 
 type Command = (args: string[], io: Output) => Promise<number>;
 
+/** Set while a command runs inside the server (through its CLI socket): the server's own, open database. */
+export const serverDatabase = new AsyncLocalStorage<Database>();
+
 async function withDatabase<T>(
   fn: (db: Database, config: Config) => Promise<T>,
   { migrateEmbedded = true } = {},
 ): Promise<T> {
   const config = loadConfig(process.env);
+  const shared = serverDatabase.getStore();
+  // The server migrated it at start and keeps it open.
+  if (shared) return fn(shared, config);
   const db = await openDatabase(config);
   try {
     // The embedded database is migrated by whoever opens it first, CLI or server, as it has no separate deploy step.
@@ -295,6 +302,9 @@ export const commands: Record<string, Command> = {
   async "memory reindex"(args, io) {
     const { values } = options(args, { from: { type: "string" } });
     return withDatabase(async (db, config) => {
+      if (serverDatabase.getStore() && !config.qdrant.url) {
+        throw new UsageError("the embedded memory store belongs to the running server: stop it, then reindex");
+      }
       const embedder = createEmbedder(config);
       const targetName = collectionName(config, embedder);
       const target = createMemoryStore(config, targetName, embedder.dimensions);

@@ -1,6 +1,8 @@
-import { ConfigError } from "../config";
+import { ConfigError, loadConfig } from "../config";
+import type { Database } from "../db";
 import { redactText } from "../log";
-import { commands, type Output, UsageError } from "./commands";
+import { commands, type Output, serverDatabase, UsageError } from "./commands";
+import { runInServer } from "./server-socket";
 
 const USAGE = `Usage: npm run cli -- <command> [options]
 
@@ -33,11 +35,29 @@ Commands:
                                Add N dollars to a user's prepaid balance (remove: --usd=-N).
   help                         Show this help.
 
-In embedded mode (no DATABASE_URL) the database belongs to one process: stop the server first, or use the
-admin API (/admin/*) while it runs.
+In embedded mode (no DATABASE_URL) the database belongs to one process: while the server runs, commands run
+inside it (through DATA_DIR/cli.sock), with the same output.
 Exit codes: 0 success, 1 failure, 2 usage error.`;
 
-export async function runCli(argv: string[], io: Output = { out: console.log, err: console.error }): Promise<number> {
+/** DATA_DIR when the database is the embedded one (a running server may hold it), else undefined. */
+function embeddedDataDir(): string | undefined {
+  try {
+    const config = loadConfig(process.env);
+    return config.database.url ? undefined : config.dataDir;
+  } catch {
+    return undefined; // the command reports the configuration problem itself
+  }
+}
+
+/**
+ * Runs one CLI command. `database`: the server's own (a command sent through its CLI socket). Otherwise, in
+ * embedded mode, a server listening on DATA_DIR's socket runs the command, else the CLI opens the database.
+ */
+export async function runCli(
+  argv: string[],
+  io: Output = { out: console.log, err: console.error },
+  database?: Database,
+): Promise<number> {
   const words = argv.filter((a) => !a.startsWith("-"));
   if (argv.length === 0 || argv.includes("--help") || argv.includes("-h") || words[0] === "help") {
     io.out(USAGE);
@@ -50,9 +70,15 @@ export async function runCli(argv: string[], io: Output = { out: console.log, er
     io.err(`Unknown command "${words.slice(0, 2).join(" ")}".\n\n${USAGE}`);
     return 2;
   }
+  if (!database) {
+    const dataDir = embeddedDataDir();
+    const code = dataDir === undefined ? undefined : await runInServer(dataDir, argv, io);
+    if (code !== undefined) return code;
+  }
   const rest = [...argv];
   for (const word of name.split(" ")) rest.splice(rest.indexOf(word), 1);
   try {
+    if (database) return await serverDatabase.run(database, () => command(rest, io));
     return await command(rest, io);
   } catch (error) {
     if (error instanceof UsageError) {

@@ -9,7 +9,7 @@ export class DatabaseLockedError extends Error {
   constructor(dataDir: string, pid: number) {
     super(
       `The embedded database in ${dataDir} is open in another Perpetual process (pid ${pid}). ` +
-        "Only one process may use it: stop that process first, or use the admin API of the running server.",
+        "Only one process may use it: stop that process first (while a server runs, the CLI runs its commands in it).",
     );
     this.name = "DatabaseLockedError";
   }

@@ -1,4 +1,4 @@
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, statSync } from "node:fs";
 import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -15,7 +15,7 @@ function freshDataDir(): string {
 }
 
 describe("The server process on embedded defaults", () => {
-  test("When started with no configuration, then it serves /health, refuses a second user of its data, and drains on SIGTERM", async () => {
+  test("When started with no configuration, then it serves /health, runs CLI commands inside itself, refuses a second server on its data, and drains on SIGTERM", async () => {
     const dataDir = freshDataDir();
     const env = {
       DATA_DIR: dataDir,
@@ -34,9 +34,24 @@ describe("The server process on embedded defaults", () => {
     expect(await health.json()).toMatchObject({ status: "healthy", models_loaded: false, vector_db_connected: true });
     expect((await fetch(`${base}/ready`)).status).toBe(200);
 
-    const cli = await runCli(["migrate"], { DATA_DIR: dataDir });
-    expect(cli.code).toBe(1);
-    expect(cli.stderr).toMatch(/open in another Perpetual process \(pid \d+\)/);
+    // The first start says how to get a user; the CLI gets one without stopping anything, with its usual output.
+    expect(output()).toContain(
+      "no users yet: create one (the server may keep running) with: npm run cli -- users create",
+    );
+    const created = await runCli(["users", "create", "--email", "while-running@example.com"], { DATA_DIR: dataDir });
+    expect(created.code).toBe(0);
+    expect(created.stdout).toMatch(/^Created user [0-9a-f-]{36} \(while-running@example\.com, tier free\)\.$/m);
+    const key = /API key \(shown only once, store it now\): (sk-perp-\w{40})/.exec(created.stdout)![1]!;
+    expect((await fetch(`${base}/v1/me`, { headers: { authorization: `Bearer ${key}` } })).status).toBe(200);
+    const duplicate = await runCli(["users", "create", "--email", "while-running@example.com"], { DATA_DIR: dataDir });
+    expect(duplicate.code).toBe(2);
+    expect(duplicate.stderr).toContain("a user with email while-running@example.com already exists");
+    expect((await runCli(["migrate"], { DATA_DIR: dataDir })).stdout).toContain("Database is up to date.");
+    expect(statSync(join(dataDir, "cli.sock")).mode & 0o777).toBe(0o600);
+    // A second server on the same data is refused at once, naming the process that holds it.
+    const second = await collect(spawnEntry("src/main.ts", [], env)).finished;
+    expect(second.code).toBe(1);
+    expect(second.stderr).toMatch(/open in another Perpetual process \(pid \d+\)/);
 
     // A request whose body is still arriving when SIGTERM comes must be answered before the process exits.
     const inFlight = new Promise<{ status: number; body: string }>((resolve, reject) => {
@@ -89,12 +104,8 @@ describe("The server process on embedded defaults", () => {
 });
 
 describe("A newcomer on embedded defaults", () => {
-  test("When they create a user with the CLI and start the server, then they can add, list and delete a provider key, and a revoked key gets 401", async () => {
+  test("When they start the server and create a user with the CLI while it runs, then they can add, list and delete a provider key, and a revoked key gets 401", async () => {
     const dataDir = freshDataDir();
-    const created = await runCli(["users", "create", "--email", "new@example.com"], { DATA_DIR: dataDir });
-    expect(created.code).toBe(0);
-    const key = /(sk-perp-\w{40})/.exec(created.stdout)![1]!;
-
     const upstream = await startFakeOpenAiUpstream();
     const server = spawnEntry("src/main.ts", [], {
       DATA_DIR: dataDir,
@@ -107,6 +118,9 @@ describe("A newcomer on embedded defaults", () => {
     try {
       const [, port] = await waitForOutput(output, /"url":"http:\/\/127\.0\.0\.1:(\d+)"/);
       const base = `http://127.0.0.1:${port}/v1`;
+      const created = await runCli(["users", "create", "--email", "new@example.com"], { DATA_DIR: dataDir });
+      expect(created.code).toBe(0);
+      const key = /(sk-perp-\w{40})/.exec(created.stdout)![1]!;
       const auth = (token: string) => ({ authorization: `Bearer ${token}`, "content-type": "application/json" });
       const providerKey = "sk-proj-newcomer-0123456789abcdef";
       const added = await fetch(`${base}/provider-keys/add`, {
