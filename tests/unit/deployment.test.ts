@@ -112,7 +112,7 @@ describe("docker-compose.yml", () => {
 });
 
 describe("k8s/", () => {
-  test("When every manifest is checked against the Kubernetes schemas and each kustomization is built, then nothing fails", () => {
+  test("When k8s/, the base and every overlay are built with kubectl kustomize and each object is checked against the Kubernetes schemas, then nothing fails", () => {
     const run = spawnSync(process.execPath, [join(ROOT, "scripts", "validate-k8s.mjs")], { encoding: "utf8" });
     const report = JSON.parse(run.stdout) as {
       checked: string[];
@@ -132,12 +132,23 @@ describe("k8s/", () => {
         "ConfigMap/perpetual-config",
       ]),
     );
-    expect(report.builds.local).toEqual(expect.arrayContaining(["Deployment/perpetual-vllm"]));
+    expect(report.builds.root).toEqual(report.builds.base);
+    expect(report.builds.local).toEqual(
+      expect.arrayContaining(["Deployment/perpetual-vllm", "Service/perpetual-vllm"]),
+    );
+    expect(report.builds.loadbalancer).toEqual(report.builds.base);
+    // No overlay sits inside its base: kustomize v5 refuses that ("cycle detected"), which is how it broke before.
+    for (const overlay of ["local", "loadbalancer"]) {
+      const [k] = manifest(`k8s/overlays/${overlay}/kustomization.yaml`);
+      expect(k!.resources).toContain("../../base");
+    }
+    const [loadBalancer] = manifest("k8s/overlays/loadbalancer/service.yaml");
+    expect(loadBalancer!.spec.type).toBe("LoadBalancer");
   });
 
   test("When the Deployment is read, then it runs 3 hardened replicas with probes and drains streams before it is killed", () => {
-    const [deployment] = manifest("k8s/deployment.yaml");
-    const [config] = manifest("k8s/configmap.yaml");
+    const [deployment] = manifest("k8s/base/deployment.yaml");
+    const [config] = manifest("k8s/base/configmap.yaml");
     const pod = deployment!.spec.template.spec;
     const api = pod.containers[0];
     expect(deployment!.spec.replicas).toBe(3);
@@ -154,18 +165,18 @@ describe("k8s/", () => {
   });
 
   test("When selectors and settings are read, then they match the pods, and the ConfigMap holds only known, non-secret settings", () => {
-    const [deployment] = manifest("k8s/deployment.yaml");
+    const [deployment] = manifest("k8s/base/deployment.yaml");
     const labels = deployment!.spec.template.metadata.labels;
-    for (const file of ["k8s/service.yaml", "k8s/pdb.yaml"]) {
+    for (const file of ["k8s/base/service.yaml", "k8s/base/pdb.yaml"]) {
       const [doc] = manifest(file);
       const selector = doc!.spec.selector.matchLabels ?? doc!.spec.selector;
       expect(labels).toMatchObject(selector);
     }
-    const [hpa] = manifest("k8s/hpa.yaml");
+    const [hpa] = manifest("k8s/base/hpa.yaml");
     expect(hpa!.spec.scaleTargetRef).toMatchObject({ kind: "Deployment", name: deployment!.metadata.name });
     expect(hpa!.spec.minReplicas).toBe(3);
     const known = new Set(Object.keys(envSchema.shape));
-    for (const file of ["k8s/configmap.yaml", "k8s/overlays/local/local-mode.yaml"]) {
+    for (const file of ["k8s/base/configmap.yaml", "k8s/overlays/local/local-mode.yaml"]) {
       const [config] = manifest(file);
       const names = Object.keys(config!.data);
       expect(names.filter((n) => !known.has(n))).toEqual([]);
@@ -173,15 +184,23 @@ describe("k8s/", () => {
     }
     // The merged ConfigMap of the local overlay is a valid configuration with the Secret's shared stores, and
     // without them the pods refuse to start (instead of each replica keeping its own memory and counters).
-    const [base] = manifest("k8s/configmap.yaml");
+    const [base] = manifest("k8s/base/configmap.yaml");
     const [local] = manifest("k8s/overlays/local/local-mode.yaml");
     const shared = { QDRANT_URL: "http://qdrant:6333", REDIS_URL: "redis://redis:6379" };
     expect(() => loadConfig({ ...base!.data, ...local!.data, ...shared })).not.toThrow();
     expect(() => loadConfig({ ...base!.data, ...local!.data })).toThrow(/QDRANT_URL[\s\S]*REDIS_URL/);
     const [secret] = manifest("k8s/secret.example.yaml");
     expect(Object.values(secret!.stringData).every((v) => v === "")).toBe(true);
-    const [kustomization] = manifest("k8s/kustomization.yaml");
+    const [kustomization] = manifest("k8s/base/kustomization.yaml");
     expect(kustomization!.resources).not.toContain("secret.example.yaml");
+    // The Secret is required: without it pods stop at CreateContainerConfigError instead of starting unconfigured.
+    for (const file of ["k8s/base/deployment.yaml", "k8s/base/migration-job.yaml"]) {
+      const [workload] = manifest(file);
+      const envFrom = workload!.spec.template.spec.containers[0].envFrom as {
+        secretRef?: { name: string; optional?: boolean };
+      }[];
+      expect(envFrom.find((e) => e.secretRef)?.secretRef).toEqual({ name: "perpetual-secrets", optional: false });
+    }
     const [ingress] = manifest("k8s/ingress.example.yaml");
     expect(ingress!.metadata.annotations["nginx.ingress.kubernetes.io/proxy-buffering"]).toBe("off");
     expect(Number(ingress!.metadata.annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"])).toBeGreaterThan(
