@@ -120,6 +120,7 @@ describe("OpenTelemetry tracing (OTEL_EXPORTER_OTLP_ENDPOINT set) in the real se
       LOG_FORMAT: "json",
       NODE_ENV: "production",
       MEMORY_STORE: "embedded",
+      RATE_LIMIT_STORE: "memory",
       API_KEY_ENCRYPTION_KEY: randomBytes(32).toString("base64"),
       OTEL_EXPORTER_OTLP_ENDPOINT: "",
     });
