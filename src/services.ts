@@ -1,10 +1,9 @@
-import { AuthClient } from "@supabase/auth-js";
 import { type Billing, createBilling } from "./billing";
 import { ChatPipeline } from "./chat/pipeline";
 import { LocalTargets, ProxyTargets, type Targets } from "./chat/targets";
 import type { Config } from "./config";
 import type { Database } from "./db";
-import { Authenticator, JwtVerifier, UserChanges } from "./identity";
+import { Authenticator, JwtVerifier, supabaseAuth, UserChanges } from "./identity";
 import { type CounterStore, InProcessCounters, RateLimiter, RedisCounters } from "./limits";
 import { VllmPool } from "./local/pool";
 import type { Logger } from "./log";
@@ -39,19 +38,9 @@ export interface Services {
 export function createServices(config: Config, db: Database, logger: Logger): Services {
   const vault = openVault({ ...config.vault, embedded: !config.database.url, dataDir: config.dataDir }, logger);
   const { url, anonKey, jwtSecret } = config.supabase;
-  // Supabase's own auth client (the `auth` part of supabase-js, without its realtime client, which needs a
-  // WebSocket implementation Node 20 lacks): used for `getUser` when SUPABASE_AUTH_VERIFY=remote.
-  const supabaseAuth =
-    url && anonKey
-      ? new AuthClient({
-          url: `${url.replace(/\/+$/, "")}/auth/v1`,
-          headers: { apikey: anonKey },
-          persistSession: false,
-          autoRefreshToken: false,
-          detectSessionInUrl: false,
-        })
-      : undefined;
-  const jwt = new JwtVerifier({ supabaseUrl: url, jwtSecret, verify: config.auth.supabaseVerify }, supabaseAuth);
+  // supabase-js's auth client: `getUser` when SUPABASE_AUTH_VERIFY=remote.
+  const remoteAuth = url && anonKey ? supabaseAuth(url, anonKey) : undefined;
+  const jwt = new JwtVerifier({ supabaseUrl: url, jwtSecret, verify: config.auth.supabaseVerify }, remoteAuth);
   const authenticator = new Authenticator({ db, tiers: config.tiers, jwt, logger, cacheTtlMs: config.auth.cacheTtlMs });
   const providerKeys = new ProviderKeys(db, vault, new Set(config.providers.keys()), config.auth.cacheTtlMs);
   let memory: MemoryService | undefined;

@@ -10,6 +10,7 @@ const { existsSync, mkdtempSync, readFileSync, rmSync, chmodSync } = require("no
 const { tmpdir } = require("node:os");
 const { join } = require("node:path");
 const { ensureTools, log, startPostgres, startRedis } = require("../scripts/services");
+const { supportedNode } = require("../scripts/node-runtime");
 
 function runJest(env, args, resultFile) {
   return new Promise((resolve) => {
@@ -38,6 +39,13 @@ function prepareWordVectors() {
 }
 
 async function main() {
+  // The suite runs on a Node that package.json's engines allows (installed from the npm registry when this one is
+  // older): the same rule as npm start.
+  const node = supportedNode();
+  if (node !== process.execPath) {
+    const rerun = spawnSync(node, [__filename, ...process.argv.slice(2)], { stdio: "inherit" });
+    process.exit(rerun.status ?? 1);
+  }
   const workDir = mkdtempSync(join(tmpdir(), "perpetual-test-"));
   chmodSync(workDir, 0o755);
   const stops = [];

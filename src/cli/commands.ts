@@ -1,7 +1,6 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { AuthAdminApi } from "@supabase/auth-js";
 import { type BackupTarget, createBackup, QdrantSnapshots, restoreBackup } from "../backup";
 import { PolarGateway } from "../billing";
 import { type Config, loadConfig } from "../config";
@@ -15,6 +14,7 @@ import {
   listUsers,
   provisionUser,
   revokeApiKey,
+  supabaseAuth,
   type User,
 } from "../identity";
 import { createLogger } from "../log";
@@ -168,11 +168,7 @@ export const commands: Record<string, Command> = {
     const { url, serviceRoleKey } = config.supabase;
     if (!url || !serviceRoleKey) throw new UsageError("users invite needs SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY");
     assertTier(config, values.tier);
-    const admin = new AuthAdminApi({
-      url: `${url.replace(/\/+$/, "")}/auth/v1`,
-      headers: { apikey: serviceRoleKey, authorization: `Bearer ${serviceRoleKey}` },
-    });
-    const { data, error } = await admin.inviteUserByEmail(email);
+    const { data, error } = await supabaseAuth(url, serviceRoleKey).admin.inviteUserByEmail(email);
     if (error || !data.user) {
       io.err(`Supabase Auth refused the invitation: ${error?.message ?? "no user returned"}`);
       return 1;

@@ -1,5 +1,5 @@
-import type { GoTrueClient } from "@supabase/auth-js";
 import { createRemoteJWKSet, decodeProtectedHeader, type JWTPayload, jwtVerify } from "jose";
+import type { SupabaseAuth } from "./supabase";
 
 export interface JwtSettings {
   /** Supabase project URL: issuer is `<url>/auth/v1`, keys come from `<url>/auth/v1/.well-known/jwks.json`. */
@@ -34,7 +34,7 @@ export class JwtVerifier {
 
   constructor(
     private readonly settings: JwtSettings,
-    private readonly supabaseAuth?: GoTrueClient,
+    private readonly supabaseAuth?: SupabaseAuth,
   ) {
     if (settings.jwtSecret) this.secret = new TextEncoder().encode(settings.jwtSecret);
     if (settings.supabaseUrl) {

@@ -1,0 +1,44 @@
+/**
+ * A Node binary that satisfies package.json's `engines`: the running one when it does, otherwise Node 24 (the
+ * Node the image ships) from the npm registry's `node-<platform>-<arch>` package, installed once under
+ * node_modules/.cache/perpetual. So `npm start` and `npm test` work on a machine whose own Node is older.
+ */
+const { spawnSync } = require("node:child_process");
+const { existsSync, readFileSync } = require("node:fs");
+const { join } = require("node:path");
+
+const ROOT = join(__dirname, "..");
+const SHIPPED_MAJOR = 24;
+
+/** The lowest version `engines.node` allows (only the ">=X.Y" form is used in package.json). */
+function oldestSupported() {
+  const range = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")).engines.node;
+  const match = /^>=\s*(\d+)(?:\.(\d+))?/.exec(range);
+  if (!match) throw new Error(`engines.node must read ">=X.Y", not ${range}`);
+  return [Number(match[1]), Number(match[2] ?? 0)];
+}
+
+function isSupported(version) {
+  const [major, minor] = version.replace(/^v/, "").split(".").map(Number);
+  const [oldestMajor, oldestMinor] = oldestSupported();
+  return major > oldestMajor || (major === oldestMajor && minor >= oldestMinor);
+}
+
+function supportedNode() {
+  if (isSupported(process.version)) return process.execPath;
+  const dir = join(ROOT, "node_modules", ".cache", "perpetual", `node-${SHIPPED_MAJOR}`);
+  const name = `node-${process.platform}-${process.arch}`;
+  const binary = join(dir, "node_modules", name, "bin", "node");
+  if (!existsSync(binary)) {
+    process.stderr.write(
+      `[node] ${process.version} is older than package.json's engines; installing Node ${SHIPPED_MAJOR} from the npm registry (${name})\n`,
+    );
+    const npm = process.platform === "win32" ? "npm.cmd" : "npm";
+    const args = ["install", "--prefix", dir, "--no-save", "--no-audit", "--no-fund", "--loglevel=error"];
+    const result = spawnSync(npm, [...args, `${name}@${SHIPPED_MAJOR}`], { stdio: "inherit" });
+    if (result.status !== 0 || !existsSync(binary)) throw new Error(`could not install ${name}@${SHIPPED_MAJOR}`);
+  }
+  return binary;
+}
+
+module.exports = { supportedNode, isSupported };
