@@ -62,6 +62,7 @@ export function createApp(deps: AppDeps): Express {
       appName: config.appName,
       redisConnected: counters instanceof RedisCounters ? () => counters.connected : undefined,
       vectorDbConnected: probes.vectorDbConnected,
+      backends: pool ? () => pool.backends : undefined,
     }),
   );
   catalog.mount(app, prefix, accountRoutes({ db, ...deps.services }));

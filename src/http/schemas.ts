@@ -47,6 +47,15 @@ export const Status = z
       vector_db: componentState,
       redis: componentState,
     }),
+    backends: z
+      .array(z.strictObject({ name: z.string(), state: componentState, models: z.array(z.string()) }))
+      .meta({ description: "Local mode: the model servers (vLLM), by position; empty in proxy mode." }),
+    uptime_24h: z.record(z.string(), z.number().nullable()).meta({
+      description:
+        "Per component (and backend): percent of this replica's checks (every 30 s) over the last 24 hours, or " +
+        "since it started when that is shorter, that found it operational; null when not configured.",
+    }),
+    uptime_window_seconds: z.int().nonnegative().meta({ description: "How much time uptime_24h covers." }),
     average_latency_ms: z.number().nullable(),
     requests_today: z.int().nullable(),
     active_users_today: z.int().nullable(),

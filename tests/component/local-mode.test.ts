@@ -85,5 +85,18 @@ describe("Local mode with two vLLM-compatible servers", () => {
     const pool = app.services.pool!;
     expect(pool.backends.find((b) => b.url === first.url)?.healthy).toBe(false);
     expect(pool.backends.find((b) => b.url === second.url)?.healthy).toBe(true);
+
+    // The status page shows each model server (by position, never its address) beside the components.
+    const status = (await (await fetch(`${app.baseUrl}/status.json`)).json()) as {
+      status: string;
+      backends: { name: string; state: string; models: string[] }[];
+      uptime_24h: Record<string, number | null>;
+    };
+    const firstIndex = pool.backends.findIndex((b) => b.url === first.url);
+    expect(status.backends[firstIndex]).toMatchObject({ name: `backend ${firstIndex + 1}`, state: "down" });
+    expect(status.backends[1 - firstIndex]).toMatchObject({ state: "operational", models: ["fake-model"] });
+    expect(status.status).toBe("degraded");
+    expect(status.uptime_24h[`backend ${firstIndex + 1}`]).toBeLessThan(100);
+    expect(JSON.stringify(status)).not.toContain(first.url);
   });
 });

@@ -37,6 +37,10 @@ describe("Status page", () => {
       active_users_today: 1,
     });
     expect(typeof body.average_latency_ms).toBe("number");
+    // Uptime beside today's state: this process has checked since it started; proxy mode has no model backends.
+    expect(body.uptime_24h).toMatchObject({ api: 100, database: 100, vector_db: 100, redis: null });
+    expect(body.uptime_window_seconds).toBeGreaterThanOrEqual(0);
+    expect(body.backends).toEqual([]);
     expect(JSON.stringify(body)).not.toMatch(/sk-|password|@example\.com/);
   });
 
