@@ -208,7 +208,9 @@ export class MemoryService {
         budgetTokens: controls.budgetTokens,
         minRelevance: settings.minRelevance,
       });
-      if (chosen.length === 0) return noRecall(irrelevant ? "irrelevant" : "empty", 1, latencyMs);
+      const outcome = chosen.length > 0 ? "ok" : irrelevant ? "irrelevant" : "empty";
+      metrics.memoryRecalls.inc({ outcome });
+      if (outcome !== "ok") return noRecall(outcome, 1, latencyMs);
       return { message: memoryMessage(chosen), used: chosen.length, tokens, status: "ok", calls: 1, latencyMs };
     } catch (error) {
       const latencyMs = Math.round(performance.now() - started);

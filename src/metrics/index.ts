@@ -104,6 +104,12 @@ export function createMetrics(options: {
       labelNames: ["operation"],
       registers,
     }),
+    memoryRecalls: new Counter({
+      name: "perpetual_memory_recalls_total",
+      help: "Recalls answered, by outcome: ok (memories added), irrelevant (none cleared the relevance gate), empty",
+      labelNames: ["outcome"],
+      registers,
+    }),
     memoryRecallFailures: new Counter({
       name: "perpetual_memory_recall_failures_total",
       help: "Recalls skipped because the vector store or embedder was slow (timeout) or failing (unavailable)",

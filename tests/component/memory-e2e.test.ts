@@ -206,6 +206,8 @@ describe("Persistent memory end to end with the openai SDK, on embedded defaults
       })
       .withResponse();
     expect(offTopic.response.headers.get("x-perpetual-memory")).toBe("irrelevant");
+    const outcomes = await app.services.metrics.memoryRecalls.get();
+    expect(outcomes.values.find((v) => v.labels.outcome === "irrelevant")?.value).toBeGreaterThanOrEqual(1);
     expect(offTopic.response.headers.get("x-perpetual-memory-tokens")).toBe("0");
     expect(memoryMessageOf(lastSent())).toBeUndefined();
 
