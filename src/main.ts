@@ -13,7 +13,7 @@ function fail(error: unknown): never {
 
 let config: Config;
 try {
-  config = loadConfig(process.env);
+  config = loadConfig(process.env, { server: true });
 } catch (error) {
   fail(error);
 }

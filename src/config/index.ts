@@ -100,6 +100,11 @@ export class ConfigError extends Error {
 export interface LoadConfigOptions {
   /** Folder with tiers.json and the other non-secret data files. */
   configDir?: string;
+  /**
+   * The server reads this configuration: in production it must not keep memory or rate limits per process (the
+   * CLI, which keeps neither, runs a migration or a backup without Qdrant or Redis configured).
+   */
+  server?: boolean;
 }
 
 const PROJECT_ROOT = resolve(__dirname, "..", "..");
@@ -109,7 +114,7 @@ const PROJECT_ROOT = resolve(__dirname, "..", "..");
  * keep its own memories and its own counters, silently). A chosen store must be configured; in production the
  * per-process ones must be chosen explicitly, so a blank QDRANT_URL or REDIS_URL fails loudly instead.
  */
-function perProcessStateProblems(e: Env): string[] {
+function perProcessStateProblems(e: Env, server: boolean): string[] {
   const problems: string[] = [];
   const qdrant = Boolean(e.QDRANT_URL ?? e.QDRANT_CLOUD_URL);
   const redis = Boolean(e.REDIS_URL ?? e.REDIS_HOST);
@@ -117,7 +122,7 @@ function perProcessStateProblems(e: Env): string[] {
   if (e.MEMORY_STORE === "embedded" && qdrant) problems.push("MEMORY_STORE: embedded contradicts QDRANT_URL");
   if (e.RATE_LIMIT_STORE === "redis" && !redis) problems.push("RATE_LIMIT_STORE: redis needs REDIS_URL");
   if (e.RATE_LIMIT_STORE === "memory" && redis) problems.push("RATE_LIMIT_STORE: memory contradicts REDIS_URL");
-  if (e.NODE_ENV !== "production") return problems;
+  if (e.NODE_ENV !== "production" || !server) return problems;
   if (!qdrant && e.MEMORY_STORE !== "embedded") {
     problems.push(
       "QDRANT_URL: NODE_ENV=production without Qdrant would keep memory inside each process (replicas would not " +
@@ -162,7 +167,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, options: LoadConfigOptions = 
   if (parsed.success && parsed.data.EMBEDDING_PROVIDER === "vllm" && !parsed.data.EMBEDDING_BASE_URL) {
     problems.push("EMBEDDING_PROVIDER: vllm needs EMBEDDING_BASE_URL (the embedding server's /v1 base)");
   }
-  if (parsed.success) problems.push(...perProcessStateProblems(parsed.data));
+  if (parsed.success) problems.push(...perProcessStateProblems(parsed.data, options.server ?? false));
   if (!parsed.success || !tiers || !providers || !models || problems.length > 0) throw new ConfigError(problems);
 
   const e = parsed.data;

@@ -101,6 +101,16 @@ describe("The server process on embedded defaults", () => {
     expect(exit.stderr).toContain("ADMIN_API_KEY: must be at least 32 characters when set");
     expect(exit.stderr).not.toContain("too-short-secret-value");
   });
+
+  test("When production would keep memory and rate limits per process, then the server exits 1 saying why", async () => {
+    const exit = await collect(spawnEntry("src/main.ts", [], { DATA_DIR: freshDataDir(), NODE_ENV: "production" }))
+      .finished;
+    expect(exit.code).toBe(1);
+    expect(exit.stderr).toContain(
+      "QDRANT_URL: NODE_ENV=production without Qdrant would keep memory inside each process",
+    );
+    expect(exit.stderr).toContain("REDIS_URL: NODE_ENV=production without Redis would count rate limits per process");
+  });
 });
 
 describe("A newcomer on embedded defaults", () => {

@@ -31,7 +31,7 @@ describe("Configuration", () => {
   test("When production would keep memory or rate limits per process, then the start is refused unless chosen", () => {
     const problems = (env: Record<string, string>) => {
       try {
-        loadConfig({ NODE_ENV: "production", ...env });
+        loadConfig({ NODE_ENV: "production", ...env }, { server: true });
         return [];
       } catch (error) {
         return (error as ConfigError).problems;
@@ -47,8 +47,10 @@ describe("Configuration", () => {
     expect(problems({ MEMORY_STORE: "embedded", QDRANT_URL: "http://q:6333", REDIS_URL: "redis://r:6379" })).toEqual([
       "MEMORY_STORE: embedded contradicts QDRANT_URL",
     ]);
-    // Outside production the embedded defaults need no confirmation: `npm start` just works.
-    expect(() => loadConfig({ NODE_ENV: "development" })).not.toThrow();
+    // Outside production the embedded defaults need no confirmation: `npm start` just works. The CLI keeps neither
+    // memory nor rate limits, so a production migration or backup needs neither Qdrant nor Redis.
+    expect(() => loadConfig({ NODE_ENV: "development" }, { server: true })).not.toThrow();
+    expect(() => loadConfig({ NODE_ENV: "production" })).not.toThrow();
   });
 
   test("When the seed's variable names are set, then each lands in the typed config", () => {

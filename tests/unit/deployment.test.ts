@@ -187,8 +187,8 @@ describe("k8s/", () => {
     const [base] = manifest("k8s/base/configmap.yaml");
     const [local] = manifest("k8s/overlays/local/local-mode.yaml");
     const shared = { QDRANT_URL: "http://qdrant:6333", REDIS_URL: "redis://redis:6379" };
-    expect(() => loadConfig({ ...base!.data, ...local!.data, ...shared })).not.toThrow();
-    expect(() => loadConfig({ ...base!.data, ...local!.data })).toThrow(/QDRANT_URL[\s\S]*REDIS_URL/);
+    expect(() => loadConfig({ ...base!.data, ...local!.data, ...shared }, { server: true })).not.toThrow();
+    expect(() => loadConfig({ ...base!.data, ...local!.data }, { server: true })).toThrow(/QDRANT_URL[\s\S]*REDIS_URL/);
     const [secret] = manifest("k8s/secret.example.yaml");
     expect(Object.values(secret!.stringData).every((v) => v === "")).toBe(true);
     const [kustomization] = manifest("k8s/base/kustomization.yaml");
