@@ -178,8 +178,10 @@ async function main() {
       OPENAI_BASE_URL: upstreamUrl!,
       AUTH_CACHE_TTL_SECONDS: "5",
       CONFIG_DIR: configDir,
+      // One process by design: the embedded store, and Redis limits when Redis runs here (production guard).
+      MEMORY_STORE: "embedded",
       ...(postgres ? { DATABASE_URL: postgres.url } : {}),
-      ...(redis ? { REDIS_URL: redis.url } : {}),
+      ...(redis ? { REDIS_URL: redis.url } : { RATE_LIMIT_STORE: "memory" }),
     });
     children.push(server.child);
     await waitForHealth(`http://127.0.0.1:${port}/health`, server.output);

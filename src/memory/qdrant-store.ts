@@ -1,5 +1,5 @@
 import { QdrantClient } from "@qdrant/js-client-rest";
-import { bm25Document, type SparseVector } from "./sparse";
+import type { SparseVector } from "./sparse";
 import {
   coverageIdf,
   decodeCursor,
@@ -114,24 +114,28 @@ export class QdrantMemoryStore implements MemoryStore {
             : [{ key: "conversation_id", match: { value: query.conversationId } }]),
         );
         // Both rankings in one round trip, with their raw scores (a fused query returns only the fused score, and
-        // recall's relevance gate needs the cosine); fused here with the same RRF every store uses.
+        // recall's relevance gate needs the cosine); fused here with the same RRF every store uses. Each point comes
+        // with its stored BM25 terms, so coverage needs no re-tokenizing of 200 texts on the event loop.
+        const returned = { limit: PREFETCH_LIMIT, with_payload: true, with_vector: [SPARSE] };
         const searches = [
-          { query: Array.from(query.dense), using: DENSE, filter: scoped, limit: PREFETCH_LIMIT, with_payload: true },
+          { query: Array.from(query.dense), using: DENSE, ...returned, filter: scoped },
           ...(query.sparse.indices.length > 0
-            ? [{ query: query.sparse, using: SPARSE, filter: scoped, limit: PREFETCH_LIMIT, with_payload: true }]
+            ? [{ query: query.sparse, using: SPARSE, ...returned, filter: scoped }]
             : []),
         ];
         const [dense, sparse = { points: [] }] = await client.queryBatch(collection, { searches });
         const found = new Map<string, Memory>();
+        const termsOf = new Map<string, number[]>();
         const cosine = new Map<string, number>();
-        for (const p of [...dense!.points, ...sparse.points])
+        for (const p of [...dense!.points, ...sparse.points]) {
           found.set(String(p.id), fromPayload(String(p.id), p.payload));
+          termsOf.set(String(p.id), storedTerms(p.vector));
+        }
         for (const p of dense!.points) cosine.set(String(p.id), p.score);
         const fused = fuseRankings(
           dense!.points.map((p) => String(p.id)),
           sparse.points.map((p) => String(p.id)),
         );
-        const termsOf = new Map([...found].map(([id, m]) => [id, bm25Document(m.text).indices]));
         const queryIdf = candidateIdf(query.focus ?? query.sparse, [...termsOf.values()]);
         return [...fused]
           .sort((a, b) => b[1] - a[1])
@@ -203,6 +207,12 @@ export class QdrantMemoryStore implements MemoryStore {
   }
 
   async close(): Promise<void> {}
+}
+
+/** A point's stored BM25 term ids (requested with `with_vector: ["bm25"]`). */
+function storedTerms(vector: unknown): number[] {
+  const sparse = (vector as Record<string, { indices?: number[] }> | null | undefined)?.[SPARSE];
+  return sparse?.indices ?? [];
 }
 
 /**

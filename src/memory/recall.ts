@@ -121,10 +121,10 @@ export function selectMemories(
   sent: readonly ChatTurn[],
   { budgetTokens, minRelevance, now = Date.now() }: { budgetTokens: number; minRelevance: number; now?: number },
 ): Selection {
-  const relevant = candidates.filter((c) => relevanceOf(c.evidence) >= minRelevance * MEMBER_SHARE);
   if (!candidates.some((c) => relevanceOf(c.evidence) >= minRelevance)) {
     return { chosen: [], tokens: 0, irrelevant: candidates.length > 0 };
   }
+  const relevant = candidates.filter((c) => relevanceOf(c.evidence) >= minRelevance * MEMBER_SHARE);
   const sentText = normalize(clip(sent.map((m) => textOf(m.content)).join("\n"), SENT_TEXT_CHARS, "end"));
   const ranked = relevant
     .filter((c) => !sentText.includes(normalize(c.memory.text)))

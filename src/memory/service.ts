@@ -12,6 +12,7 @@ import { bm25Query } from "./sparse";
 import type { MemoryDeletion, MemoryPage, MemoryStore, ScoredMemory } from "./store";
 
 export type MemoryMode = Config["memory"]["defaultMode"];
+export type MemoryScope = Config["memory"]["defaultScope"];
 
 /** One turn of existing history to import, as `POST /v1/memories` takes it. */
 export interface ImportedTurn {
@@ -23,7 +24,6 @@ export interface ImportedTurn {
   /** The client's id for the turn: importing it again (a retried call) queues nothing new. */
   clientId?: string;
 }
-export type MemoryScope = Config["memory"]["defaultScope"];
 
 export interface MemoryControls {
   mode: MemoryMode;

@@ -312,6 +312,9 @@ export async function startFakeQdrant(): Promise<FakeQdrant> {
         version: point.version,
         score,
         ...(body.with_payload ? { payload: point.payload } : {}),
+        ...(Array.isArray(body.with_vector)
+          ? { vector: Object.fromEntries((body.with_vector as string[]).map((name) => [name, point.vectors[name]])) }
+          : {}),
       })),
     };
   }
