@@ -531,5 +531,4 @@ class TopK {
   slotsBestFirst(): number[] {
     return this.slots.slice();
   }
-
 }
