@@ -14,6 +14,7 @@ import {
   PREFETCH_LIMIT,
   pageOf,
   queryCoverage,
+  relevantOnly,
   type ScoredMemory,
   type UserMemories,
 } from "./store";
@@ -137,7 +138,7 @@ export class QdrantMemoryStore implements MemoryStore {
           sparse.points.map((p) => String(p.id)),
         );
         const queryIdf = candidateIdf(query.focus ?? query.sparse, [...termsOf.values()]);
-        return [...fused]
+        const ranked = [...fused]
           .sort((a, b) => b[1] - a[1])
           .slice(0, query.limit)
           .map(([id, score]) => {
@@ -152,6 +153,7 @@ export class QdrantMemoryStore implements MemoryStore {
               },
             };
           });
+        return relevantOnly(ranked, query.minRelevance);
       },
       neighbours: async (of): Promise<Memory[][]> => {
         if (of.length === 0) return [];

@@ -1,6 +1,6 @@
 import { textParts } from "../providers";
 import type { OutboxMessage } from "./outbox";
-import type { Evidence, Memory, ScoredMemory } from "./store";
+import { type Memory, relevanceOf, type ScoredMemory } from "./store";
 import { approximateTokens, clip } from "./text";
 
 /** The parts of a chat message recall and write-back read. */
@@ -53,14 +53,6 @@ const normalize = (text: string) => text.toLowerCase().replace(/\s+/g, " ").trim
 /** Recency: a mild boost that halves every 30 days and never outweighs relevance. */
 const RECENCY_WEIGHT = 0.15;
 const RECENCY_HALF_LIFE_DAYS = 30;
-
-/**
- * A memory's relevance to the query on an absolute scale (not relative to the other results): the share of the
- * query's IDF mass it covers plus the dense cosine. Calibrated with the built-in embedder on LoCoMo conversations 0-4
- * and the off-topic questions in bench/: at the default gate (MEMORY_MIN_RELEVANCE 1.1) the best candidate of 94.5 %
- * of LoCoMo questions clears it and that of 93 % of off-topic questions does not.
- */
-export const relevanceOf = (e: Evidence) => e.lexical + e.dense;
 
 /** How many of the most relevant hits bring the turns written just before and after them into the candidates. */
 const CONTEXT_HITS = 2;
@@ -124,7 +116,7 @@ export function selectMemories(
   if (!candidates.some((c) => relevanceOf(c.evidence) >= minRelevance)) {
     return { chosen: [], tokens: 0, irrelevant: candidates.length > 0 };
   }
-  const relevant = candidates.filter((c) => relevanceOf(c.evidence) >= minRelevance * MEMBER_SHARE);
+  const relevant = candidates.filter((c) => relevanceOf(c.evidence) >= candidateFloor(minRelevance));
   const sentText = normalize(clip(sent.map((m) => textOf(m.content)).join("\n"), SENT_TEXT_CHARS, "end"));
   const ranked = relevant
     .filter((c) => !sentText.includes(normalize(c.memory.text)))
@@ -155,6 +147,9 @@ export function selectMemories(
 /** Once the query clears the gate, a memory joins the fill if it clears this share of it (evidence for multi-hop
  * questions often shares few of their words). */
 const MEMBER_SHARE = 0.7;
+
+/** The least relevance a candidate needs to matter to recall at this gate: the store need not return the others. */
+export const candidateFloor = (minRelevance: number) => minRelevance * MEMBER_SHARE;
 
 const HEADER =
   "Excerpts from earlier conversations with this user, oldest first, grouped by conversation and day (UTC). " +

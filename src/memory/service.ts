@@ -7,7 +7,15 @@ import type { Logger } from "../log";
 import type { Metrics } from "../metrics";
 import type { Embedder } from "./embedders/types";
 import { MemoryOutbox, memoryId } from "./outbox";
-import { type ChatTurn, contextHits, memoryMessage, recallQuery, selectMemories, withNeighbours } from "./recall";
+import {
+  type ChatTurn,
+  candidateFloor,
+  contextHits,
+  memoryMessage,
+  recallQuery,
+  selectMemories,
+  withNeighbours,
+} from "./recall";
 import { bm25Query } from "./sparse";
 import type { MemoryDeletion, MemoryPage, MemoryStore, ScoredMemory } from "./store";
 
@@ -260,7 +268,12 @@ export class MemoryService {
     const found = await this.find(
       userId,
       query.text,
-      { focus: query.focus, limit: CANDIDATES, ...(conversationId !== undefined && { conversationId }) },
+      {
+        focus: query.focus,
+        limit: CANDIDATES,
+        minRelevance: candidateFloor(this.deps.settings.minRelevance),
+        ...(conversationId !== undefined && { conversationId }),
+      },
       signal,
     );
     const hits = contextHits(found, this.deps.settings.minRelevance);
@@ -285,7 +298,7 @@ export class MemoryService {
   async find(
     userId: string,
     text: string,
-    { focus, ...options }: { limit: number; conversationId?: string; focus?: string },
+    { focus, ...options }: { limit: number; conversationId?: string; focus?: string; minRelevance?: number },
     signal?: AbortSignal,
   ) {
     const [dense] = await this.deps.embedder.embed([text], signal);

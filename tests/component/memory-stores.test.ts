@@ -109,6 +109,35 @@ describe.each(stores)("Memory store contract: %s", (_kind, open) => {
     expect(partial!.evidence.lexical).toBeLessThan(0.7);
   });
 
+  test("When a search sets minRelevance, then only results that reach it come back, but always the most relevant one", async () => {
+    const alice = store.forUser(ALICE);
+    await alice.upsert([
+      memory("I repaint pottery bowls with a cobalt glaze", "m1"),
+      memory("We watched the football final at my brother's flat", "m1", { index: 1 }),
+      memory("The cobalt glaze cracked in the kiln", "m1", { index: 2 }),
+    ]);
+    const relevance = (hit: { evidence: { lexical: number; dense: number } }) =>
+      hit.evidence.lexical + hit.evidence.dense;
+    const all = await alice.search(search("cobalt glaze pottery"));
+    expect(all).toHaveLength(3);
+    const relevant = await alice.search({ ...search("cobalt glaze pottery"), minRelevance: 1 });
+    expect(relevant.map((h) => h.memory.text).sort()).toEqual(
+      all
+        .filter((h) => relevance(h) >= 1)
+        .map((h) => h.memory.text)
+        .sort(),
+    );
+    expect(relevant.map((h) => h.memory.text)).not.toContain("We watched the football final at my brother's flat");
+    // Nothing reaches it: the single most relevant comes back, so "nothing relevant" differs from "nothing stored".
+    const offTopic = await alice.search({ ...search("capital of Australia"), minRelevance: 1.5 });
+    expect(offTopic).toHaveLength(1);
+    expect(relevance(offTopic[0]!)).toBeLessThan(1.5);
+    const best = (await alice.search(search("capital of Australia"))).reduce((a, b) =>
+      relevance(b) > relevance(a) ? b : a,
+    );
+    expect(offTopic[0]!.memory.id).toBe(best.memory.id);
+  });
+
   test("When neighbours are asked for, then each memory gets the turns written just before and after it in its own conversation, never another user's", async () => {
     const alice = store.forUser(ALICE);
     const at = (minute: number) => `2026-01-01T10:${String(minute).padStart(2, "0")}:00.000Z`;

@@ -166,21 +166,14 @@ describe("Memory budget per request", () => {
 
 describe("Binary codes for large users", () => {
   /** Codes `count` random vectors; of each noisy query's exact 10 nearest, the share `codes.nearest` keeps. */
-  function nearestKept(
-    dims: number,
-    count: number,
-    queries: number,
-    keep: number,
-    seed: number,
-    everySlot?: () => boolean,
-  ) {
+  function nearestKept(dims: number, count: number, queries: number, keep: number, seed: number, alive?: Uint8Array) {
     const random = () => {
       seed = (seed * 16807) % 2147483647;
       return seed / 2147483647 - 0.5;
     };
     const vectors = new Float32Array(count * dims).map(random);
     const codes = new SignCodes(dims);
-    codes.rebuild(vectors, count, () => true, count);
+    codes.rebuild(vectors, count, new Uint8Array(count).fill(1), count);
     let found = 0;
     const sizes = new Set<number>();
     for (let q = 0; q < queries; q++) {
@@ -193,7 +186,7 @@ describe("Binary codes for large users", () => {
         .sort((a, b) => b[1] - a[1])
         .slice(0, 10)
         .map(([slot]) => slot);
-      const candidates = new Set(codes.nearest(query, count, everySlot, keep));
+      const candidates = new Set(codes.nearest(query, count, alive, keep));
       sizes.add(candidates.size);
       found += exact.filter((slot) => candidates.has(slot)).length;
     }
@@ -201,7 +194,7 @@ describe("Binary codes for large users", () => {
   }
 
   test("When 30,000 vectors are coded, then the exact 10 nearest are among the candidates kept for rescoring", () => {
-    const { share, sizes } = nearestKept(100, 30_000, 20, 2_000, 7, () => true);
+    const { share, sizes } = nearestKept(100, 30_000, 20, 2_000, 7, new Uint8Array(30_000).fill(1));
     expect(sizes).toEqual([2_000]);
     expect(share).toBeGreaterThan(0.9);
   });

@@ -31,6 +31,7 @@ import {
   PREFETCH_LIMIT,
   pageOf,
   queryCoverage,
+  relevantOnly,
   type ScoredMemory,
 } from "../store";
 import { SignCodes } from "./sign-codes";
@@ -245,12 +246,24 @@ const RESCORE_CANDIDATES = 2_000;
  */
 const QUANTIZATION_SCALE = 127;
 
-/** A memory as the index keeps it: its dense vector lives only in the packed, quantized `vectors` array. */
-type Kept = Memory & { sparse: SparseVector };
+/**
+ * A memory as the index keeps it: its dense vector lives only in the packed, quantized `vectors` array; its BM25
+ * terms as int32 ids (see termKey) with float32 weights.
+ */
+type Kept = Memory & { terms: Int32Array; weights: Float32Array };
+
+/**
+ * Term ids inside the engine are int32: the sparse vectors' uint32 ids above 2^30 are heap numbers in V8, and Map
+ * lookups keyed by them made the coverage of 200 candidates cost 1.3 ms at 100k memories (small integers are
+ * unboxed and hash fast). The log and everything the engine hands out keep the uint32 ids.
+ */
+const termKey = (term: number) => term | 0;
 
 /** One user's memories: slots in insertion order, dead slots skipped and reclaimed by `rebuild`. */
 class UserIndex {
   private memories: (Kept | undefined)[] = [];
+  /** 1 for a live slot, 0 for a dead one: scans read this, not the objects in `memories`. */
+  private alive = new Uint8Array(1024);
   private vectors: Int8Array;
   private readonly slotById = new Map<string, number>();
   /** term id → slots holding it, with the term's weight there. */
@@ -282,19 +295,28 @@ class UserIndex {
     for (let d = 0; d < this.dimensions; d++) {
       this.vectors[base + d] = Math.max(-127, Math.min(127, Math.round((memory.dense[d] ?? 0) * QUANTIZATION_SCALE)));
     }
-    this.memories.push({ ...plain(memory), sparse: memory.sparse });
+    const terms = Int32Array.from(memory.sparse.indices, termKey);
+    const weights = Float32Array.from(memory.sparse.values);
+    this.memories.push({ ...plain(memory), terms, weights });
+    if (slot >= this.alive.length) {
+      const grown = new Uint8Array(this.alive.length * 2);
+      grown.set(this.alive);
+      this.alive = grown;
+    }
+    this.alive[slot] = 1;
     this.slotById.set(memory.id, slot);
     const conversation = this.conversations.get(memory.conversationId ?? NO_CONVERSATION) ?? [];
     this.conversations.set(memory.conversationId ?? NO_CONVERSATION, conversation);
     this.placeInConversation[slot] = conversation.push(slot) - 1;
     this.encode(slot);
-    memory.sparse.indices.forEach((term, i) => {
+    for (let i = 0; i < terms.length; i++) {
+      const term = terms[i]!;
       const list = this.postings.get(term) ?? { slots: [], weights: [] };
       this.postings.set(term, list);
       list.slots.push(slot);
-      list.weights.push(memory.sparse.values[i]!);
+      list.weights.push(weights[i]!);
       this.documentFrequency.set(term, (this.documentFrequency.get(term) ?? 0) + 1);
-    });
+    }
     this.live++;
   }
 
@@ -304,7 +326,7 @@ class UserIndex {
     if (!this.codes && live <= EXACT_SCAN_LIMIT) return;
     this.codes ??= new SignCodes(this.dimensions);
     if (live > 2 * this.codes.builtAt) {
-      this.codes.rebuild(this.vectors, this.memories.length, (s) => this.memories[s] !== undefined, live);
+      this.codes.rebuild(this.vectors, this.memories.length, this.alive, live);
     } else {
       this.codes.encode(slot, this.vectors.subarray(slot * this.dimensions, (slot + 1) * this.dimensions));
     }
@@ -314,12 +336,13 @@ class UserIndex {
     const slot = this.slotById.get(id);
     if (slot === undefined) return;
     const memory = this.memories[slot]!;
-    for (const term of memory.sparse.indices) {
+    for (const term of memory.terms) {
       const df = (this.documentFrequency.get(term) ?? 1) - 1;
       if (df > 0) this.documentFrequency.set(term, df);
       else this.documentFrequency.delete(term);
     }
     this.memories[slot] = undefined;
+    this.alive[slot] = 0;
     this.slotById.delete(id);
     this.live--;
     if (this.memories.length > 64 && this.live < this.memories.length / 2) this.rebuild();
@@ -335,7 +358,11 @@ class UserIndex {
         this.vectors.subarray(slot * dims, (slot + 1) * dims),
         (x) => x / QUANTIZATION_SCALE,
       );
-      out.push({ ...m, dense });
+      out.push({
+        ...plain(m),
+        dense,
+        sparse: { indices: Array.from(m.terms, (t) => t >>> 0), values: Array.from(m.weights) },
+      });
     });
     return out;
   }
@@ -368,57 +395,71 @@ class UserIndex {
   }
 
   search(query: MemorySearch): ScoredMemory[] {
-    const allowed = (slot: number) => {
-      const m = this.memories[slot];
-      return m !== undefined && (query.conversationId === undefined || m.conversationId === query.conversationId);
-    };
-    const dense = this.denseTop(query.dense, allowed, query.conversationId !== undefined);
+    const { conversationId } = query;
+    const alive = this.alive;
+    const memories = this.memories;
+    const allowed =
+      conversationId === undefined
+        ? (slot: number) => alive[slot] === 1
+        : (slot: number) => alive[slot] === 1 && memories[slot]!.conversationId === conversationId;
+    const dense =
+      conversationId === undefined
+        ? this.denseTop(query.dense)
+        : this.denseTopOf(query.dense, this.slotsOf(conversationId));
     const fused = fuseRankings(dense, this.sparseTop(query.sparse, allowed));
-    const weights = this.coverageWeights(query.focus ?? query.sparse);
+    // Each query term's weight for queryCoverage, from this user's document frequencies.
+    const focus = query.focus ?? query.sparse;
+    const weights = new Map(
+      focus.indices.map((term, i) => [
+        termKey(term),
+        coverageIdf(this.live, this.documentFrequency.get(termKey(term)) ?? 0) * focus.values[i]!,
+      ]),
+    );
     const dims = this.dimensions;
-    return [...fused]
+    // Evidence first, the memories' copies only for what is returned.
+    const scored = [...fused]
       .sort((a, b) => b[1] - a[1])
       .slice(0, query.limit)
       .map(([slot, score]) => {
-        const kept = this.memories[slot]!;
         // Recomputed rather than looked up in the dense ranking: 200 dot products cost less than the lookups.
         const cosine = dot(this.vectors, slot * dims, query.dense, dims);
-        return {
-          memory: plain(kept),
-          score,
-          evidence: { lexical: queryCoverage(weights, kept.sparse.indices), dense: cosine / QUANTIZATION_SCALE },
-        };
+        const evidence = { lexical: queryCoverage(weights, memories[slot]!.terms), dense: cosine / QUANTIZATION_SCALE };
+        return { slot, score, evidence };
       });
+    return relevantOnly(scored, query.minRelevance).map(({ slot, score, evidence }) => ({
+      memory: plain(memories[slot]!),
+      score,
+      evidence,
+    }));
   }
 
-  /** Each query term's weight for queryCoverage, from this user's document frequencies. */
-  private coverageWeights(query: SparseVector): Map<number, number> {
-    return new Map(
-      query.indices.map((term, i) => [
-        term,
-        coverageIdf(this.live, this.documentFrequency.get(term) ?? 0) * query.values[i]!,
-      ]),
-    );
+  /** The live slots of one conversation (a conversation-scoped search scans only these). */
+  private slotsOf(conversationId: string): number[] {
+    return (this.conversations.get(conversationId) ?? []).filter((slot) => this.alive[slot] === 1);
   }
 
-  private denseTop(query: Float32Array, allowed: (slot: number) => boolean, filtered: boolean): number[] {
+  /** The user's nearest memories by dense vector: an exact scan while small, binary codes + rescoring past that. */
+  private denseTop(query: Float32Array): number[] {
+    const slots = this.memories.length;
+    // No liveness check when no slot is dead (a user who never overwrote or deleted anything).
+    const alive = this.live === slots ? undefined : this.alive;
+    if (!this.codes) {
+      const top = new TopK(PREFETCH_LIMIT);
+      const dims = this.dimensions;
+      for (let slot = 0; slot < slots; slot++) {
+        if (alive === undefined || alive[slot] === 1) top.offer(slot, dot(this.vectors, slot * dims, query, dims));
+      }
+      return top.slotsBestFirst();
+    }
+    const scaled = query.map((x) => x * QUANTIZATION_SCALE);
+    return this.denseTopOf(query, this.codes.nearest(scaled, slots, alive, RESCORE_CANDIDATES));
+  }
+
+  /** The nearest of the given slots, scored exactly. */
+  private denseTopOf(query: Float32Array, slots: readonly number[]): number[] {
     const top = new TopK(PREFETCH_LIMIT);
     const dims = this.dimensions;
-    const vectors = this.vectors;
-    const slots = this.memories.length;
-    // Every slot is a candidate when none is dead and no conversation filter applies: no per-slot check then.
-    const check = filtered || this.live !== slots;
-    if (this.codes) {
-      const scaled = query.map((x) => x * QUANTIZATION_SCALE);
-      for (const slot of this.codes.nearest(scaled, slots, check ? allowed : undefined, RESCORE_CANDIDATES)) {
-        top.offer(slot, dot(vectors, slot * dims, query, dims));
-      }
-    } else {
-      for (let slot = 0; slot < slots; slot++) {
-        if (check && !allowed(slot)) continue;
-        top.offer(slot, dot(vectors, slot * dims, query, dims));
-      }
-    }
+    for (const slot of slots) top.offer(slot, dot(this.vectors, slot * dims, query, dims));
     return top.slotsBestFirst();
   }
 
@@ -428,8 +469,8 @@ class UserIndex {
     const scores = this.scores;
     const touched: number[] = [];
     for (const [i, term] of query.indices.entries()) {
-      const list = this.postings.get(term);
-      const df = this.documentFrequency.get(term);
+      const list = this.postings.get(termKey(term));
+      const df = this.documentFrequency.get(termKey(term));
       if (!list || !df) continue;
       const weight = idf(this.live, df) * query.values[i]!;
       const { slots, weights } = list;
@@ -470,6 +511,7 @@ class UserIndex {
   private rebuild(): void {
     const live = this.all();
     this.memories = [];
+    this.alive = new Uint8Array(1024);
     this.conversations = new Map();
     this.placeInConversation = [];
     this.slotById.clear();

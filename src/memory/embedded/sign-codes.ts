@@ -15,23 +15,24 @@ function popcount32(x: number): number {
  */
 export class SignCodes {
   private readonly words: number;
-  private codes: Uint32Array;
+  private codes: Int32Array;
   private readonly mean: Float32Array;
+  private distance = new Uint16Array(0);
   /** Live vectors when the mean was last taken; codes are rebuilt when the index has doubled since. */
   builtAt = 0;
 
   constructor(private readonly dimensions: number) {
     this.words = Math.ceil(dimensions / 32);
-    this.codes = new Uint32Array(this.words * 1024);
+    this.codes = new Int32Array(this.words * 1024);
     this.mean = new Float32Array(dimensions);
   }
 
   /** Takes the mean of the live vectors and encodes every slot. */
-  rebuild(vectors: Float32Array | Int8Array, slots: number, isLive: (slot: number) => boolean, live: number): void {
+  rebuild(vectors: Float32Array | Int8Array, slots: number, alive: Uint8Array, live: number): void {
     const dims = this.dimensions;
     const sum = new Float64Array(dims);
     for (let slot = 0; slot < slots; slot++) {
-      if (!isLive(slot)) continue;
+      if (alive[slot] === 0) continue;
       for (let d = 0; d < dims; d++) sum[d]! += vectors[slot * dims + d]!;
     }
     for (let d = 0; d < dims; d++) this.mean[d] = sum[d]! / Math.max(1, live);
@@ -41,7 +42,7 @@ export class SignCodes {
 
   encode(slot: number, vector: Float32Array | Int8Array): void {
     if ((slot + 1) * this.words > this.codes.length) {
-      const grown = new Uint32Array(Math.max(this.codes.length * 2, (slot + 1) * this.words));
+      const grown = new Int32Array(Math.max(this.codes.length * 2, (slot + 1) * this.words));
       grown.set(this.codes);
       this.codes = grown;
     }
@@ -49,39 +50,52 @@ export class SignCodes {
   }
 
   /**
-   * The `wanted` slots (fewer if fewer pass `isAllowed`; every slot when it is absent) whose codes are nearest the
+   * The `wanted` live slots (`alive[slot]` non-zero; every slot when `alive` is absent) whose codes are nearest the
    * query's; ties at the cut-off distance are taken in slot order.
    */
-  nearest(
-    query: Float32Array,
-    slots: number,
-    isAllowed: ((slot: number) => boolean) | undefined,
-    wanted: number,
-  ): number[] {
+  nearest(query: Float32Array, slots: number, alive: Uint8Array | undefined, wanted: number): number[] {
     const words = this.words;
-    const q = new Uint32Array(words);
+    const q = new Int32Array(words);
     this.write(query, q, 0);
-    // 16 bits: a Hamming distance reaches the dimension count (1,536 for OpenAI's small embedding model).
-    const distance = new Uint16Array(slots).fill(0xffff);
-    const histogram = new Uint32Array(words * 32 + 1);
+    // 16 bits: a Hamming distance reaches the dimension count (1,536 for OpenAI's small embedding model). Reused
+    // across searches: a fresh 200 kB array per search at 100k memories was a measurable share of its time.
+    if (this.distance.length < slots) this.distance = new Uint16Array(slots * 2);
+    const distance = this.distance;
+    const histogram = new Uint32Array(words * 32 + 2);
     const codes = this.codes;
-    for (let slot = 0; slot < slots; slot++) {
-      if (isAllowed && !isAllowed(slot)) continue;
-      let d = 0;
-      const base = slot * words;
-      for (let w = 0; w < words; w++) d += popcount32(codes[base + w]! ^ q[w]!);
-      distance[slot] = d;
-      histogram[d]!++;
+    const dead = words * 32 + 1;
+    if (words === 4) {
+      // The built-in embedder's 100 dimensions: four words, unrolled (about twice as fast as the general loop).
+      const [q0, q1, q2, q3] = q as unknown as [number, number, number, number];
+      for (let slot = 0, base = 0; slot < slots; slot++, base += 4) {
+        const d =
+          alive !== undefined && alive[slot] === 0
+            ? dead
+            : popcount32(codes[base]! ^ q0) +
+              popcount32(codes[base + 1]! ^ q1) +
+              popcount32(codes[base + 2]! ^ q2) +
+              popcount32(codes[base + 3]! ^ q3);
+        distance[slot] = d;
+        histogram[d]!++;
+      }
+    } else {
+      for (let slot = 0; slot < slots; slot++) {
+        let d = 0;
+        if (alive !== undefined && alive[slot] === 0) d = dead;
+        else for (let w = 0, base = slot * words; w < words; w++) d += popcount32(codes[base + w]! ^ q[w]!);
+        distance[slot] = d;
+        histogram[d]!++;
+      }
     }
     let cutoff = 0;
     let closer = 0;
-    for (; cutoff < histogram.length; cutoff++) {
+    for (; cutoff < dead; cutoff++) {
       if (closer + histogram[cutoff]! >= wanted) break;
       closer += histogram[cutoff]!;
     }
     // Everything closer than the cut-off distance, then slots at it until `wanted`: never more than asked for.
     const out: number[] = [];
-    let atCutoff = wanted - closer;
+    let atCutoff = cutoff === dead ? 0 : wanted - closer;
     for (let slot = 0; slot < slots; slot++) {
       const d = distance[slot]!;
       if (d < cutoff || (d === cutoff && atCutoff-- > 0)) out.push(slot);
@@ -89,14 +103,14 @@ export class SignCodes {
     return out;
   }
 
-  private write(vector: Float32Array | Int8Array, into: Uint32Array, offset: number): void {
+  private write(vector: Float32Array | Int8Array, into: Int32Array, offset: number): void {
     for (let w = 0; w < this.words; w++) {
       let bits = 0;
       for (let b = 0; b < 32; b++) {
         const d = w * 32 + b;
         if (d < this.dimensions && vector[d]! > this.mean[d]!) bits |= 1 << b;
       }
-      into[offset + w] = bits >>> 0;
+      into[offset + w] = bits;
     }
   }
 }
