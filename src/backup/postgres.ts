@@ -14,6 +14,7 @@ export const PERPETUAL_TABLES = [
   "billing_subscriptions",
   "billing_webhook_events",
   "memory_outbox",
+  "responses",
   "usage_dead_letters",
   "usage_logs",
   "user_provider_keys",

@@ -15,6 +15,7 @@ import { anthropicRoutes } from "./routes/anthropic-api";
 import { billingRoutes, polarWebhookRoutes, WEBHOOK_PATH } from "./routes/billing";
 import { memoryRoutes } from "./routes/memories";
 import { openAiRoutes } from "./routes/openai-api";
+import { responsesRoutes } from "./routes/responses-api";
 import { statusRoutes } from "./status";
 
 export interface AppDeps {
@@ -49,6 +50,7 @@ export function createApp(deps: AppDeps): Express {
   // The proxy routes first: Express tries routers in order, and these carry nearly all the traffic.
   catalog.mount(app, prefix, openAiRoutes({ logger, ...deps.services }));
   catalog.mount(app, prefix, anthropicRoutes({ logger, ...deps.services }));
+  catalog.mount(app, prefix, responsesRoutes({ logger, db, ...deps.services }));
   catalog.mount(app, "/", healthRoutes({ db, version: config.version, probes }));
   catalog.mount(app, "/", metricsRoutes(deps.services.metrics, config.metricsToken));
   const { counters } = deps.services;

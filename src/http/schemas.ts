@@ -141,6 +141,29 @@ export const AnthropicStreamEvent = z.looseObject({ type: z.string() }).meta({
     "Server-sent events as Anthropic sends them: message_start, content_block_*, message_delta, message_stop.",
 });
 
+export const ResponseObject = z
+  .looseObject({
+    id: z.string(),
+    object: z.literal("response"),
+    created_at: z.int(),
+    status: z.enum(["completed", "incomplete", "in_progress", "failed"]),
+    model: z.string(),
+    output: z.array(z.looseObject({ type: z.string(), id: z.string() })),
+    usage: z.looseObject({ input_tokens: z.int(), output_tokens: z.int(), total_tokens: z.int() }).nullable(),
+    previous_response_id: z.string().nullable(),
+    metadata: z.record(z.string(), z.string()),
+  })
+  .meta({ id: "Response", description: "OpenAI's Response object." });
+
+export const ResponseStreamEvent = z.looseObject({ type: z.string(), sequence_number: z.int() }).meta({
+  id: "ResponseStreamEvent",
+  description:
+    "Typed server-sent events as OpenAI sends them: response.created, response.in_progress, " +
+    "response.output_item.added/.done, response.content_part.added/.done, response.output_text.delta/.done, " +
+    "response.function_call_arguments.delta/.done, then response.completed (or response.incomplete); a failure " +
+    "after the stream began is response.failed followed by an error event.",
+});
+
 /** `{"object": "list", "data": [...]}`, the list envelope of every listing endpoint. */
 export const listOf = <T extends z.ZodType>(item: T) =>
   z.strictObject({ object: z.literal("list"), data: z.array(item) });

@@ -243,7 +243,7 @@ export async function accountSummary(tx: SqlExecutor, userId: string): Promise<A
  */
 export async function deleteAccount(tx: SqlExecutor, userId: string): Promise<Record<string, number>> {
   const deleted: Record<string, number> = {};
-  for (const table of ["memory_outbox", "usage_logs", "user_provider_keys", "api_keys"]) {
+  for (const table of ["responses", "memory_outbox", "usage_logs", "user_provider_keys", "api_keys"]) {
     deleted[table] = (await tx.query(`delete from ${table} where user_id = $1 returning 1`, [userId])).length;
   }
   deleted.users = (await tx.query("delete from users where id = $1 returning 1", [userId])).length;

@@ -425,7 +425,15 @@ describe("Identity and the provider-key vault over HTTP, on PostgreSQL 15", () =
         id: user.id,
         object: "user",
         deleted: true,
-        deleted_rows: { memory_outbox: 0, usage_logs: 1, user_provider_keys: 1, api_keys: 2, users: 1, memories: 0 },
+        deleted_rows: {
+          responses: 0,
+          memory_outbox: 0,
+          usage_logs: 1,
+          user_provider_keys: 1,
+          api_keys: 2,
+          users: 1,
+          memories: 0,
+        },
       });
       for (const table of ["memory_outbox", "usage_logs", "user_provider_keys", "api_keys"]) {
         expect(await db.query(`select 1 from ${table} where user_id = $1`, [user.id])).toEqual([]);

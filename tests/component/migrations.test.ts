@@ -13,6 +13,7 @@ const TABLES = [
   "billing_webhook_events",
   "billing_outbox",
   "usage_dead_letters",
+  "responses",
 ];
 
 describe.each(ADAPTERS)("Migrations on %s", (_name, open) => {

@@ -22,6 +22,10 @@ async function seedTenant(db: Database, email: string): Promise<Tenant> {
     "insert into user_provider_keys (user_id, provider, encrypted_key, key_last4) values ($1, 'openai', 'k1:ciphertext', 'wxyz')",
     [userId],
   );
+  await db.query("insert into responses (id, user_id, conversation, response) values ($1, $2, '[]', '{}')", [
+    `resp_${email}`,
+    userId,
+  ]);
   return { userId, apiKeyId: key!.id };
 }
 
@@ -30,6 +34,7 @@ const OWNED_TABLES: Array<[table: string, ownerColumn: string]> = [
   ["api_keys", "user_id"],
   ["usage_logs", "user_id"],
   ["user_provider_keys", "user_id"],
+  ["responses", "user_id"],
 ];
 
 async function countOwnedBy(db: SqlExecutor, table: string, column: string, userId: string): Promise<number> {
@@ -67,6 +72,7 @@ describe.each(ADAPTERS)("Row-level security on %s", (_name, open) => {
         api_keys: "name",
         usage_logs: "model",
         user_provider_keys: "encrypted_key",
+        responses: "previous_response_id",
       }[table];
       await db
         .asUser(a.userId, (tx) =>
@@ -101,6 +107,7 @@ describe.each(ADAPTERS)("Row-level security on %s", (_name, open) => {
         "insert into user_provider_keys (user_id, provider, encrypted_key, key_last4) values ($1, 'groq', 'c', 'evil')",
         [b.userId],
       ],
+      ["insert into responses (id, user_id, conversation, response) values ('resp_evil', $1, '[]', '{}')", [b.userId]],
     ] as const;
     for (const [sql, params] of attempts) {
       await expect(db.asUser(a.userId, (tx) => tx.query(sql, [...params]))).rejects.toThrow(

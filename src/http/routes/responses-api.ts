@@ -1,0 +1,226 @@
+import { z } from "zod";
+import type { ChatPipeline } from "../../chat/pipeline";
+import { ResponseStore } from "../../chat/response-store";
+import {
+  type ChatMessage,
+  ChatToResponseEvents,
+  inputMessages,
+  outputMessages,
+  type ResponseContext,
+  type ResponsesRequest,
+  toChatRequest,
+  toResponse,
+} from "../../chat/responses";
+import type { Database } from "../../db";
+import { invalidRequest, notFound } from "../../errors";
+import type { Authenticator } from "../../identity";
+import type { Logger } from "../../log";
+import type { MemoryService } from "../../memory";
+import { parseBody } from "../../validation";
+import { ApiRouter, json } from "../api-router";
+import { principalOf, requireUser } from "../authentication";
+import { clientGoneSignal } from "../client-signal";
+import { CONVERSATION_HEADER, conversationIdOf } from "../conversation";
+import { toApiError } from "../error-handler";
+import { requestIdOf, requestIdsOf } from "../request-context";
+import {
+  MEMORY_REQUEST_HEADERS,
+  MEMORY_RESPONSE_HEADERS,
+  RATE_LIMIT_HEADERS,
+  ResponseObject,
+  ResponseStreamEvent,
+} from "../schemas";
+import { SseWriter } from "../sse";
+
+const inputItem = z.looseObject({ type: z.string().optional() });
+const responsesRequestSchema = z
+  .looseObject({
+    model: z.string().trim().min(1, { message: "is required" }),
+    input: z.union([z.string(), z.array(inputItem).min(1)]),
+    instructions: z.string().nullish(),
+    tools: z.array(z.looseObject({ type: z.string() })).optional(),
+    text: z.looseObject({ format: z.looseObject({ type: z.string() }).optional() }).nullish(),
+    max_output_tokens: z.int().positive().nullish(),
+    metadata: z.record(z.string().max(64), z.string().max(512)).nullish(),
+    stream: z.boolean().nullish(),
+    store: z.boolean().nullish(),
+    previous_response_id: z.string().max(200).nullish(),
+  })
+  .meta({
+    id: "ResponseCreateRequest",
+    description:
+      "OpenAI's Responses API request. Function tools, text/json_schema formats, previous_response_id and store " +
+      "work with every provider; built-in tools (web search, file search, ...) are refused with a 400.",
+  });
+
+/** Response ids: `resp_` and the request's own 32 hex digits, so a response and its usage row share an id. */
+const RESPONSE_ID = /^resp_[0-9a-f]{32}$/;
+
+export interface ResponsesRoutesDeps {
+  authenticator: Authenticator;
+  memory: MemoryService;
+  chat: ChatPipeline;
+  logger: Logger;
+  db: Database;
+}
+
+/**
+ * POST /v1/responses (OpenAI's Responses API, JSON and typed SSE events) in front of the chat pipeline, so every
+ * provider, memory, limits and usage rows work as for chat completions; GET and DELETE /v1/responses/{id} for
+ * stored responses.
+ */
+export function responsesRoutes({ authenticator, chat, memory, logger, db }: ResponsesRoutesDeps): ApiRouter {
+  const api = new ApiRouter("OpenAI-compatible");
+  const store = new ResponseStore(db);
+  api.use(requireUser(authenticator), ["/responses"]);
+
+  api.route(
+    {
+      method: "post",
+      path: "/responses",
+      summary: "Create a model response (OpenAI's Responses API) with the caller's provider key or the local model",
+      description:
+        "Translated to a chat completion, so it works with every provider. With `store` (the default) the response " +
+        "is kept for GET /v1/responses/{id} and for `previous_response_id`.",
+      access: "api_key",
+      body: responsesRequestSchema,
+      requestHeaders: MEMORY_REQUEST_HEADERS,
+      responses: {
+        200: {
+          description: "The response; with `stream: true`, typed server-sent events ending with response.completed.",
+          content: { "application/json": ResponseObject, "text/event-stream": ResponseStreamEvent },
+          headers: [...RATE_LIMIT_HEADERS, ...MEMORY_RESPONSE_HEADERS],
+        },
+      },
+      errors: [402, 404, 429, 502, 503, 504],
+    },
+    async (req, res) => {
+      const principal = principalOf(res);
+      const request = parseBody(responsesRequestSchema, req.body) as ResponsesRequest;
+      const previous = request.previous_response_id
+        ? await store.get(principal.userId, request.previous_response_id)
+        : undefined;
+      if (request.previous_response_id && !previous) {
+        throw invalidRequest(
+          `Previous response with id '${request.previous_response_id}' not found.`,
+          "previous_response_not_found",
+          "previous_response_id",
+        );
+      }
+      const history = previous?.conversation ?? [];
+      const body = toChatRequest(request, history);
+      // The usage chunk is needed for response.completed's usage: ask for it through the pipeline.
+      if (request.stream) body.stream_options = { include_usage: true };
+      const context: ResponseContext = {
+        id: `resp_${requestIdOf(res).replace(/^req_/, "")}`,
+        createdAt: Math.floor(Date.now() / 1000),
+        request,
+      };
+      // What a follow-up continues: the earlier conversation, this input, then (once known) this output.
+      const conversation = [...history, ...inputMessages(request.input)];
+      const keep = async (response: Record<string, unknown>) => {
+        if (request.store === false) return;
+        try {
+          await store.save(principal.userId, {
+            response,
+            conversation: [...conversation, ...outputMessages(response)] as ChatMessage[],
+          });
+        } catch (error) {
+          // The answer was produced and billed: the client gets it; only the stored copy is missing.
+          logger.warn("response not stored", { response_id: context.id, error });
+        }
+      };
+      const signal = clientGoneSignal(res);
+      const result = await chat.run({
+        principal,
+        body,
+        ...requestIdsOf(res),
+        conversationId: conversationIdOf(req.get(CONVERSATION_HEADER)),
+        endpoint: "/v1/responses",
+        memory: memory.controlsFrom((name) => req.get(name), principal.tier),
+        signal,
+      });
+      res.set(result.headers);
+      if (!result.stream) {
+        const response = toResponse(context, result.completion);
+        await keep(response);
+        res.json(response);
+        return;
+      }
+      const sse = new SseWriter(res);
+      sse.open();
+      const events = new ChatToResponseEvents(context);
+      const send = async (list: Array<{ type: string }>) => {
+        for (const event of list) await sse.event(event.type, event);
+      };
+      try {
+        await send(events.start());
+        for await (const chunk of result.chunks) {
+          if (sse.closed) break;
+          await send(events.translate(chunk));
+        }
+        const finished = events.finish();
+        if (!sse.closed) await keep(finished.response);
+        await send(finished.events);
+      } catch (error) {
+        if (!signal.aborted) {
+          const { code, message, param } = toApiError(error, logger);
+          await send(events.fail({ code, message, param }));
+        }
+      }
+      sse.end();
+    },
+  );
+
+  api.route(
+    {
+      method: "get",
+      path: "/responses/:id",
+      summary: "Retrieve a stored response (created with store, the caller's own)",
+      access: "api_key",
+      responses: { 200: { description: "The response as it was returned.", content: json(ResponseObject) } },
+      errors: [404],
+    },
+    async (req, res) => {
+      const id = responseId(req.params.id);
+      const stored = await store.get(principalOf(res).userId, id);
+      if (!stored) throw responseNotFound(id);
+      res.json(stored.response);
+    },
+  );
+
+  api.route(
+    {
+      method: "delete",
+      path: "/responses/:id",
+      summary: "Delete a stored response (the caller's own)",
+      access: "api_key",
+      responses: {
+        200: {
+          description: "Deleted.",
+          content: json(
+            z
+              .strictObject({ id: z.string(), object: z.literal("response"), deleted: z.literal(true) })
+              .meta({ id: "ResponseDeleted" }),
+          ),
+        },
+      },
+      errors: [404],
+    },
+    async (req, res) => {
+      const id = responseId(req.params.id);
+      if (!(await store.delete(principalOf(res).userId, id))) throw responseNotFound(id);
+      res.json({ id, object: "response", deleted: true });
+    },
+  );
+
+  return api;
+}
+
+/** A malformed id cannot name a response: 404, as for one that is not the caller's. */
+function responseId(value: unknown): string {
+  if (typeof value === "string" && RESPONSE_ID.test(value)) return value;
+  throw responseNotFound(String(value));
+}
+
+const responseNotFound = (id: string) => notFound(`Response with id '${id}' not found.`, "response_not_found", "id");
