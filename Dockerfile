@@ -23,7 +23,6 @@ RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 FROM node:${NODE_VERSION}-bookworm-slim AS runtime
 ENV NODE_ENV=production \
     API_HOST=0.0.0.0 \
-    API_PORT=8000 \
     DATA_DIR=/data \
     LOG_FORMAT=json
 WORKDIR /app
@@ -39,7 +38,7 @@ VOLUME ["/data"]
 USER node
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
-  CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.API_PORT||8000)+'/health').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
+  CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.API_PORT||process.env.PORT||8000)+'/health').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 # Exec form: node is PID 1 and receives SIGTERM itself; the server stops accepting, drains streams for up to
 # SHUTDOWN_TIMEOUT_SECONDS, flushes usage and exits.
 STOPSIGNAL SIGTERM

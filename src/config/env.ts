@@ -65,6 +65,14 @@ const integer = (fallback: number, min: number, max: number) =>
     `must be a whole number from ${min} to ${max}`,
   );
 
+/** A whole number, or undefined when unset (for variables whose absence means "use another"). */
+const optionalInteger = (min: number, max: number) =>
+  parsedFrom<number | undefined>(
+    undefined,
+    (text) => (/^\d+$/.test(text) && Number(text) >= min && Number(text) <= max ? Number(text) : undefined),
+    `must be a whole number from ${min} to ${max}`,
+  );
+
 const decimal = (fallback: number, min: number, max: number) =>
   parsedFrom(
     fallback,
@@ -114,7 +122,9 @@ export const envSchema = z.object({
     z.enum(["proxy", "local"], { message: 'must be "proxy" or "local"' }).default("proxy"),
   ),
   API_HOST: z.preprocess(emptyAsUndefined, z.string().default("0.0.0.0")),
-  API_PORT: integer(8000, 0, 65535),
+  /** Unset: PORT (what Railway, Render and Fly set), else 8000. */
+  API_PORT: optionalInteger(0, 65535),
+  PORT: optionalInteger(0, 65535),
   API_PREFIX: z.preprocess(
     emptyAsUndefined,
     z
@@ -216,6 +226,13 @@ export const envSchema = z.object({
   POLAR_SUCCESS_URL: httpUrl,
   RATE_LIMIT_PER_MINUTE: integer(60, 1, 10_000_000),
   RATE_LIMIT_PER_DAY: integer(10_000, 1, 1_000_000_000),
+  // Requests per minute / day of the tiers named free, pro and enterprise in config/tiers.json (Perpetual AI V2's names).
+  FREE_TIER_RATE_LIMIT_PER_MINUTE: optionalInteger(1, 10_000_000),
+  FREE_TIER_RATE_LIMIT_PER_DAY: optionalInteger(1, 1_000_000_000),
+  PRO_TIER_RATE_LIMIT_PER_MINUTE: optionalInteger(1, 10_000_000),
+  PRO_TIER_RATE_LIMIT_PER_DAY: optionalInteger(1, 1_000_000_000),
+  ENTERPRISE_TIER_RATE_LIMIT_PER_MINUTE: optionalInteger(1, 10_000_000),
+  ENTERPRISE_TIER_RATE_LIMIT_PER_DAY: optionalInteger(1, 1_000_000_000),
   RATE_LIMIT_STORE: z.preprocess(
     emptyAsUndefined,
     z.enum(["redis", "memory"], { message: 'must be "redis" or "memory"' }).optional(),

@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { type Env, envSchema, SECRET_VARIABLES } from "./env";
 import { loadProviders, type ModelPricing, type ProviderSettings } from "./providers";
-import { loadTiers, type Tiers } from "./tiers";
+import { loadTiers, overrideTierLimits, type Tiers } from "./tiers";
 
 export { baseUrlVariable, type ModelPricing, type ProviderSettings } from "./providers";
 export type { Tier, Tiers } from "./tiers";
@@ -152,6 +152,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, options: LoadConfigOptions = 
   const configDir = options.configDir ?? (env.CONFIG_DIR || join(PROJECT_ROOT, "config"));
   const { tiers, problems: tierProblems } = loadTiers(configDir);
   problems.push(...tierProblems);
+  if (parsed.success && tiers) problems.push(...overrideTierLimits(tiers, parsed.data));
   const { providers, models, problems: providerProblems } = loadProviders(configDir, env);
   problems.push(...providerProblems);
   if (
@@ -182,7 +183,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, options: LoadConfigOptions = 
     mode: e.MODE,
     http: {
       host: e.API_HOST,
-      port: e.API_PORT,
+      port: e.API_PORT ?? e.PORT ?? 8000,
       apiPrefix: e.API_PREFIX,
       maxBodyBytes: e.MAX_REQUEST_BODY_SIZE,
       requestTimeoutMs: e.REQUEST_TIMEOUT_SECONDS * 1000,

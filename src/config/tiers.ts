@@ -76,3 +76,26 @@ export function loadTiers(configDir: string): { tiers?: Tiers; problems: string[
   }
   return { tiers: { defaultTier: data.default_tier, byName, byPolarProduct }, problems: [] };
 }
+
+/**
+ * Requests per minute / day of the tiers named free, pro and enterprise from the environment
+ * (FREE_TIER_RATE_LIMIT_PER_MINUTE, …_PER_DAY, PRO_…, ENTERPRISE_…), over tiers.json. A variable for a tier that
+ * tiers.json does not have is a problem, not ignored.
+ */
+export function overrideTierLimits(tiers: Tiers, env: Readonly<Record<string, unknown>>): string[] {
+  const problems: string[] = [];
+  for (const name of ["free", "pro", "enterprise"]) {
+    for (const [suffix, field] of [
+      ["PER_MINUTE", "requestsPerMinute"],
+      ["PER_DAY", "requestsPerDay"],
+    ] as const) {
+      const variable = `${name.toUpperCase()}_TIER_RATE_LIMIT_${suffix}`;
+      const value = env[variable];
+      if (typeof value !== "number") continue;
+      const tier = tiers.byName.get(name) as Tier | undefined;
+      if (tier) tier[field] = value;
+      else problems.push(`${variable}: config/tiers.json has no tier "${name}"`);
+    }
+  }
+  return problems;
+}

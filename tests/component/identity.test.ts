@@ -153,6 +153,11 @@ describe("Identity and the provider-key vault over HTTP, on PostgreSQL 15", () =
       expect(wrong.body.error.code).toBe("invalid_api_key");
       const userKey = (await newUser("henry@example.com")).key;
       expect((await client.call("GET", "/admin/users", { token: userKey })).status).toBe(401);
+      // X-API-Key (the Multiverse gateway's convention) is the same key in another header, checked the same way.
+      const viaHeader = (key: string) => fetch(`${app.baseUrl}/admin/stats`, { headers: { "x-api-key": key } });
+      expect((await viaHeader(ADMIN_KEY)).status).toBe(200);
+      expect((await viaHeader(`${ADMIN_KEY}x`)).status).toBe(401);
+      expect((await viaHeader(userKey)).status).toBe(401);
     });
 
     test("When an admin sets a tier, disables a user and issues keys, then each takes effect at once", async () => {

@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ConfigError, loadConfig } from "../../src/config";
@@ -26,6 +26,43 @@ describe("Configuration", () => {
     expect(config.tiers.byName.get("free")).toMatchObject({ requestsPerMinute: 10, requestsPerDay: 1000 });
     expect(config.tiers.byName.get("enterprise")).toMatchObject({ requestsPerMinute: 1000, requestsPerDay: 1_000_000 });
     expect(config.log.format).toBe("pretty");
+  });
+
+  test("When PORT is set (Railway, Render, Fly), then it is the port unless API_PORT is set", () => {
+    expect(loadConfig({ PORT: "3000" }).http.port).toBe(3000);
+    expect(loadConfig({ PORT: "3000", API_PORT: "8080" }).http.port).toBe(8080);
+    expect(loadConfig({ PORT: "", API_PORT: "" }).http.port).toBe(8000);
+    expect(problemsFor({ PORT: "eighty" })).toEqual(["PORT: must be a whole number from 0 to 65535"]);
+  });
+
+  test("When tier limit variables are set, then they replace those tiers' request limits from tiers.json", () => {
+    const config = loadConfig({
+      FREE_TIER_RATE_LIMIT_PER_MINUTE: "25",
+      PRO_TIER_RATE_LIMIT_PER_DAY: "123456",
+      ENTERPRISE_TIER_RATE_LIMIT_PER_MINUTE: "5000",
+    });
+    expect(config.tiers.byName.get("free")).toMatchObject({ requestsPerMinute: 25, requestsPerDay: 1000 });
+    expect(config.tiers.byName.get("pro")).toMatchObject({ requestsPerDay: 123456 });
+    expect(config.tiers.byName.get("enterprise")).toMatchObject({ requestsPerMinute: 5000, requestsPerDay: 1_000_000 });
+    expect(problemsFor({ FREE_TIER_RATE_LIMIT_PER_DAY: "0" })).toEqual([
+      "FREE_TIER_RATE_LIMIT_PER_DAY: must be a whole number from 1 to 1000000000",
+    ]);
+    const dir = mkdtempSync(join(tmpdir(), "tiers-"));
+    writeFileSync(
+      join(dir, "tiers.json"),
+      JSON.stringify({
+        default_tier: "basic",
+        tiers: {
+          basic: { requests_per_minute: 1, requests_per_day: 1, tokens_per_minute: null, tokens_per_day: null },
+        },
+      }),
+    );
+    for (const file of ["providers.json", "models.json"]) {
+      writeFileSync(join(dir, file), readFileSync(join(__dirname, "..", "..", "config", file)));
+    }
+    expect(problemsFor({ PRO_TIER_RATE_LIMIT_PER_MINUTE: "9" }, dir)).toEqual([
+      'PRO_TIER_RATE_LIMIT_PER_MINUTE: config/tiers.json has no tier "pro"',
+    ]);
   });
 
   test("When production would keep memory or rate limits per process, then the start is refused unless chosen", () => {

@@ -58,8 +58,9 @@ function adminGuard(adminApiKey: string | undefined) {
         "admin_disabled",
       );
     }
-    const match = /^Bearer\s+(\S+)$/i.exec(req.get("authorization") ?? "");
-    if (!match || !timingSafeEqual(digest(match[1]!), expected)) {
+    // Authorization: Bearer, or X-API-Key (the Multiverse gateway's convention).
+    const presented = /^Bearer\s+(\S+)$/i.exec(req.get("authorization") ?? "")?.[1] ?? req.get("x-api-key");
+    if (!presented || !timingSafeEqual(digest(presented), expected)) {
       throw new ApiError(401, "Invalid admin API key.", "invalid_request_error", "invalid_api_key");
     }
     next();
