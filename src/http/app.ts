@@ -49,7 +49,7 @@ export function createApp(deps: AppDeps): Express {
   const prefix = config.http.apiPrefix;
   // The proxy routes first: Express tries routers in order, and these carry nearly all the traffic.
   catalog.mount(app, prefix, openAiRoutes({ logger, ...deps.services }));
-  catalog.mount(app, prefix, anthropicRoutes({ logger, ...deps.services }));
+  catalog.mount(app, prefix, anthropicRoutes({ logger, config, ...deps.services }));
   catalog.mount(app, prefix, responsesRoutes({ logger, db, ...deps.services }));
   catalog.mount(app, "/", healthRoutes({ db, version: config.version, probes }));
   catalog.mount(app, "/", metricsRoutes(deps.services.metrics, config.metricsToken));

@@ -20,6 +20,8 @@ export interface ProviderAdapter {
   /** Resolves once the provider has accepted the request, so failures before the first byte reject here. */
   stream(target: CallTarget, request: ChatRequest, options: CallOptions): Promise<AsyncIterable<ChatChunk>>;
   embed?(target: CallTarget, request: EmbeddingRequest, options: CallOptions): Promise<EmbeddingResponse>;
+  /** The provider's own count of a Messages API request's input tokens (Anthropic's count_tokens). */
+  countTokens?(target: CallTarget, request: Record<string, unknown>, options: CallOptions): Promise<number>;
 }
 
 /** A provider's failure, already stripped of anything secret. `status` is the provider's (0: not reached). */

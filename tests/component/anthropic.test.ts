@@ -237,4 +237,57 @@ describe("Anthropic both ways, on PostgreSQL 15", () => {
       expect(denied).toBeInstanceOf(Anthropic.AuthenticationError);
     });
   });
+  describe("count_tokens and the rest of /v1/messages", () => {
+    test("When the Anthropic SDK counts tokens for a Claude model, then Anthropic's own count comes back, asked with the caller's key", async () => {
+      const request = {
+        model: "claude-haiku-4-5",
+        system: "Be brief.",
+        messages: [{ role: "user" as const, content: "How many tokens is this?" }],
+      };
+      const counted = await anthropic.messages.countTokens(request);
+      const sent = anthropicUpstream.received.at(-1)!;
+      expect(sent.path).toBe("/v1/messages/count_tokens");
+      expect(sent.apiKey).toBe(anthropicKey);
+      expect(sent.body).toEqual(request);
+      const { model: _model, ...counted_body } = request;
+      expect(counted.input_tokens).toBe(7 + Math.ceil(JSON.stringify(counted_body).length / 4));
+    });
+
+    test("When tokens are counted for a non-Claude model, then they are estimated with a tokenizer and no provider is called", async () => {
+      const before = openaiUpstream.received.length;
+      const short = await anthropic.messages.countTokens({
+        model: "gpt-4o",
+        messages: [{ role: "user", content: "hi" }],
+      });
+      const long = await anthropic.messages.countTokens({
+        model: "gpt-4o",
+        messages: [{ role: "user", content: "hi ".repeat(500) }],
+        tools: [{ name: "get_weather", input_schema: { type: "object", properties: { city: { type: "string" } } } }],
+      });
+      expect(short.input_tokens).toBeGreaterThan(0);
+      expect(long.input_tokens).toBeGreaterThan(short.input_tokens + 400);
+      expect(openaiUpstream.received.length).toBe(before);
+    });
+
+    test("When count_tokens is refused or the path is unknown, then the error is in Anthropic's shape", async () => {
+      const unauthenticated = await fetch(`${app.baseUrl}/v1/messages/count_tokens`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: "claude-haiku-4-5", messages: [{ role: "user", content: "x" }] }),
+      });
+      expect(unauthenticated.status).toBe(401);
+      expect(await unauthenticated.json()).toMatchObject({ type: "error", error: { type: "authentication_error" } });
+      const unknownModel = await anthropic.messages
+        .countTokens({ model: "no-such-model", messages: [{ role: "user", content: "x" }] })
+        .catch((e) => e);
+      expect(unknownModel).toBeInstanceOf(Anthropic.NotFoundError);
+      const unknownPath = await fetch(`${app.baseUrl}/v1/messages/batches`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-api-key": perpetualKey },
+        body: "{}",
+      });
+      expect(unknownPath.status).toBe(404);
+      expect(await unknownPath.json()).toMatchObject({ type: "error", error: { type: "not_found_error" } });
+    });
+  });
 });

@@ -59,6 +59,15 @@ export async function startFakeAnthropicUpstream(): Promise<FakeAnthropicUpstrea
       version: req.headers["anthropic-version"] as string | undefined,
       body,
     });
+    if (path === "/v1/messages/count_tokens") {
+      if (!apiKey) return sendError(res, 401, "authentication_error", "x-api-key or authorization header is required");
+      if (body.max_tokens !== undefined)
+        return sendError(res, 400, "invalid_request_error", "max_tokens: Extra inputs are not permitted");
+      // A deterministic stand-in for Anthropic's tokenizer: one token per 4 characters of the request, plus 7.
+      const { model: _model, ...counted } = body;
+      res.writeHead(200, { "content-type": "application/json" });
+      return res.end(JSON.stringify({ input_tokens: 7 + Math.ceil(JSON.stringify(counted).length / 4) }));
+    }
     if (path !== "/v1/messages") return sendError(res, 404, "not_found_error", `Unknown path ${path}`);
     if (!apiKey) return sendError(res, 401, "authentication_error", "x-api-key or authorization header is required");
     if (typeof body.max_tokens !== "number")

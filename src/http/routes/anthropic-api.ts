@@ -1,8 +1,12 @@
 import { z } from "zod";
 import type { ChatPipeline } from "../../chat/pipeline";
+import type { Targets } from "../../chat/targets";
+import { estimatePromptTokens, estimateTokens } from "../../chat/tokens";
+import type { Config } from "../../config";
 import type { Authenticator } from "../../identity";
 import type { Logger } from "../../log";
 import type { MemoryService } from "../../memory";
+import { adapterFor } from "../../providers";
 import {
   type AnthropicRequest,
   fromAnthropicRequest,
@@ -10,7 +14,7 @@ import {
   toAnthropicMessage,
 } from "../../providers/anthropic/translate";
 import { parseBody } from "../../validation";
-import { ApiRouter } from "../api-router";
+import { ApiRouter, json } from "../api-router";
 import { authenticateRequest } from "../authentication";
 import { clientGoneSignal } from "../client-signal";
 import { CONVERSATION_HEADER, conversationIdOf } from "../conversation";
@@ -42,16 +46,77 @@ const anthropicRequestSchema = z
   })
   .meta({ id: "AnthropicMessageRequest", description: "Anthropic's Messages API request." });
 
+const countTokensSchema = z
+  .looseObject({
+    model: z.string().trim().min(1, { message: "is required" }),
+    messages: anthropicRequestSchema.shape.messages,
+    system: anthropicRequestSchema.shape.system,
+    tools: z.array(z.looseObject({ name: z.string() })).optional(),
+  })
+  .meta({ id: "AnthropicCountTokensRequest", description: "Anthropic's count_tokens request." });
+
 export interface AnthropicRoutesDeps {
   authenticator: Authenticator;
   memory: MemoryService;
   chat: ChatPipeline;
+  targets: Targets;
+  config: Pick<Config, "http">;
   logger: Logger;
 }
 
 /** POST /v1/messages: Anthropic's Messages API in front of any provider, translated to and from the chat pipeline. */
-export function anthropicRoutes({ authenticator, chat, memory, logger }: AnthropicRoutesDeps): ApiRouter {
+export function anthropicRoutes({
+  authenticator,
+  chat,
+  memory,
+  targets,
+  config,
+  logger,
+}: AnthropicRoutesDeps): ApiRouter {
   const api = new ApiRouter("Anthropic-compatible");
+
+  api.route(
+    {
+      method: "post",
+      path: "/messages/count_tokens",
+      summary: "Count a Messages request's input tokens: Anthropic's own count for Claude models, else an estimate",
+      description:
+        "Claude models: passed to Anthropic's count_tokens with the caller's Anthropic key. Other models: estimated " +
+        "with a real tokenizer (o200k_base) over the request translated to chat messages, tools included. Not " +
+        "metered (no usage row, no rate-limit charge), as with Anthropic.",
+      access: "api_key",
+      body: countTokensSchema,
+      responses: {
+        200: {
+          description: "The count.",
+          content: json(z.strictObject({ input_tokens: z.int().nonnegative() }).meta({ id: "AnthropicTokenCount" })),
+        },
+      },
+      errors: [404, 429, 502, 503, 504],
+      anthropicErrors: true,
+    },
+    async (req, res) => {
+      try {
+        const principal = await authenticateRequest(authenticator, req, res);
+        const request = parseBody(countTokensSchema, req.body);
+        const route = targets.route(request.model);
+        const { countTokens } = adapterFor(route.provider);
+        if (!countTokens) {
+          const chat = fromAnthropicRequest({ ...request, max_tokens: 1 } as unknown as AnthropicRequest);
+          const tools = request.tools ? estimateTokens(JSON.stringify(request.tools)) : 0;
+          res.json({ input_tokens: estimatePromptTokens(chat.messages as Array<{ content?: unknown }>) + tools });
+          return;
+        }
+        const options = { signal: clientGoneSignal(res), timeoutMs: config.http.requestTimeoutMs };
+        const placed = await targets.place(principal, route, (target) => countTokens(target, request, options));
+        placed.release();
+        res.json({ input_tokens: placed.value });
+      } catch (error) {
+        const apiError = toApiError(error, logger);
+        res.set(apiError.headers).status(apiError.status).json(anthropicErrorBody(apiError));
+      }
+    },
+  );
 
   api.route(
     {

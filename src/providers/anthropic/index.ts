@@ -44,6 +44,21 @@ export function anthropicAdapter(): ProviderAdapter {
       }
       return translateStream(target, events, new AnthropicToOpenAIStream(now()));
     },
+
+    async countTokens(target, request, options) {
+      // What count_tokens takes of a Messages request (max_tokens, stream and sampling fields it refuses).
+      const { messages, system, tools, tool_choice, thinking, mcp_servers } = request;
+      const params = { model: target.model, messages, system, tools, tool_choice, thinking, mcp_servers };
+      try {
+        const counted = await clientFor(target).messages.countTokens(
+          Object.fromEntries(Object.entries(params).filter(([, v]) => v !== undefined)) as never,
+          requestOptions(target, options),
+        );
+        return counted.input_tokens;
+      } catch (error) {
+        throw toUpstreamError(target, error, Anthropic);
+      }
+    },
   };
 }
 
