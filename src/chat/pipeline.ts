@@ -19,12 +19,20 @@ import {
   type ChatUsage,
   type EmbeddingRequest,
   type EmbeddingResponse,
+  type ProviderAdapter,
   type Route,
+  type TextCompletion,
   UpstreamError,
 } from "../providers";
 import { costOf, type TokenUsage, type UsageRecorder } from "../usage";
 import { mockCompletion, mockStream } from "./mock";
-import { type ParsedChatRequest, parseChatRequest, parseEmbeddingRequest } from "./request";
+import {
+  type ParsedChatRequest,
+  parseChatRequest,
+  parseEmbeddingRequest,
+  parseTextCompletionRequest,
+  promptTurns,
+} from "./request";
 import type { Targets } from "./targets";
 import { estimatePromptTokens, estimateTokens } from "./tokens";
 
@@ -125,11 +133,84 @@ export class ChatPipeline {
       }
       const placed = await targets.place(input.principal, route!, (t) => adapter.stream(t, request.body, options));
       // The backend stays held (local mode's least-busy count) until the stream has been fully relayed.
-      const chunks = this.observe(placed.value, request, input.signal, started, (outcome) => {
+      const chunks = this.observe(placed.value, request, input.signal, started, chatDelta, (outcome) => {
         placed.release();
         return record({ ...outcome, upstreamMs: sinceCall() });
       });
       return { headers, stream: true, model: request.model, chunks };
+    } catch (error) {
+      await record(this.failureOutcome(error, input.signal));
+      throw error;
+    }
+  }
+
+  /**
+   * POST /v1/completions (legacy text completions): same routing, keys, limits and usage recording as chat, for
+   * providers that serve `/completions` (400 for the others); no memory (the prompt is raw text, not a conversation).
+   */
+  async completeText(input: ChatInput): Promise<TextResult> {
+    const started = performance.now();
+    const finish = this.track();
+    let request: ParsedChatRequest;
+    let route: Route;
+    let reservation: Reservation;
+    let adapter: ProviderAdapter;
+    try {
+      request = parseTextCompletionRequest(input.body);
+      route = this.deps.targets.route(request.model);
+      adapter = adapterFor(route.provider);
+      if (!adapter.completeText || !adapter.streamText) {
+        throw invalidRequest(
+          `The provider ${route.provider.name} does not offer text completions; use /v1/chat/completions.`,
+          "unsupported_endpoint",
+          "model",
+        );
+      }
+      assertWithinSpend(input.principal, this.deps.config.tiers);
+      reservation = await this.deps.limiter.reserve(input.principal, reservationEstimate(request));
+    } catch (error) {
+      await finish(this.recordRejection(input, started, error));
+      throw error;
+    }
+    const record = (outcome: Outcome) => {
+      const { tokens, journaled } = this.record(input, request, route, started, outcome);
+      reservation.settle(tokens);
+      return finish(journaled);
+    };
+    const options = { signal: input.signal, timeoutMs: this.deps.config.http.requestTimeoutMs };
+    const callStarted = performance.now();
+    const sinceCall = () => Math.round(performance.now() - callStarted);
+    const body = request.body as unknown as Record<string, unknown>;
+    try {
+      if (!request.stream) {
+        const placed = await this.deps.targets.place(input.principal, route, (t) =>
+          adapter.completeText!(t, body, options),
+        );
+        placed.release();
+        const completion = placed.value;
+        await record({
+          usage: completion.usage,
+          statusCode: 200,
+          completionText: completion.choices[0]?.text ?? "",
+          upstreamMs: sinceCall(),
+        });
+        return { headers: reservation.headers, stream: false, completion };
+      }
+      const placed = await this.deps.targets.place(input.principal, route, (t) =>
+        adapter.streamText!(t, body, options),
+      );
+      const chunks = this.observe(
+        placed.value,
+        request,
+        input.signal,
+        started,
+        (c) => c.choices[0]?.text,
+        (outcome) => {
+          placed.release();
+          return record({ ...outcome, upstreamMs: sinceCall() });
+        },
+      );
+      return { headers: reservation.headers, stream: true, chunks };
     } catch (error) {
       await record(this.failureOutcome(error, input.signal));
       throw error;
@@ -280,14 +361,15 @@ export class ChatPipeline {
     return { stream: true as const, model: request.model, chunks };
   }
 
-  /** Passes chunks through as they come, noting time to first token and usage; records when the stream ends. */
-  private async *observe(
-    source: AsyncIterable<ChatChunk>,
+  /** Passes chunks through as they come, noting time to first token, text and usage; records when the stream ends. */
+  private async *observe<C extends StreamedChunk>(
+    source: AsyncIterable<C>,
     request: ParsedChatRequest,
     signal: AbortSignal,
     started: number,
+    textOf: (chunk: C) => string | null | undefined,
     record: (o: Outcome) => Promise<void>,
-  ): AsyncIterable<ChatChunk> {
+  ): AsyncIterable<C> {
     let usage: ChatUsage | undefined;
     let firstTokenMs: number | null = null;
     let text = "";
@@ -296,7 +378,7 @@ export class ChatPipeline {
       for await (const chunk of source) {
         firstTokenMs ??= Math.round(performance.now() - started);
         if (chunk.usage) usage = chunk.usage;
-        const delta = chunk.choices[0]?.delta?.content;
+        const delta = textOf(chunk);
         if (delta) text += delta;
         if (!request.clientWantsUsage && chunk.usage) {
           // We asked for usage upstream; a client who did not ask must not see the extra chunk.
@@ -387,6 +469,19 @@ export class ChatPipeline {
   }
 }
 
+/** What `observe` reads of a streamed chunk, chat or text completion alike. */
+interface StreamedChunk {
+  usage?: ChatUsage | null;
+  choices: unknown[];
+}
+
+const chatDelta = (chunk: ChatChunk) => chunk.choices[0]?.delta?.content;
+
+export type TextResult = { headers: Record<string, string> } & (
+  | { stream: false; completion: TextCompletion }
+  | { stream: true; chunks: AsyncIterable<TextCompletion> }
+);
+
 /** The memory message goes after the client's leading system/developer messages, before the conversation. */
 function withMemory(messages: ChatTurn[], memory: ChatTurn): ChatTurn[] {
   const firstTurn = messages.findIndex((m) => m.role !== "system" && m.role !== "developer");
@@ -408,7 +503,7 @@ function memoryHeaders(recall: Recall, controls: MemoryControls | undefined): Re
 const DEFAULT_COMPLETION_ALLOWANCE = 512;
 function reservationEstimate(request: ParsedChatRequest): number {
   let chars = 0;
-  for (const m of request.body.messages as Array<{ content?: unknown }>) {
+  for (const m of promptTurns(request)) {
     chars += typeof m.content === "string" ? m.content.length : JSON.stringify(m.content ?? "").length;
   }
   const body = request.body as { max_completion_tokens?: number | null; max_tokens?: number | null };
@@ -427,7 +522,7 @@ interface Outcome {
 }
 
 function estimatedUsage(request: ParsedChatRequest, completionText: string): ChatUsage {
-  const prompt = estimatePromptTokens(request.body.messages as Array<{ content?: unknown }>);
+  const prompt = estimatePromptTokens(promptTurns(request));
   const completion = estimateTokens(completionText);
   return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
 }

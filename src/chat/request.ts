@@ -41,6 +41,8 @@ export interface ParsedChatRequest {
   stream: boolean;
   clientWantsUsage: boolean;
   mockResponse?: string;
+  /** Legacy text completions: the prompt's text (their body has no messages). */
+  prompt?: string;
 }
 
 export function parseChatRequest(raw: unknown): ParsedChatRequest {
@@ -69,3 +71,45 @@ export const embeddingRequestSchema = z
 export function parseEmbeddingRequest(raw: unknown) {
   return parseBody(embeddingRequestSchema, raw);
 }
+
+export const textCompletionRequestSchema = z
+  .looseObject({
+    model: z.string().trim().min(1, { message: "is required" }).max(256),
+    prompt: z.union([
+      z.string(),
+      z.array(z.string()).min(1),
+      z.array(z.number().int()).min(1),
+      z.array(z.array(z.number().int()).min(1)).min(1),
+    ]),
+    stream: z.boolean().optional(),
+    stream_options: z.looseObject({ include_usage: z.boolean().optional() }).nullable().optional(),
+    max_tokens: z.number().int().positive().nullable().optional(),
+    temperature: z.number().min(0).max(2).nullable().optional(),
+    n: z.number().int().min(1).max(128).nullable().optional(),
+  })
+  .meta({
+    id: "CompletionRequest",
+    description: "OpenAI's legacy text completion request. Fields not listed are passed to the provider untouched.",
+  });
+
+/** A legacy text completion request, in the shape the pipeline records usage with (the prompt as one user turn). */
+export function parseTextCompletionRequest(raw: unknown): ParsedChatRequest {
+  const body = parseBody(textCompletionRequestSchema, raw);
+  const prompt =
+    typeof body.prompt === "string"
+      ? body.prompt
+      : body.prompt.every((p) => typeof p === "string")
+        ? body.prompt.join("\n")
+        : "";
+  return {
+    body: body as unknown as ChatRequest,
+    model: body.model,
+    stream: body.stream === true,
+    clientWantsUsage: body.stream_options?.include_usage === true,
+    prompt,
+  };
+}
+
+/** The request's input as chat turns, for estimates: its messages, or a text completion's prompt as one turn. */
+export const promptTurns = (request: ParsedChatRequest): Array<{ content?: unknown }> =>
+  (request.body.messages as Array<{ content?: unknown }> | undefined) ?? [{ content: request.prompt ?? "" }];

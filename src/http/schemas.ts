@@ -141,6 +141,16 @@ export const AnthropicStreamEvent = z.looseObject({ type: z.string() }).meta({
     "Server-sent events as Anthropic sends them: message_start, content_block_*, message_delta, message_stop.",
 });
 
+export const TextCompletion = z
+  .looseObject({
+    id: z.string(),
+    object: z.literal("text_completion"),
+    created: z.int(),
+    model: z.string(),
+    choices: z.array(z.looseObject({ index: z.int(), text: z.string(), finish_reason: z.string().nullable() })),
+  })
+  .meta({ id: "TextCompletion", description: "OpenAI's legacy text completion (and, streamed, its chunks)." });
+
 export const ResponseObject = z
   .looseObject({
     id: z.string(),

@@ -5,7 +5,15 @@ import { openAiAdapter } from "./openai";
 import type { ProviderAdapter } from "./types";
 
 export { type CallOptions, type CallTarget, type ProviderAdapter, UpstreamError } from "./types";
-export type { ChatChunk, ChatCompletion, ChatRequest, ChatUsage, EmbeddingRequest, EmbeddingResponse } from "./wire";
+export type {
+  ChatChunk,
+  ChatCompletion,
+  ChatRequest,
+  ChatUsage,
+  EmbeddingRequest,
+  EmbeddingResponse,
+  TextCompletion,
+} from "./wire";
 export { textParts } from "./wire";
 
 const adapters: Record<ProviderSettings["kind"], ProviderAdapter> = {

@@ -1,4 +1,11 @@
-import type { ChatChunk, ChatCompletion, ChatRequest, EmbeddingRequest, EmbeddingResponse } from "./wire";
+import type {
+  ChatChunk,
+  ChatCompletion,
+  ChatRequest,
+  EmbeddingRequest,
+  EmbeddingResponse,
+  TextCompletion,
+} from "./wire";
 
 /** Where one call goes: a provider endpoint, the key to use there (the user's own, decrypted for this call). */
 export interface CallTarget {
@@ -20,6 +27,13 @@ export interface ProviderAdapter {
   /** Resolves once the provider has accepted the request, so failures before the first byte reject here. */
   stream(target: CallTarget, request: ChatRequest, options: CallOptions): Promise<AsyncIterable<ChatChunk>>;
   embed?(target: CallTarget, request: EmbeddingRequest, options: CallOptions): Promise<EmbeddingResponse>;
+  /** OpenAI's legacy text completions (`/completions`), for providers that serve them. */
+  completeText?(target: CallTarget, request: Record<string, unknown>, options: CallOptions): Promise<TextCompletion>;
+  streamText?(
+    target: CallTarget,
+    request: Record<string, unknown>,
+    options: CallOptions,
+  ): Promise<AsyncIterable<TextCompletion>>;
   /** The provider's own count of a Messages API request's input tokens (Anthropic's count_tokens). */
   countTokens?(target: CallTarget, request: Record<string, unknown>, options: CallOptions): Promise<number>;
 }

@@ -6,6 +6,7 @@ export type ChatCompletion = OpenAI.Chat.ChatCompletion;
 export type ChatChunk = OpenAI.Chat.ChatCompletionChunk;
 export type ChatUsage = OpenAI.CompletionUsage;
 export type FinishReason = OpenAI.Chat.ChatCompletion.Choice["finish_reason"];
+export type TextCompletion = OpenAI.Completions.Completion;
 export type EmbeddingRequest = OpenAI.EmbeddingCreateParams & Record<string, unknown>;
 export type EmbeddingResponse = OpenAI.CreateEmbeddingResponse;
 

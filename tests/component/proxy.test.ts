@@ -116,6 +116,52 @@ describe("OpenAI-compatible proxy with the official openai SDK, on PostgreSQL 15
     expect(row!.time_to_first_token_ms).not.toBeNull();
   });
 
+  test("When a legacy text completion is created, streamed or not, then it reaches the provider's /completions and usage is recorded", async () => {
+    const { data, response } = await alice.client.completions
+      .create({ model: "gpt-3.5-turbo-instruct", prompt: "Once upon a time", max_tokens: 20 })
+      .withResponse();
+    expect(data).toMatchObject({ object: "text_completion", choices: [{ text: " completed: Once upon a time" }] });
+    expect(upstream.received.at(-1)).toMatchObject({
+      path: "/v1/completions",
+      authorization: `Bearer ${alice.providerKey}`,
+      body: { model: "gpt-3.5-turbo-instruct", prompt: "Once upon a time", max_tokens: 20, stream: false },
+    });
+    const [row] = await usageRow(response.headers.get("x-request-id")!);
+    expect(row).toMatchObject({
+      endpoint: "/v1/completions",
+      prompt_tokens: 5,
+      completion_tokens: 3,
+      status_code: 200,
+    });
+
+    const { data: stream, response: streamed } = await alice.client.completions
+      .create({ model: "gpt-3.5-turbo-instruct", prompt: "Knock knock", stream: true })
+      .withResponse();
+    const chunks: OpenAI.Completions.Completion[] = [];
+    for await (const chunk of stream) chunks.push(chunk);
+    expect(chunks.map((c) => c.choices[0]?.text ?? "").join("")).toBe(" completed: Knock knock");
+    expect(chunks.every((c) => !c.usage)).toBe(true); // not asked for: hidden
+    expect(upstream.received.at(-1)!.body.stream_options).toEqual({ include_usage: true });
+    const [streamRow] = await usageRow(streamed.headers.get("x-request-id")!);
+    expect(streamRow).toMatchObject({
+      endpoint: "/v1/completions",
+      completion_tokens: 3,
+      stream: true,
+      status_code: 200,
+    });
+  });
+
+  test("When a text completion names an Anthropic model or is malformed, then it is a 400 naming the parameter", async () => {
+    const claude = await alice.client.completions.create({ model: "claude-haiku-4-5", prompt: "hi" }).catch((e) => e);
+    expect(claude).toMatchObject({ status: 400, code: "unsupported_endpoint", param: "model" });
+    const noPrompt = await alice.client.completions
+      .create({ model: "gpt-3.5-turbo-instruct" } as never)
+      .catch((e) => e);
+    expect(noPrompt).toMatchObject({ status: 400, param: "prompt" });
+    const refused = await alice.client.completions.create({ model: "openai/fail-400", prompt: "hi" }).catch((e) => e);
+    expect(refused).toMatchObject({ status: 400, code: "invalid_value" });
+  });
+
   test("When the client asks for include_usage, then the final usage chunk is passed through", async () => {
     const stream = await alice.client.chat.completions.create({
       model: "gpt-4o",

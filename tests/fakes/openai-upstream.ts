@@ -59,6 +59,32 @@ function lastUserText(body: Record<string, unknown>): string {
   return ((last.content as Array<{ type: string; text?: string }>) ?? []).map((p) => p.text ?? "").join("");
 }
 
+/** Legacy /v1/completions as OpenAI sends them: `text_completion` objects, streamed as chunks of the same object
+ * type ending with `[DONE]`, the usage chunk (empty choices) when include_usage is asked. Echoes the prompt. */
+function legacyCompletion(body: Record<string, unknown>, res: ServerResponse): void {
+  const model = String(body.model);
+  if (model === "fail-400") {
+    return sendError(res, 400, "invalid_request_error", "Invalid value for 'temperature'.", "invalid_value");
+  }
+  const prompt = Array.isArray(body.prompt) ? body.prompt.join("\n") : String(body.prompt);
+  const base = { id: "cmpl-fake", object: "text_completion", created: 1_700_000_000, model };
+  const usage = { prompt_tokens: 5, completion_tokens: 3, total_tokens: 8 };
+  const choice = (text: string, finish: string | null) => ({ index: 0, text, logprobs: null, finish_reason: finish });
+  if (body.stream !== true) {
+    res.writeHead(200, { "content-type": "application/json" });
+    res.end(JSON.stringify({ ...base, choices: [choice(` completed: ${prompt}`, "stop")], usage }));
+    return;
+  }
+  res.writeHead(200, { "content-type": "text/event-stream" });
+  const send = (payload: unknown) => res.write(`data: ${JSON.stringify(payload)}\n\n`);
+  for (const piece of [" completed:", ` ${prompt}`]) send({ ...base, choices: [choice(piece, null)] });
+  send({ ...base, choices: [choice("", "stop")] });
+  if ((body.stream_options as { include_usage?: boolean } | undefined)?.include_usage) {
+    send({ ...base, choices: [], usage });
+  }
+  res.end("data: [DONE]\n\n");
+}
+
 export async function startFakeOpenAiUpstream(
   options: { record?: boolean; port?: number } = {},
 ): Promise<FakeOpenAiUpstream> {
@@ -116,6 +142,7 @@ export async function startFakeOpenAiUpstream(
         }),
       );
     }
+    if (path.endsWith("/v1/completions")) return legacyCompletion(body, res);
     if (!path.endsWith("/chat/completions"))
       return sendError(res, 404, "invalid_request_error", `Unknown path ${path}`, "unknown_url");
 

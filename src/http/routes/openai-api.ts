@@ -1,5 +1,6 @@
+import type { Response } from "express";
 import type { ChatPipeline } from "../../chat/pipeline";
-import { chatRequestSchema, embeddingRequestSchema } from "../../chat/request";
+import { chatRequestSchema, embeddingRequestSchema, textCompletionRequestSchema } from "../../chat/request";
 import type { Targets } from "../../chat/targets";
 import { notFound } from "../../errors";
 import type { Authenticator } from "../../identity";
@@ -20,6 +21,7 @@ import {
   MEMORY_RESPONSE_HEADERS,
   Model,
   RATE_LIMIT_HEADERS,
+  TextCompletion,
 } from "../schemas";
 import { SseWriter } from "../sse";
 
@@ -34,7 +36,7 @@ export interface OpenAiRoutesDeps {
 /** The OpenAI-compatible endpoints: thin adapters between HTTP and the chat pipeline. */
 export function openAiRoutes({ authenticator, targets, chat, memory, logger }: OpenAiRoutesDeps): ApiRouter {
   const api = new ApiRouter("OpenAI-compatible");
-  api.use(requireUser(authenticator), ["/chat/completions", "/embeddings", "/models"]);
+  api.use(requireUser(authenticator), ["/chat/completions", "/completions", "/embeddings", "/models"]);
 
   api.route(
     {
@@ -71,20 +73,45 @@ export function openAiRoutes({ authenticator, targets, chat, memory, logger }: O
         res.json(result.completion);
         return;
       }
-      const sse = new SseWriter(res);
-      sse.open();
-      try {
-        for await (const chunk of result.chunks) {
-          if (sse.closed) break;
-          await sse.data(chunk);
-        }
-        sse.end("data: [DONE]\n\n");
-      } catch (error) {
-        // Headers are gone: the error becomes one data event (the SDKs raise it as an APIError), then the end.
-        if (signal.aborted) return;
-        await sse.data(toApiError(error, logger).toBody());
-        sse.end();
+      await relay(res, result.chunks, signal, logger);
+    },
+  );
+
+  api.route(
+    {
+      method: "post",
+      path: "/completions",
+      summary: "Create a legacy text completion (providers that serve /completions: OpenAI, vLLM, Together, ...)",
+      description:
+        "Passed to the provider's own /completions with the caller's key; limits and usage as for chat. No memory: " +
+        "the prompt is raw text, not a conversation. Providers without text completions (Anthropic) answer 400.",
+      access: "api_key",
+      body: textCompletionRequestSchema,
+      responses: {
+        200: {
+          description: "The completion; with `stream: true`, server-sent events of chunks ending with `data: [DONE]`.",
+          content: { "application/json": TextCompletion, "text/event-stream": TextCompletion },
+          headers: RATE_LIMIT_HEADERS,
+        },
+      },
+      errors: [402, 404, 429, 502, 503, 504],
+    },
+    async (req, res) => {
+      const signal = clientGoneSignal(res);
+      const result = await chat.completeText({
+        principal: principalOf(res),
+        body: req.body,
+        ...requestIdsOf(res),
+        conversationId: null,
+        endpoint: "/v1/completions",
+        signal,
+      });
+      res.set(result.headers);
+      if (!result.stream) {
+        res.json(result.completion);
+        return;
       }
+      await relay(res, result.chunks, signal, logger);
     },
   );
 
@@ -151,4 +178,22 @@ export function openAiRoutes({ authenticator, targets, chat, memory, logger }: O
   );
 
   return api;
+}
+
+/** Relays OpenAI-style chunks as SSE, ending with `data: [DONE]`; an error after the headers becomes one data event
+ * (the SDKs raise it as an APIError), then the end. */
+async function relay(res: Response, chunks: AsyncIterable<unknown>, signal: AbortSignal, logger: Logger) {
+  const sse = new SseWriter(res);
+  sse.open();
+  try {
+    for await (const chunk of chunks) {
+      if (sse.closed) break;
+      await sse.data(chunk);
+    }
+    sse.end("data: [DONE]\n\n");
+  } catch (error) {
+    if (signal.aborted) return;
+    await sse.data(toApiError(error, logger).toBody());
+    sse.end();
+  }
 }
