@@ -64,7 +64,8 @@ function lastUserText(body: Record<string, unknown>): string {
 function legacyCompletion(body: Record<string, unknown>, res: ServerResponse): void {
   const model = String(body.model);
   if (model === "fail-400") {
-    return sendError(res, 400, "invalid_request_error", "Invalid value for 'temperature'.", "invalid_value");
+    sendError(res, 400, "invalid_request_error", "Invalid value for 'temperature'.", "invalid_value");
+    return;
   }
   const prompt = Array.isArray(body.prompt) ? body.prompt.join("\n") : String(body.prompt);
   const base = { id: "cmpl-fake", object: "text_completion", created: 1_700_000_000, model };
