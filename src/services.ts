@@ -1,4 +1,5 @@
 import { type Billing, createBilling } from "./billing";
+import { ResponseCache } from "./cache/response-cache";
 import { ChatPipeline } from "./chat/pipeline";
 import { LocalTargets, ProxyTargets, type Targets } from "./chat/targets";
 import type { Config } from "./config";
@@ -87,9 +88,12 @@ export function createServices(config: Config, db: Database, logger: Logger): Se
     onReject: (limit) => metrics.rateLimitRejections.inc({ limit }),
     onStoreError: (operation) => metrics.limiterErrors.inc({ operation }),
   });
-  const chat = new ChatPipeline({ config, targets, limiter, usage, metrics, memory });
+  const cache = new ResponseCache({ ...config.cache, sameWords: config.embedding.provider === "builtin" });
+  const chat = new ChatPipeline({ config, targets, limiter, usage, metrics, memory, cache });
   const userChanges = new UserChanges(counters instanceof RedisCounters ? counters.redis : undefined, logger);
   userChanges.onChange((userId) => authenticator.forgetUser(userId));
+  // Erasure and memory deletion announce the user: cached answers may hold what was deleted.
+  userChanges.onChange((userId) => cache.clearUser(userId));
   userChanges.onChange((userId) => providerKeys.forgetUser(userId));
   billing = createBilling(
     config,

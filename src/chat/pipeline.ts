@@ -1,4 +1,11 @@
 import { assertWithinSpend } from "../billing/spend";
+import {
+  type CacheControls,
+  type CacheHit,
+  cacheable,
+  cacheControls,
+  type ResponseCache,
+} from "../cache/response-cache";
 import type { Config } from "../config";
 import { ApiError, invalidRequest } from "../errors";
 import type { Principal } from "../identity";
@@ -25,7 +32,8 @@ import {
   UpstreamError,
 } from "../providers";
 import { costOf, type TokenUsage, type UsageRecorder } from "../usage";
-import { mockCompletion, mockStream } from "./mock";
+import { CompletionAssembler } from "./assembler";
+import { mockCompletion, replayStream } from "./mock";
 import {
   type ParsedChatRequest,
   parseChatRequest,
@@ -48,6 +56,8 @@ export interface ChatInput {
   signal: AbortSignal;
   /** Recall and write-back for this request (from headers); absent: no memory (embeddings). */
   memory?: MemoryControls;
+  /** The response cache for this request (from headers); absent: not cached. */
+  cache?: CacheControls;
 }
 
 /** `headers`: the caller's rate-limit state (x-ratelimit-*) and memory use (x-perpetual-memory*) for the response. */
@@ -57,7 +67,9 @@ export type ChatResult = { headers: Record<string, string> } & (
 );
 
 export interface ChatPipelineDeps {
-  config: Pick<Config, "models" | "http" | "tiers">;
+  config: Pick<Config, "models" | "http" | "tiers" | "cache">;
+  /** The per-user response cache (requests opt in with x-perpetual-cache). */
+  cache?: ResponseCache;
   targets: Targets;
   limiter: RateLimiter;
   usage: UsageRecorder;
@@ -85,6 +97,11 @@ export class ChatPipeline {
 
   constructor(private readonly deps: ChatPipelineDeps) {}
 
+  /** This request's response-cache controls (x-perpetual-cache, x-perpetual-cache-force) over RESPONSE_CACHE. */
+  cacheControlsFrom(header: (name: string) => string | undefined): CacheControls {
+    return cacheControls(header, this.deps.config.cache.defaultMode);
+  }
+
   async run(input: ChatInput): Promise<ChatResult> {
     const started = performance.now();
     const finish = this.track();
@@ -100,14 +117,31 @@ export class ChatPipeline {
       await finish(this.recordRejection(input, started, error));
       throw error;
     }
+    const cached = await this.fromCache(input, request, route);
+    if (cached.hit) {
+      const { hit, headers } = cached;
+      const outcome: Outcome = { usage: ZERO_USAGE, statusCode: 200, cacheHit: hit.match, savedCostUsd: hit.costUsd };
+      const { tokens, journaled } = this.record(input, request, route, started, outcome);
+      reservation.settle(tokens);
+      await finish(journaled);
+      const all = { ...reservation.headers, ...headers };
+      if (!request.stream) return { headers: all, stream: false, completion: hit.completion };
+      return {
+        headers: all,
+        stream: true,
+        model: request.model,
+        chunks: replayStream(hit.completion, request.clientWantsUsage),
+      };
+    }
     const sent = request.body.messages as ChatTurn[];
     const recall = await this.recall(input, sent);
     if (recall.message) request.body.messages = withMemory(sent, recall.message) as typeof request.body.messages;
-    const headers = { ...reservation.headers, ...memoryHeaders(recall, input.memory) };
+    const headers = { ...reservation.headers, ...memoryHeaders(recall, input.memory), ...cached.headers };
     // Settles the limiter with the real tokens; resolves once the usage row is journaled (before the answer ends).
-    const record = (outcome: Outcome) => {
-      const { tokens, journaled } = this.record(input, request, route, started, outcome, { recall, sent });
+    const record = (outcome: Outcome, completion?: ChatCompletion) => {
+      const { tokens, costUsd, journaled } = this.record(input, request, route, started, outcome, { recall, sent });
       reservation.settle(tokens);
+      if (completion && outcome.statusCode === 200) cached.store?.(completion, costUsd);
       return finish(journaled);
     };
 
@@ -123,19 +157,25 @@ export class ChatPipeline {
         const placed = await targets.place(input.principal, route!, (t) => adapter.complete(t, request.body, options));
         placed.release();
         const completion = placed.value;
-        await record({
-          usage: completion.usage,
-          statusCode: 200,
-          completionText: completion.choices[0]?.message.content ?? "",
-          upstreamMs: sinceCall(),
-        });
+        await record(
+          {
+            usage: completion.usage,
+            statusCode: 200,
+            completionText: completion.choices[0]?.message.content ?? "",
+            upstreamMs: sinceCall(),
+          },
+          completion,
+        );
         return { headers, stream: false, completion };
       }
       const placed = await targets.place(input.principal, route!, (t) => adapter.stream(t, request.body, options));
       // The backend stays held (local mode's least-busy count) until the stream has been fully relayed.
-      const chunks = this.observe(placed.value, request, input.signal, started, chatDelta, (outcome) => {
+      // A stream is assembled as it passes only when its answer will be cached.
+      const assembled = cached.store ? new CompletionAssembler() : undefined;
+      const source = assembled ? assembled.watch(placed.value) : placed.value;
+      const chunks = this.observe(source, request, input.signal, started, chatDelta, (outcome) => {
         placed.release();
-        return record({ ...outcome, upstreamMs: sinceCall() });
+        return record({ ...outcome, upstreamMs: sinceCall() }, assembled?.completion());
       });
       return { headers, stream: true, model: request.model, chunks };
     } catch (error) {
@@ -355,10 +395,9 @@ export class ChatPipeline {
     const id = `chatcmpl-mock-${input.requestId}`;
     const created = Math.floor(Date.now() / 1000);
     await record({ usage, statusCode: 200, estimated: true, completionText: text });
-    if (!request.stream)
-      return { stream: false as const, completion: mockCompletion(id, created, request.model, text, usage) };
-    const chunks = mockStream(id, created, request.model, text, request.clientWantsUsage ? usage : undefined);
-    return { stream: true as const, model: request.model, chunks };
+    const completion = mockCompletion(id, created, request.model, text, usage);
+    if (!request.stream) return { stream: false as const, completion };
+    return { stream: true as const, model: request.model, chunks: replayStream(completion, request.clientWantsUsage) };
   }
 
   /** Passes chunks through as they come, noting time to first token, text and usage; records when the stream ends. */
@@ -414,7 +453,7 @@ export class ChatPipeline {
     started: number,
     outcome: Outcome,
     memory?: { recall: Recall; sent: ChatTurn[] },
-  ): { tokens: number; journaled: Promise<void> } {
+  ): { tokens: number; costUsd: number; journaled: Promise<void> } {
     const provider = route?.provider.name ?? MOCK_PROVIDER;
     const model = route?.model ?? request.model;
     const reported = outcome.usage;
@@ -449,12 +488,58 @@ export class ChatPipeline {
       retrievalCalls: memory?.recall.calls ?? 0,
       retrievalLatencyMs: memory?.recall.latencyMs ?? 0,
       createdAt: new Date().toISOString(),
+      cacheHit: outcome.cacheHit ?? null,
+      savedCostUsd: outcome.savedCostUsd ?? 0,
       ...(memory &&
         outcome.statusCode === 200 &&
         input.memory &&
         writesMemory(input.memory.mode) && { memory: exchangeToRemember(memory.sent, outcome.completionText ?? "") }),
     });
-    return { tokens: tokens.promptTokens + tokens.completionTokens, journaled };
+    return { tokens: tokens.promptTokens + tokens.completionTokens, costUsd: cost.costUsd, journaled };
+  }
+
+  /**
+   * The response cache's part of a request: a hit (answered without the provider), or on a miss the headers to send
+   * and `store`, which caches the answer once it is complete. Nothing when the request did not opt in, is not
+   * deterministic (unless forced), or uses a mock answer.
+   */
+  private async fromCache(
+    input: ChatInput,
+    request: ParsedChatRequest,
+    route: Route | undefined,
+  ): Promise<{
+    hit?: CacheHit;
+    headers: Record<string, string>;
+    store?: (completion: ChatCompletion, costUsd: number) => void;
+  }> {
+    const { cache, metrics, memory } = this.deps;
+    const controls = input.cache;
+    if (!cache || !controls || controls.mode === "off" || !route || request.mockResponse !== undefined) {
+      return { headers: {} };
+    }
+    const body = request.body as unknown as Record<string, unknown>;
+    if (!cacheable(body, controls.force)) return { headers: { "x-perpetual-cache": "skip" } };
+    // Memory changes what is sent: answers with and without it are cached apart.
+    const keys = cache.keysOf(input.principal.userId, { ...body, "x-perpetual-memory": input.memory?.mode ?? "off" });
+    let vector: Float32Array | undefined;
+    let hit = cache.exact(keys.exact);
+    if (!hit && controls.mode === "semantic" && keys.lastUserText) {
+      // An embedder that fails only costs the semantic side: exact keys still work.
+      if (cache.usesVectors) {
+        [vector] = await memory.embedder.embed([keys.lastUserText], input.signal).catch(() => [undefined]);
+      }
+      hit = cache.similar(keys.scope, keys.lastUserText, vector);
+    }
+    if (hit) {
+      metrics.cacheLookups.inc({ outcome: hit.match });
+      return { hit, headers: { "x-perpetual-cache": "hit", "x-perpetual-cache-match": hit.match } };
+    }
+    metrics.cacheLookups.inc({ outcome: "miss" });
+    const provider = route.provider.name;
+    return {
+      headers: { "x-perpetual-cache": "miss" },
+      store: (completion, costUsd) => cache.put(keys, { completion, costUsd, provider, vector }, keys.lastUserText),
+    };
   }
 
   private observeMetrics(provider: string, model: string, tokens: TokenUsage, costUsd: number, outcome: Outcome) {
@@ -519,7 +604,12 @@ interface Outcome {
   estimated?: boolean;
   completionText?: string;
   firstTokenMs?: number | null;
+  /** Answered from the response cache: how it matched, and what the original call cost. */
+  cacheHit?: "exact" | "semantic";
+  savedCostUsd?: number;
 }
+
+const ZERO_USAGE: ChatUsage = { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 };
 
 function estimatedUsage(request: ParsedChatRequest, completionText: string): ChatUsage {
   const prompt = estimatePromptTokens(promptTurns(request));

@@ -168,6 +168,13 @@ export const envSchema = z.object({
     emptyAsUndefined,
     z.enum(["embedded", "qdrant"], { message: 'must be "embedded" or "qdrant"' }).optional(),
   ),
+  RESPONSE_CACHE: z.preprocess(
+    emptyAsUndefined,
+    z.enum(["off", "exact", "semantic"], { message: 'must be "off", "exact" or "semantic"' }).default("off"),
+  ),
+  RESPONSE_CACHE_TTL_SECONDS: integer(3600, 1, 30 * 86_400),
+  RESPONSE_CACHE_SIMILARITY: decimal(0.95, 0.5, 1),
+  RESPONSE_CACHE_MAX_MB: integer(64, 1, 4096),
   MEMORY_DEFAULT_MODE: z.preprocess(
     emptyAsUndefined,
     z

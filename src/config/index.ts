@@ -38,6 +38,14 @@ export interface Config {
     recallTimeoutMs: number;
     chunkTokens: number;
   };
+  /** The per-user response cache: off unless a request (x-perpetual-cache) or this default asks for it. */
+  cache: {
+    defaultMode: "off" | "exact" | "semantic";
+    ttlMs: number;
+    /** Semantic hits need at least this cosine similarity between the last user turns. */
+    similarity: number;
+    maxBytes: number;
+  };
   /** Dense embeddings for memory: the built-in word vectors, OpenAI, or a vLLM embedding server. */
   embedding: {
     provider: "builtin" | "openai" | "vllm";
@@ -209,6 +217,12 @@ export function loadConfig(env: NodeJS.ProcessEnv, options: LoadConfigOptions = 
       minRelevance: e.MEMORY_MIN_RELEVANCE,
       recallTimeoutMs: e.MEMORY_RECALL_TIMEOUT_MS,
       chunkTokens: e.MEMORY_CHUNK_TOKENS,
+    },
+    cache: {
+      defaultMode: e.RESPONSE_CACHE,
+      ttlMs: e.RESPONSE_CACHE_TTL_SECONDS * 1000,
+      similarity: e.RESPONSE_CACHE_SIMILARITY,
+      maxBytes: e.RESPONSE_CACHE_MAX_MB * 1024 * 1024,
     },
     embedding: {
       provider: e.EMBEDDING_PROVIDER,

@@ -198,6 +198,10 @@ export const documentedHeaders: Record<string, string> = {
   "x-perpetual-memories-used": "How many memory excerpts were added to the prompt.",
   "x-perpetual-memory-tokens": "Approximate tokens the added memory message costs (0 when none was added).",
   "x-perpetual-memory-budget": "The memory token ceiling that applied: the request's header within the tier's.",
+  "x-perpetual-cache":
+    "Response cache outcome when the request opted in: hit (answered from the cache, no provider call, cost 0), " +
+    "miss (answered by the provider, now cached), skip (not deterministic: temperature is not 0, or n > 1).",
+  "x-perpetual-cache-match": "On a hit: exact (the same request) or semantic (a similar last user turn).",
   "retry-after": "Seconds to wait before retrying (429 and 503).",
   "retry-after-ms": "Milliseconds to wait before retrying (429).",
 };
@@ -207,6 +211,8 @@ export const MEMORY_RESPONSE_HEADERS = [
   "x-perpetual-memories-used",
   "x-perpetual-memory-tokens",
   "x-perpetual-memory-budget",
+  "x-perpetual-cache",
+  "x-perpetual-cache-match",
 ];
 
 /** Request headers of the memory-enabled chat endpoints. */
@@ -222,6 +228,11 @@ export const MEMORY_REQUEST_HEADERS: Record<string, string> = {
     "At most this many tokens of memory for this request (0 turns recall off); values above the tier's ceiling " +
     "(max_memory_tokens, else MEMORY_TOKEN_BUDGET) are lowered to it. Memory is added only when relevant, so " +
     "this is a ceiling, not a target.",
+  "x-perpetual-cache":
+    "off, exact (answer a request identical to an earlier one of yours from the cache) or semantic (also one whose " +
+    "last user turn is similar enough, same model and parameters); default RESPONSE_CACHE. Per user, never across.",
+  "x-perpetual-cache-force":
+    "true: cache even when sampling is not deterministic (by default only temperature 0 and n 1 are cached).",
 };
 
 export const RATE_LIMIT_HEADERS = Object.keys(documentedHeaders).filter((h) => h.startsWith("x-ratelimit-"));

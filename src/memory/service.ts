@@ -141,6 +141,11 @@ export class MemoryService {
     return memoryControls(header, settings, tier === undefined ? null : tiers?.byName.get(tier)?.maxMemoryTokens);
   }
 
+  /** The embedder memory uses (also the response cache's, for semantic matching). */
+  get embedder(): Embedder {
+    return this.deps.embedder;
+  }
+
   get store(): MemoryStore {
     return this.deps.store;
   }

@@ -24,6 +24,9 @@ export function words(text: string): string[] {
   return (text.toLowerCase().match(WORD) ?? []).map((w) => w.replace(/['’]/g, ""));
 }
 
+/** Whether a (lower-cased) word is one of the stop words `terms` drops. */
+export const isStopWord = (word: string) => STOP_WORDS.has(word);
+
 /** Index terms for BM25: stop words dropped, stemmed. */
 export function terms(text: string): string[] {
   const out: string[] = [];

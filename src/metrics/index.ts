@@ -104,6 +104,12 @@ export function createMetrics(options: {
       labelNames: ["operation"],
       registers,
     }),
+    cacheLookups: new Counter({
+      name: "perpetual_cache_lookups_total",
+      help: "Response cache lookups of requests that opted in, by outcome: exact or semantic (hits), miss",
+      labelNames: ["outcome"],
+      registers,
+    }),
     memoryRecalls: new Counter({
       name: "perpetual_memory_recalls_total",
       help: "Recalls answered, by outcome: ok (memories added), irrelevant (none cleared the relevance gate), empty",

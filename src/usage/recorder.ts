@@ -31,10 +31,15 @@ export const usageRecordSchema = z.object({
   retrievalCalls: count,
   retrievalLatencyMs: count,
   createdAt: z.string(),
+  /** Answered from the response cache (exact or semantic match): no provider call, cost 0. */
+  cacheHit: z.enum(["exact", "semantic"]).nullable().default(null),
+  /** What the cached answer's original call cost: what the hit saved. */
+  savedCostUsd: z.number().min(0).default(0),
   /** The exchange to write into memory (new user turns and the reply), queued in memory_outbox with the row. */
   memory: z.array(z.object({ role: z.enum(["user", "assistant"]), content: z.string() })).optional(),
 });
-export type UsageRecord = z.infer<typeof usageRecordSchema>;
+/** A usage record as written (fields with a default may be left out: rows journaled before they existed lack them). */
+export type UsageRecord = z.input<typeof usageRecordSchema>;
 
 export interface UsageRecorderOptions {
   db: Database;
@@ -60,7 +65,7 @@ with input as (
     "promptTokens" int, "completionTokens" int, "cachedTokens" int, "totalTokens" int, "costUsd" numeric,
     "costUnknown" boolean, "usageEstimated" boolean, "latencyMs" int, "timeToFirstTokenMs" int, "statusCode" int,
     "errorCode" text, stream boolean, "conversationId" text, "retrievalCalls" int, "retrievalLatencyMs" int,
-    "createdAt" timestamptz, memory jsonb)
+    "createdAt" timestamptz, memory jsonb, "cacheHit" text, "savedCostUsd" numeric)
 ), known as (
   select * from input i where exists (select 1 from users u where u.id = i."userId")
 ), memory as (
@@ -71,20 +76,22 @@ with input as (
 ), inserted as (
   insert into usage_logs (request_id, client_request_id, user_id, api_key_id, endpoint, provider, model, prompt_tokens, completion_tokens,
     cached_tokens, total_tokens, cost_usd, cost_unknown, usage_estimated, latency_ms, time_to_first_token_ms,
-    status_code, error_code, stream, conversation_id, retrieval_calls, retrieval_latency_ms, created_at)
+    status_code, error_code, stream, conversation_id, retrieval_calls, retrieval_latency_ms, created_at, cache_hit,
+    saved_cost_usd)
   select i."requestId", i."clientRequestId", i."userId", (select k.id from api_keys k where k.id = i."apiKeyId"), i.endpoint, i.provider,
     i.model, i."promptTokens", i."completionTokens", i."cachedTokens", i."totalTokens", i."costUsd", i."costUnknown",
     i."usageEstimated", i."latencyMs", i."timeToFirstTokenMs", i."statusCode", i."errorCode", i.stream,
-    i."conversationId", i."retrievalCalls", i."retrievalLatencyMs", i."createdAt"
+    i."conversationId", i."retrievalCalls", i."retrievalLatencyMs", i."createdAt", i."cacheHit",
+    coalesce(i."savedCostUsd", 0)
   from known i
   on conflict (request_id) do nothing
   returning request_id, user_id, provider, model, prompt_tokens, cached_tokens, completion_tokens, total_tokens,
-    cost_usd, status_code, created_at
+    cost_usd, status_code, created_at, cache_hit
 ), billing as (
   insert into billing_outbox (request_id, user_id, provider, model, prompt_tokens, cached_tokens, completion_tokens,
     cost_usd, created_at)
   select request_id, user_id, provider, model, prompt_tokens, cached_tokens, completion_tokens, cost_usd, created_at
-  from inserted where $2::boolean and status_code = 200 and provider is distinct from 'mock'
+  from inserted where $2::boolean and status_code = 200 and provider is distinct from 'mock' and cache_hit is null
   on conflict (request_id) do nothing
 ), totals as (
   select user_id, count(*) as requests, sum(total_tokens) as tokens, sum(cost_usd) as cost

@@ -151,6 +151,7 @@ export function anthropicRoutes({
           conversationId: conversationIdOf(req.get(CONVERSATION_HEADER)),
           endpoint: "/v1/messages",
           memory: memory.controlsFrom((name) => req.get(name), principal.tier),
+          cache: chat.cacheControlsFrom((name) => req.get(name)),
           signal,
         });
         res.set(result.headers);

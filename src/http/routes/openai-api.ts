@@ -66,6 +66,7 @@ export function openAiRoutes({ authenticator, targets, chat, memory, logger }: O
         conversationId: conversationIdOf(req.get(CONVERSATION_HEADER), req.body),
         memory: memory.controlsFrom((name) => req.get(name), principalOf(res).tier),
         endpoint: "/v1/chat/completions",
+        cache: chat.cacheControlsFrom((name) => req.get(name)),
         signal,
       });
       res.set(result.headers);

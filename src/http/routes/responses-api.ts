@@ -138,6 +138,7 @@ export function responsesRoutes({ authenticator, chat, memory, logger, db }: Res
         conversationId: conversationIdOf(req.get(CONVERSATION_HEADER)),
         endpoint: "/v1/responses",
         memory: memory.controlsFrom((name) => req.get(name), principal.tier),
+        cache: chat.cacheControlsFrom((name) => req.get(name)),
         signal,
       });
       res.set(result.headers);
