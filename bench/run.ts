@@ -244,6 +244,36 @@ async function main() {
       });
     }
 
+    // The response cache on a repeated-query workload: 20 distinct deterministic questions asked over and over
+    // (memory off), so after the first round every request is a hit. Throughput, paced latency and hit rate.
+    const cacheHeaders = { ...memoryOff, "x-perpetual-cache": "exact" };
+    const questions = Array.from({ length: 20 }, (_, i) =>
+      JSON.stringify({ model: "gpt-4o", temperature: 0, messages: [{ role: "user", content: `Question ${i}?` }] }),
+    );
+    for (const question of questions) await pacedLoad(perpetual, cacheHeaders, question, 1);
+    const cacheMax = await autocannon({
+      url: perpetual,
+      connections: 50,
+      duration: DURATION,
+      requests: questions.map((body) => ({
+        method: "POST",
+        headers: { "content-type": "application/json", ...auth, ...cacheHeaders },
+        body,
+      })),
+    });
+    const cachePaced = await pacedLoad(perpetual, cacheHeaders, questions[3]!);
+    const lookups = await fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.text());
+    const counted = (outcome: string) =>
+      Number(new RegExp(`perpetual_cache_lookups_total\\{outcome="${outcome}"\\} (\\d+)`).exec(lookups)?.[1] ?? 0);
+    const responseCache = {
+      hit_rps: Math.round(cacheMax.requests.average),
+      hit_to_memory_off: ratio(cacheMax.requests.average, (rows[0] as { memory_off_rps: number }).memory_off_rps),
+      hit_p50_ms_paced: cachePaced.p50,
+      hit_p99_ms_paced: cachePaced.p99,
+      hit_rate: ratio(counted("exact"), counted("exact") + counted("miss")),
+      failures: cacheMax.errors + cacheMax.non2xx + cachePaced.failures,
+    };
+
     const hugeRequest = await healthDuringHugeRequest(perpetual, auth, `http://127.0.0.1:${port}/health`);
 
     // Slow streams (the upstream's slow-stream model) opened all at once, memory off, through the pass-through and
@@ -269,6 +299,7 @@ async function main() {
         timeouts: concurrent.timeouts,
         non2xx: concurrent.non2xx,
       },
+      response_cache: responseCache,
       huge_request: hugeRequest,
       server_rss_mb: memory.rss,
       server_peak_rss_mb: memory.peak,
@@ -287,6 +318,7 @@ async function main() {
     console.table([
       { ...results.concurrent_streams, server_rss_mb: memory.rss, server_peak_rss_mb: memory.peak, wiring },
     ]);
+    console.table([responseCache]);
     console.table([hugeRequest]);
     writeFileSync(join(ROOT, "bench", "results.json"), `${JSON.stringify(results, null, 2)}\n`);
     services.log("wrote bench/results.json");
@@ -307,7 +339,7 @@ const pacedAgent = new Agent({ keepAliveTimeout: 30_000, connections: 16 });
  * One request every 50 ms for the run's duration (started on schedule whether or not earlier ones finished), each
  * timed from its start to its first body byte (time to first token, for a stream). Percentiles in ms.
  */
-async function pacedLoad(url: string, headers: Record<string, string>, body: string) {
+async function pacedLoad(url: string, headers: Record<string, string>, body: string, count = DURATION * 20) {
   const times: number[] = [];
   let failures = 0;
   const one = async () => {
@@ -329,7 +361,7 @@ async function pacedLoad(url: string, headers: Record<string, string>, body: str
   };
   const pending: Promise<void>[] = [];
   const start = performance.now();
-  for (let i = 0; i < DURATION * 20; i++) {
+  for (let i = 0; i < count; i++) {
     await sleep(Math.max(0, start + i * 50 - performance.now()));
     pending.push(one());
   }
