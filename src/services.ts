@@ -4,6 +4,7 @@ import { ChatPipeline } from "./chat/pipeline";
 import { LocalTargets, ProxyTargets, type Targets } from "./chat/targets";
 import type { Config } from "./config";
 import type { Database } from "./db";
+import { Guard } from "./guard";
 import { Authenticator, JwtVerifier, supabaseAuth, UserChanges } from "./identity";
 import { type CounterStore, InProcessCounters, RateLimiter, RedisCounters } from "./limits";
 import { VllmPool } from "./local/pool";
@@ -89,7 +90,8 @@ export function createServices(config: Config, db: Database, logger: Logger): Se
     onStoreError: (operation) => metrics.limiterErrors.inc({ operation }),
   });
   const cache = new ResponseCache({ ...config.cache, sameWords: config.embedding.provider === "builtin" });
-  const chat = new ChatPipeline({ config, targets, limiter, usage, metrics, memory, cache });
+  const guard = new Guard(config.guard);
+  const chat = new ChatPipeline({ config, targets, limiter, usage, metrics, memory, cache, guard });
   const userChanges = new UserChanges(counters instanceof RedisCounters ? counters.redis : undefined, logger);
   userChanges.onChange((userId) => authenticator.forgetUser(userId));
   // Erasure and memory deletion announce the user: cached answers may hold what was deleted.

@@ -8,6 +8,7 @@ import {
 } from "../cache/response-cache";
 import type { Config } from "../config";
 import { ApiError, invalidRequest } from "../errors";
+import { callerText, type Guard, type GuardRule } from "../guard";
 import type { Principal } from "../identity";
 import type { RateLimiter, Reservation } from "../limits";
 import {
@@ -58,6 +59,8 @@ export interface ChatInput {
   memory?: MemoryControls;
   /** The response cache for this request (from headers); absent: not cached. */
   cache?: CacheControls;
+  /** The client's address (the guard's key-sharing rule). */
+  clientAddress?: string;
 }
 
 /** `headers`: the caller's rate-limit state (x-ratelimit-*) and memory use (x-perpetual-memory*) for the response. */
@@ -70,6 +73,8 @@ export interface ChatPipelineDeps {
   config: Pick<Config, "models" | "http" | "tiers" | "cache">;
   /** The per-user response cache (requests opt in with x-perpetual-cache). */
   cache?: ResponseCache;
+  /** The abuse and prompt-injection guard (each tier's `guard` mode). */
+  guard?: Guard;
   targets: Targets;
   limiter: RateLimiter;
   usage: UsageRecorder;
@@ -108,23 +113,32 @@ export class ChatPipeline {
     let request: ParsedChatRequest;
     let route: Route | undefined;
     let reservation: Reservation;
+    let guarded: { flags: GuardRule[]; headers: Record<string, string> } = { flags: [], headers: {} };
     try {
       request = parseChatRequest(input.body);
       route = request.mockResponse === undefined ? this.deps.targets.route(request.model) : undefined;
+      guarded = this.guard(input, request);
       assertWithinSpend(input.principal, this.deps.config.tiers);
       reservation = await this.deps.limiter.reserve(input.principal, reservationEstimate(request));
     } catch (error) {
-      await finish(this.recordRejection(input, started, error));
+      const flags = (error as { guardFlags?: GuardRule[] }).guardFlags ?? guarded.flags;
+      await finish(this.recordRejection(input, started, error, flags));
       throw error;
     }
     const cached = await this.fromCache(input, request, route);
     if (cached.hit) {
       const { hit, headers } = cached;
-      const outcome: Outcome = { usage: ZERO_USAGE, statusCode: 200, cacheHit: hit.match, savedCostUsd: hit.costUsd };
+      const outcome: Outcome = {
+        usage: ZERO_USAGE,
+        statusCode: 200,
+        cacheHit: hit.match,
+        savedCostUsd: hit.costUsd,
+        guardFlags: guarded.flags,
+      };
       const { tokens, journaled } = this.record(input, request, route, started, outcome);
       reservation.settle(tokens);
       await finish(journaled);
-      const all = { ...reservation.headers, ...headers };
+      const all = { ...reservation.headers, ...headers, ...guarded.headers };
       if (!request.stream) return { headers: all, stream: false, completion: hit.completion };
       return {
         headers: all,
@@ -136,10 +150,22 @@ export class ChatPipeline {
     const sent = request.body.messages as ChatTurn[];
     const recall = await this.recall(input, sent);
     if (recall.message) request.body.messages = withMemory(sent, recall.message) as typeof request.body.messages;
-    const headers = { ...reservation.headers, ...memoryHeaders(recall, input.memory), ...cached.headers };
+    const headers = {
+      ...reservation.headers,
+      ...memoryHeaders(recall, input.memory),
+      ...cached.headers,
+      ...guarded.headers,
+    };
     // Settles the limiter with the real tokens; resolves once the usage row is journaled (before the answer ends).
     const record = (outcome: Outcome, completion?: ChatCompletion) => {
-      const { tokens, costUsd, journaled } = this.record(input, request, route, started, outcome, { recall, sent });
+      const { tokens, costUsd, journaled } = this.record(
+        input,
+        request,
+        route,
+        started,
+        { ...outcome, guardFlags: guarded.flags },
+        { recall, sent },
+      );
       reservation.settle(tokens);
       if (completion && outcome.statusCode === 200) cached.store?.(completion, costUsd);
       return finish(journaled);
@@ -353,7 +379,7 @@ export class ChatPipeline {
   }
 
   /** A request refused before the provider call (invalid body, unknown model, 402, 429): a row without tokens. */
-  private recordRejection(input: ChatInput, started: number, error: unknown): Promise<void> {
+  private recordRejection(input: ChatInput, started: number, error: unknown, guardFlags: string[] = []): Promise<void> {
     const raw = (typeof input.body === "object" && input.body !== null ? input.body : {}) as Record<string, unknown>;
     const outcome = this.failureOutcome(error, input.signal);
     return this.deps.usage.record({
@@ -375,7 +401,33 @@ export class ChatPipeline {
       retrievalCalls: 0,
       retrievalLatencyMs: 0,
       createdAt: new Date().toISOString(),
+      guardFlags: guardFlags.length > 0 ? guardFlags : null,
     });
+  }
+
+  /**
+   * The guard's verdict under the caller's tier: nothing when off; when flag, headers (and the usage row's flag);
+   * when block, a 400 content_policy_violation naming the rules (thrown: recorded as a refused request).
+   */
+  private guard(input: ChatInput, request: ParsedChatRequest): { flags: GuardRule[]; headers: Record<string, string> } {
+    const { guard, metrics, config } = this.deps;
+    const tier = config.tiers.byName.get(input.principal.tier);
+    const mode = tier?.guard ?? "off";
+    if (!guard || mode === "off") return { flags: [], headers: {} };
+    const text = callerText(promptTurns(request) as Array<{ role: string; content?: unknown }>);
+    const flags = guard.inspect(text, input.principal.apiKeyId, input.clientAddress);
+    if (flags.length === 0) return { flags, headers: {} };
+    for (const rule of flags) metrics.guardFlags.inc({ rule, action: mode });
+    if (mode === "block") {
+      const error = new ApiError(
+        400,
+        `This request was refused by the content policy (${flags.join(", ")}). If this is a mistake, contact your administrator.`,
+        "invalid_request_error",
+        "content_policy_violation",
+      );
+      throw Object.assign(error, { guardFlags: flags });
+    }
+    return { flags, headers: { "x-perpetual-guard": "flagged", "x-perpetual-guard-rules": flags.join(",") } };
   }
 
   private identity(input: ChatInput) {
@@ -490,6 +542,7 @@ export class ChatPipeline {
       createdAt: new Date().toISOString(),
       cacheHit: outcome.cacheHit ?? null,
       savedCostUsd: outcome.savedCostUsd ?? 0,
+      guardFlags: outcome.guardFlags?.length ? outcome.guardFlags : null,
       ...(memory &&
         outcome.statusCode === 200 &&
         input.memory &&
@@ -607,6 +660,7 @@ interface Outcome {
   /** Answered from the response cache: how it matched, and what the original call cost. */
   cacheHit?: "exact" | "semantic";
   savedCostUsd?: number;
+  guardFlags?: string[];
 }
 
 const ZERO_USAGE: ChatUsage = { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 };

@@ -168,6 +168,10 @@ export const envSchema = z.object({
     emptyAsUndefined,
     z.enum(["embedded", "qdrant"], { message: 'must be "embedded" or "qdrant"' }).optional(),
   ),
+  /** Express's "trust proxy": hops (a number) or addresses/subnets (loopback, 10.0.0.0/8, …) whose X-Forwarded-For is believed. */
+  TRUST_PROXY: optionalString,
+  GUARD_KEY_SHARING_ADDRESSES: integer(10, 1, 100_000),
+  GUARD_KEY_SHARING_WINDOW_SECONDS: integer(600, 10, 86_400),
   RESPONSE_CACHE: z.preprocess(
     emptyAsUndefined,
     z.enum(["off", "exact", "semantic"], { message: 'must be "off", "exact" or "semantic"' }).default("off"),

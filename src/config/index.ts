@@ -18,6 +18,8 @@ export interface Config {
     port: number;
     apiPrefix: string;
     maxBodyBytes: number;
+    /** Express's "trust proxy" (client addresses from X-Forwarded-For through that many hops or those proxies). */
+    trustProxy?: number | string;
     requestTimeoutMs: number;
     shutdownTimeoutMs: number;
   };
@@ -38,6 +40,8 @@ export interface Config {
     recallTimeoutMs: number;
     chunkTokens: number;
   };
+  /** The guard's key-sharing rule (its mode is each tier's `guard`). */
+  guard: { keySharingAddresses: number; keySharingWindowMs: number };
   /** The per-user response cache: off unless a request (x-perpetual-cache) or this default asks for it. */
   cache: {
     defaultMode: "off" | "exact" | "semantic";
@@ -194,6 +198,8 @@ export function loadConfig(env: NodeJS.ProcessEnv, options: LoadConfigOptions = 
       port: e.API_PORT ?? e.PORT ?? 8000,
       apiPrefix: e.API_PREFIX,
       maxBodyBytes: e.MAX_REQUEST_BODY_SIZE,
+      trustProxy:
+        e.TRUST_PROXY === undefined ? undefined : /^\d+$/.test(e.TRUST_PROXY) ? Number(e.TRUST_PROXY) : e.TRUST_PROXY,
       requestTimeoutMs: e.REQUEST_TIMEOUT_SECONDS * 1000,
       shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_SECONDS * 1000,
     },
@@ -217,6 +223,10 @@ export function loadConfig(env: NodeJS.ProcessEnv, options: LoadConfigOptions = 
       minRelevance: e.MEMORY_MIN_RELEVANCE,
       recallTimeoutMs: e.MEMORY_RECALL_TIMEOUT_MS,
       chunkTokens: e.MEMORY_CHUNK_TOKENS,
+    },
+    guard: {
+      keySharingAddresses: e.GUARD_KEY_SHARING_ADDRESSES,
+      keySharingWindowMs: e.GUARD_KEY_SHARING_WINDOW_SECONDS * 1000,
     },
     cache: {
       defaultMode: e.RESPONSE_CACHE,

@@ -14,6 +14,8 @@ const tierSchema = z.object({
   prepaid: z.boolean().default(false),
   /** Tokens of recalled memory a request may get at most; null: MEMORY_TOKEN_BUDGET (which also caps this). */
   max_memory_tokens: z.number().int().min(0).nullable().default(null),
+  /** The abuse and prompt-injection guard: off, flag (header, usage-row flag, metric) or block (400). */
+  guard: z.enum(["off", "flag", "block"]).default("off"),
   /** Polar products whose active subscription grants this tier. */
   polar_product_ids: z.array(z.string().min(1)).default([]),
 });
@@ -42,6 +44,7 @@ export interface Tier {
   prepaid: boolean;
   /** null: MEMORY_TOKEN_BUDGET decides. */
   maxMemoryTokens: number | null;
+  guard: "off" | "flag" | "block";
   /** Position in tiers.json (0 = first): when subscriptions grant several tiers, the highest rank wins. */
   rank: number;
 }
@@ -69,6 +72,7 @@ export function loadTiers(configDir: string): { tiers?: Tiers; problems: string[
       monthlySpendCapUsd: t.monthly_spend_cap_usd,
       prepaid: t.prepaid,
       maxMemoryTokens: t.max_memory_tokens,
+      guard: t.guard,
       rank: byName.size,
     };
     byName.set(name, tier);

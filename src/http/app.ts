@@ -33,6 +33,7 @@ export function createApp(deps: AppDeps): Express {
   app.disable("x-powered-by");
   app.set("etag", false);
 
+  if (config.http.trustProxy !== undefined) app.set("trust proxy", config.http.trustProxy);
   app.use(requestContext(logger));
   app.use(observeRequests(deps.services.metrics));
   // Polar's webhook signature covers the exact bytes: that one route gets the raw body (express.json then skips it).

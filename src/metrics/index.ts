@@ -104,6 +104,12 @@ export function createMetrics(options: {
       labelNames: ["operation"],
       registers,
     }),
+    guardFlags: new Counter({
+      name: "perpetual_guard_flags_total",
+      help: "Requests the abuse and prompt-injection guard flagged or blocked, by rule and action (flag, block)",
+      labelNames: ["rule", "action"],
+      registers,
+    }),
     cacheLookups: new Counter({
       name: "perpetual_cache_lookups_total",
       help: "Response cache lookups of requests that opted in, by outcome: exact or semantic (hits), miss",

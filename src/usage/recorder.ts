@@ -35,6 +35,8 @@ export const usageRecordSchema = z.object({
   cacheHit: z.enum(["exact", "semantic"]).nullable().default(null),
   /** What the cached answer's original call cost: what the hit saved. */
   savedCostUsd: z.number().min(0).default(0),
+  /** The guard's rules this request was flagged (or blocked) for. */
+  guardFlags: z.array(z.string()).nullable().default(null),
   /** The exchange to write into memory (new user turns and the reply), queued in memory_outbox with the row. */
   memory: z.array(z.object({ role: z.enum(["user", "assistant"]), content: z.string() })).optional(),
 });
@@ -65,7 +67,7 @@ with input as (
     "promptTokens" int, "completionTokens" int, "cachedTokens" int, "totalTokens" int, "costUsd" numeric,
     "costUnknown" boolean, "usageEstimated" boolean, "latencyMs" int, "timeToFirstTokenMs" int, "statusCode" int,
     "errorCode" text, stream boolean, "conversationId" text, "retrievalCalls" int, "retrievalLatencyMs" int,
-    "createdAt" timestamptz, memory jsonb, "cacheHit" text, "savedCostUsd" numeric)
+    "createdAt" timestamptz, memory jsonb, "cacheHit" text, "savedCostUsd" numeric, "guardFlags" jsonb)
 ), known as (
   select * from input i where exists (select 1 from users u where u.id = i."userId")
 ), memory as (
@@ -77,12 +79,13 @@ with input as (
   insert into usage_logs (request_id, client_request_id, user_id, api_key_id, endpoint, provider, model, prompt_tokens, completion_tokens,
     cached_tokens, total_tokens, cost_usd, cost_unknown, usage_estimated, latency_ms, time_to_first_token_ms,
     status_code, error_code, stream, conversation_id, retrieval_calls, retrieval_latency_ms, created_at, cache_hit,
-    saved_cost_usd)
+    saved_cost_usd, guard_flags)
   select i."requestId", i."clientRequestId", i."userId", (select k.id from api_keys k where k.id = i."apiKeyId"), i.endpoint, i.provider,
     i.model, i."promptTokens", i."completionTokens", i."cachedTokens", i."totalTokens", i."costUsd", i."costUnknown",
     i."usageEstimated", i."latencyMs", i."timeToFirstTokenMs", i."statusCode", i."errorCode", i.stream,
     i."conversationId", i."retrievalCalls", i."retrievalLatencyMs", i."createdAt", i."cacheHit",
-    coalesce(i."savedCostUsd", 0)
+    coalesce(i."savedCostUsd", 0),
+    (select string_agg(f, ',') from jsonb_array_elements_text(nullif(i."guardFlags", 'null'::jsonb)) f)
   from known i
   on conflict (request_id) do nothing
   returning request_id, user_id, provider, model, prompt_tokens, cached_tokens, completion_tokens, total_tokens,

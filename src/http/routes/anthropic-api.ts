@@ -152,6 +152,7 @@ export function anthropicRoutes({
           endpoint: "/v1/messages",
           memory: memory.controlsFrom((name) => req.get(name), principal.tier),
           cache: chat.cacheControlsFrom((name) => req.get(name)),
+          clientAddress: req.ip,
           signal,
         });
         res.set(result.headers);

@@ -67,6 +67,7 @@ export function openAiRoutes({ authenticator, targets, chat, memory, logger }: O
         memory: memory.controlsFrom((name) => req.get(name), principalOf(res).tier),
         endpoint: "/v1/chat/completions",
         cache: chat.cacheControlsFrom((name) => req.get(name)),
+        clientAddress: req.ip,
         signal,
       });
       res.set(result.headers);

@@ -139,6 +139,7 @@ export function responsesRoutes({ authenticator, chat, memory, logger, db }: Res
         endpoint: "/v1/responses",
         memory: memory.controlsFrom((name) => req.get(name), principal.tier),
         cache: chat.cacheControlsFrom((name) => req.get(name)),
+        clientAddress: req.ip,
         signal,
       });
       res.set(result.headers);
