@@ -16,10 +16,10 @@ import {
 import { parseBody } from "../../validation";
 import { ApiRouter, json } from "../api-router";
 import { authenticateRequest } from "../authentication";
+import { chatInputFrom } from "../chat-input";
 import { clientGoneSignal } from "../client-signal";
-import { CONVERSATION_HEADER, conversationIdOf } from "../conversation";
 import { anthropicErrorBody, toApiError } from "../error-handler";
-import { requestIdOf, requestIdsOf } from "../request-context";
+import { requestIdOf } from "../request-context";
 import {
   AnthropicMessage,
   AnthropicStreamEvent,
@@ -143,18 +143,9 @@ export function anthropicRoutes({
         const body = fromAnthropicRequest(request);
         // The usage chunk is needed for message_delta's usage: ask for it through the pipeline.
         if (request.stream) Object.assign(body, { stream_options: { include_usage: true } });
-        const signal = clientGoneSignal(res);
-        const result = await chat.run({
-          principal,
-          body,
-          ...requestIdsOf(res),
-          conversationId: conversationIdOf(req.get(CONVERSATION_HEADER)),
-          endpoint: "/v1/messages",
-          memory: memory.controlsFrom((name) => req.get(name), principal.tier),
-          cache: chat.cacheControlsFrom((name) => req.get(name)),
-          clientAddress: req.ip,
-          signal,
-        });
+        const input = chatInputFrom(req, res, { chat, memory }, { principal, body, endpoint: "/v1/messages" });
+        const { signal } = input;
+        const result = await chat.run(input);
         res.set(result.headers);
         if (!result.stream) {
           res.json(toAnthropicMessage(result.completion));

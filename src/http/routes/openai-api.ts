@@ -8,8 +8,8 @@ import type { Logger } from "../../log";
 import type { MemoryService } from "../../memory";
 import { ApiRouter, json } from "../api-router";
 import { principalOf, requireUser } from "../authentication";
+import { chatInputFrom } from "../chat-input";
 import { clientGoneSignal } from "../client-signal";
-import { CONVERSATION_HEADER, conversationIdOf } from "../conversation";
 import { toApiError } from "../error-handler";
 import { requestIdsOf } from "../request-context";
 import {
@@ -58,24 +58,23 @@ export function openAiRoutes({ authenticator, targets, chat, memory, logger }: O
       errors: [402, 403, 404, 429, 502, 503, 504],
     },
     async (req, res) => {
-      const signal = clientGoneSignal(res);
-      const result = await chat.run({
-        principal: principalOf(res),
-        body: req.body,
-        ...requestIdsOf(res),
-        conversationId: conversationIdOf(req.get(CONVERSATION_HEADER), req.body),
-        memory: memory.controlsFrom((name) => req.get(name), principalOf(res).tier),
-        endpoint: "/v1/chat/completions",
-        cache: chat.cacheControlsFrom((name) => req.get(name)),
-        clientAddress: req.ip,
-        signal,
-      });
+      const input = chatInputFrom(
+        req,
+        res,
+        { chat, memory },
+        {
+          principal: principalOf(res),
+          body: req.body,
+          endpoint: "/v1/chat/completions",
+        },
+      );
+      const result = await chat.run(input);
       res.set(result.headers);
       if (!result.stream) {
         res.json(result.completion);
         return;
       }
-      await relay(res, result.chunks, signal, logger);
+      await relay(res, result.chunks, input.signal, logger);
     },
   );
 

@@ -19,10 +19,9 @@ import type { MemoryService } from "../../memory";
 import { parseBody } from "../../validation";
 import { ApiRouter, json } from "../api-router";
 import { principalOf, requireUser } from "../authentication";
-import { clientGoneSignal } from "../client-signal";
-import { CONVERSATION_HEADER, conversationIdOf } from "../conversation";
+import { chatInputFrom } from "../chat-input";
 import { toApiError } from "../error-handler";
-import { requestIdOf, requestIdsOf } from "../request-context";
+import { requestIdOf } from "../request-context";
 import {
   MEMORY_REQUEST_HEADERS,
   MEMORY_RESPONSE_HEADERS,
@@ -130,18 +129,9 @@ export function responsesRoutes({ authenticator, chat, memory, logger, db }: Res
           logger.warn("response not stored", { response_id: context.id, error });
         }
       };
-      const signal = clientGoneSignal(res);
-      const result = await chat.run({
-        principal,
-        body,
-        ...requestIdsOf(res),
-        conversationId: conversationIdOf(req.get(CONVERSATION_HEADER)),
-        endpoint: "/v1/responses",
-        memory: memory.controlsFrom((name) => req.get(name), principal.tier),
-        cache: chat.cacheControlsFrom((name) => req.get(name)),
-        clientAddress: req.ip,
-        signal,
-      });
+      const input = chatInputFrom(req, res, { chat, memory }, { principal, body, endpoint: "/v1/responses" });
+      const { signal } = input;
+      const result = await chat.run(input);
       res.set(result.headers);
       if (!result.stream) {
         const response = toResponse(context, result.completion);
