@@ -61,6 +61,8 @@ export interface ChatInput {
   cache?: CacheControls;
   /** The client's address (the guard's key-sharing rule). */
   clientAddress?: string;
+  /** Calls the provider instead of the provider's chat adapter (the Responses API passed through to OpenAI). */
+  adapter?: Pick<ProviderAdapter, "complete" | "stream">;
 }
 
 /** `headers`: the caller's rate-limit state (x-ratelimit-*) and memory use (x-perpetual-memory*) for the response. */
@@ -173,7 +175,7 @@ export class ChatPipeline {
 
     if (request.mockResponse !== undefined) return { headers, ...(await this.answerWithMock(input, request, record)) };
 
-    const adapter = adapterFor(route!.provider);
+    const adapter = input.adapter ?? adapterFor(route!.provider);
     const options = { signal: input.signal, timeoutMs: this.deps.config.http.requestTimeoutMs };
     const { targets } = this.deps;
     const callStarted = performance.now();

@@ -78,20 +78,43 @@ const UNSUPPORTED: Record<string, string> = {
  * `previous_response_id` (its input and output as chat messages), `instructions` come first as a system message and
  * are not inherited from earlier responses (as OpenAI does).
  */
-export function toChatRequest(request: ResponsesRequest, history: readonly ChatMessage[]): Record<string, unknown> {
+export function toChatRequest(
+  request: ResponsesRequest,
+  history: readonly ChatMessage[],
+  { passThrough = false }: { passThrough?: boolean } = {},
+): Record<string, unknown> {
   for (const [field, message] of Object.entries(UNSUPPORTED)) {
+    // Passed through, OpenAI takes max_tool_calls itself; the others conflict with Perpetual's own storage.
+    if (passThrough && field === "max_tool_calls") continue;
     if (request[field] !== undefined && request[field] !== null && request[field] !== false) {
       throw invalidRequest(message, "unsupported_parameter", field);
     }
+  }
+  const messages: ChatMessage[] = [];
+  if (request.instructions) messages.push({ role: "system", content: request.instructions });
+  messages.push(...history, ...inputMessages(request.input));
+  if (passThrough) {
+    // OpenAI gets the request's own fields (built-in tools, formats, include, …): the chat body carries them only
+    // so that limits, the guard and the cache key see them.
+    const {
+      input: _input,
+      instructions: _instructions,
+      previous_response_id: _previous,
+      store: _store,
+      ...rest
+    } = request;
+    return {
+      ...rest,
+      messages,
+      stream: request.stream === true,
+      ...(request.max_output_tokens != null && { max_completion_tokens: request.max_output_tokens }),
+    };
   }
   for (const field of Object.keys(request)) {
     if (!HANDLED.has(field) && !(field in UNSUPPORTED)) {
       throw invalidRequest(`Unrecognized request argument supplied: ${field}`, "unknown_parameter", field);
     }
   }
-  const messages: ChatMessage[] = [];
-  if (request.instructions) messages.push({ role: "system", content: request.instructions });
-  messages.push(...history, ...inputMessages(request.input));
   const body: Record<string, unknown> = { model: request.model, messages, stream: request.stream === true };
   for (const field of PASSED_THROUGH)
     if (request[field] !== undefined && request[field] !== null) body[field] = request[field];

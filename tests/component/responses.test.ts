@@ -3,9 +3,17 @@ import OpenAI from "openai";
 import { type Database, migrate, openPostgres } from "../../src/db";
 import { createApiKey, createUser } from "../../src/identity";
 import { type FakeAnthropicUpstream, startFakeAnthropicUpstream } from "../fakes/anthropic-upstream";
-import { FAKE_USAGE, type FakeOpenAiUpstream, startFakeOpenAiUpstream } from "../fakes/openai-upstream";
+import {
+  FAKE_RESPONSES_USAGE,
+  FAKE_USAGE,
+  type FakeOpenAiUpstream,
+  startFakeOpenAiUpstream,
+} from "../fakes/openai-upstream";
 import { startTestApp, type TestApp, testConfig } from "../helpers/app";
 import { createTestDatabase } from "../helpers/postgres";
+
+/** Translated to chat completions: any provider but OpenAI itself (an OpenAI-compatible one here). */
+const CHAT = "groq/llama-3.1-8b-instant";
 
 const WEATHER_TOOL = {
   type: "function" as const,
@@ -40,6 +48,7 @@ describe("OpenAI's Responses API with the official openai SDK, on PostgreSQL 15"
         DATABASE_URL: database.url,
         API_KEY_ENCRYPTION_KEY: randomBytes(32).toString("base64"),
         OPENAI_BASE_URL: upstream.url,
+        GROQ_BASE_URL: upstream.url,
         ANTHROPIC_BASE_URL: anthropicUpstream.url,
         MEMORY_DEFAULT_MODE: "off",
       }),
@@ -48,6 +57,7 @@ describe("OpenAI's Responses API with the official openai SDK, on PostgreSQL 15"
       const user = await createUser(db, email, "enterprise");
       await app.services.providerKeys.add(user.id, "openai", `sk-proj-${randomBytes(16).toString("hex")}`);
       await app.services.providerKeys.add(user.id, "anthropic", `sk-ant-api03-${randomBytes(16).toString("hex")}`);
+      await app.services.providerKeys.add(user.id, "groq", `gsk_${randomBytes(16).toString("hex")}`);
       const key = (await createApiKey(db, user.id)).key;
       return new OpenAI({ apiKey: key, baseURL: `${app.baseUrl}/v1`, maxRetries: 0 });
     };
@@ -63,10 +73,115 @@ describe("OpenAI's Responses API with the official openai SDK, on PostgreSQL 15"
     await database.drop();
   });
 
-  test("When the SDK README's first example runs, then the answer, the usage and the echoed fields come back, and a usage row is recorded", async () => {
+  describe("Passed through to OpenAI's own /v1/responses", () => {
+    const lastResponsesCall = () => upstream.received.filter((r) => r.path.endsWith("/v1/responses")).at(-1)!;
+
+    test("When the SDK README's first example runs against an OpenAI model, then OpenAI's answer comes back under Perpetual's id, with usage recorded", async () => {
+      const { data: response, response: raw } = await client.responses
+        .create({
+          model: "gpt-4o",
+          input: "hello responses",
+          instructions: "Be brief.",
+          max_output_tokens: 50,
+          metadata: { ticket: "42" },
+        })
+        .withResponse();
+      expect(response.output_text).toBe("Echo: hello responses");
+      const requestId = raw.headers.get("x-perpetual-request-id")!;
+      expect(response).toMatchObject({
+        id: `resp_${requestId.replace(/^req_/, "")}`,
+        object: "response",
+        instructions: "Be brief.",
+        metadata: { ticket: "42" },
+        usage: FAKE_RESPONSES_USAGE,
+      });
+      const sent = lastResponsesCall().body;
+      expect(sent).toMatchObject({ model: "gpt-4o", store: false, max_output_tokens: 50, metadata: { ticket: "42" } });
+      expect(sent.input).toEqual([
+        { role: "system", content: "Be brief." },
+        { role: "user", content: "hello responses" },
+      ]);
+      expect(sent).not.toHaveProperty("previous_response_id");
+      expect(sent).not.toHaveProperty("instructions");
+      await app.services.usage.flush();
+      const [row] = await db.query<Record<string, unknown>>("select * from usage_logs where request_id = $1", [
+        requestId,
+      ]);
+      expect(row).toMatchObject({
+        endpoint: "/v1/responses",
+        provider: "openai",
+        prompt_tokens: 13,
+        completion_tokens: 5,
+        cached_tokens: 2,
+      });
+    });
+
+    test("When OpenAI's built-in tools are used, then they reach OpenAI and their output items come back, streamed or not", async () => {
+      const tools = [{ type: "web_search" as const }];
+      const response = await client.responses.create({ model: "gpt-4o", input: "news today?", tools });
+      expect(response.output.map((item) => item.type)).toEqual(["web_search_call", "message"]);
+      expect(lastResponsesCall().body.tools).toEqual(tools);
+
+      const stream = client.responses.stream({ model: "gpt-4o", input: "stream the news", tools });
+      const types: string[] = [];
+      for await (const event of stream) types.push(event.type);
+      const final = await stream.finalResponse();
+      expect(final.output_text).toBe("Echo: stream the news");
+      expect(final.output.map((item) => item.type)).toEqual(["web_search_call", "message"]);
+      expect(types.filter((t) => t === "response.created")).toHaveLength(1);
+      expect(types.at(-1)).toBe("response.completed");
+      expect((await client.responses.retrieve(final.id)).output_text).toBe("Echo: stream the news");
+    });
+
+    test("When a chain starts on OpenAI and continues on another provider, then the stored conversation carries over", async () => {
+      const first = await client.responses.create({ model: "gpt-4o", input: "My name is Ada." });
+      await client.responses.create({ model: CHAT, input: "What is my name?", previous_response_id: first.id });
+      expect(lastUpstreamBody().messages).toEqual([
+        { role: "user", content: "My name is Ada." },
+        { role: "assistant", content: "Echo: My name is Ada." },
+        { role: "user", content: "What is my name?" },
+      ]);
+      const back = await client.responses.create({
+        model: "gpt-4o",
+        input: "And now?",
+        previous_response_id: first.id,
+      });
+      expect(back.previous_response_id).toBe(first.id);
+      expect(lastResponsesCall().body.input).toEqual([
+        { role: "user", content: "My name is Ada." },
+        { role: "assistant", content: "Echo: My name is Ada." },
+        { role: "user", content: "And now?" },
+      ]);
+    });
+
+    test("When OpenAI fails mid-stream, then the stream ends with response.failed and an error the SDK raises, and the row says so", async () => {
+      const stream = await client.responses.create({
+        model: "openai/error-mid-stream",
+        input: "hi there friend",
+        stream: true,
+      });
+      const types: string[] = [];
+      const failure = await (async () => {
+        for await (const event of stream) types.push(event.type);
+      })().then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(types).toContain("response.output_text.delta");
+      expect(types.at(-1)).toBe("response.failed");
+      expect(failure).toBeInstanceOf(OpenAI.APIError);
+    });
+
+    test("When OpenAI refuses the request, then its error reaches the client in OpenAI's shape", async () => {
+      const error = await client.responses.create({ model: "openai/fail-400", input: "hi" }).catch((e) => e);
+      expect(error).toMatchObject({ status: 400, code: "invalid_value" });
+    });
+  });
+
+  test("When a request is translated for a chat-only provider, then the answer, the usage and the echoed fields come back, and a usage row is recorded", async () => {
     const { data: response, response: raw } = await client.responses
       .create({
-        model: "gpt-4o",
+        model: CHAT,
         input: "hello responses",
         instructions: "Be brief.",
         max_output_tokens: 50,
@@ -78,7 +193,7 @@ describe("OpenAI's Responses API with the official openai SDK, on PostgreSQL 15"
     expect(response).toMatchObject({
       object: "response",
       status: "completed",
-      model: "gpt-4o",
+      model: "llama-3.1-8b-instant",
       instructions: "Be brief.",
       max_output_tokens: 50,
       metadata: { ticket: "42" },
@@ -96,7 +211,7 @@ describe("OpenAI's Responses API with the official openai SDK, on PostgreSQL 15"
       { role: "system", content: "Be brief." },
       { role: "user", content: "hello responses" },
     ]);
-    expect(sent).toMatchObject({ model: "gpt-4o", max_completion_tokens: 50, temperature: 0.2 });
+    expect(sent).toMatchObject({ model: "llama-3.1-8b-instant", max_completion_tokens: 50, temperature: 0.2 });
     expect(sent).not.toHaveProperty("metadata");
     expect(raw.headers.get("x-ratelimit-limit-requests")).toBeTruthy();
 
@@ -110,7 +225,7 @@ describe("OpenAI's Responses API with the official openai SDK, on PostgreSQL 15"
   });
 
   test("When a response is streamed with responses.stream, then typed events arrive in order and the final response matches", async () => {
-    const stream = client.responses.stream({ model: "gpt-4o", input: "stream me" });
+    const stream = client.responses.stream({ model: CHAT, input: "stream me" });
     const types: string[] = [];
     let text = "";
     for await (const event of stream) {
@@ -137,7 +252,7 @@ describe("OpenAI's Responses API with the official openai SDK, on PostgreSQL 15"
 
   test("When a function tool is called and its output sent back with previous_response_id, then the chain reaches the provider as tool calls and a tool message", async () => {
     const first = await client.responses.create({
-      model: "openai/tool-call",
+      model: "groq/tool-call",
       input: "Weather in Paris?",
       tools: [WEATHER_TOOL],
     });
@@ -161,7 +276,7 @@ describe("OpenAI's Responses API with the official openai SDK, on PostgreSQL 15"
     ]);
 
     const second = await client.responses.create({
-      model: "gpt-4o",
+      model: CHAT,
       previous_response_id: first.id,
       input: [{ type: "function_call_output", call_id: "call_1", output: "sunny, 21 C" }],
       tools: [WEATHER_TOOL],
@@ -184,7 +299,7 @@ describe("OpenAI's Responses API with the official openai SDK, on PostgreSQL 15"
   });
 
   test("When a tool call is streamed, then the arguments arrive as deltas and the final response holds the call", async () => {
-    const stream = client.responses.stream({ model: "openai/tool-call", input: "Weather?", tools: [WEATHER_TOOL] });
+    const stream = client.responses.stream({ model: "groq/tool-call", input: "Weather?", tools: [WEATHER_TOOL] });
     let args = "";
     for await (const event of stream) {
       if (event.type === "response.function_call_arguments.delta") args += event.delta;
@@ -198,12 +313,12 @@ describe("OpenAI's Responses API with the official openai SDK, on PostgreSQL 15"
 
   test("When a conversation is chained with previous_response_id, then earlier turns are sent again, instructions are not inherited, and retrieve/delete work", async () => {
     const first = await client.responses.create({
-      model: "gpt-4o",
+      model: CHAT,
       input: "My name is Ada.",
       instructions: "Be brief.",
     });
     const second = await client.responses.create({
-      model: "gpt-4o",
+      model: CHAT,
       input: "What is my name?",
       previous_response_id: first.id,
     });
@@ -220,32 +335,32 @@ describe("OpenAI's Responses API with the official openai SDK, on PostgreSQL 15"
     await expect(client.responses.retrieve(first.id)).rejects.toMatchObject({ status: 404 });
     await expect(client.responses.delete(first.id)).rejects.toMatchObject({ status: 404 });
     await expect(
-      client.responses.create({ model: "gpt-4o", input: "again", previous_response_id: first.id }),
+      client.responses.create({ model: CHAT, input: "again", previous_response_id: first.id }),
     ).rejects.toMatchObject({ status: 400, code: "previous_response_not_found", param: "previous_response_id" });
     // The follow-up still chains: it kept the whole conversation.
-    await client.responses.create({ model: "gpt-4o", input: "Still there?", previous_response_id: second.id });
+    await client.responses.create({ model: CHAT, input: "Still there?", previous_response_id: second.id });
     expect(lastUpstreamBody().messages).toHaveLength(5);
   });
 
   test("When another user names a response, then they can neither read, delete nor continue it", async () => {
-    const mine = await client.responses.create({ model: "gpt-4o", input: "private thoughts" });
+    const mine = await client.responses.create({ model: CHAT, input: "private thoughts" });
     await expect(other.responses.retrieve(mine.id)).rejects.toMatchObject({ status: 404 });
     await expect(other.responses.delete(mine.id)).rejects.toMatchObject({ status: 404 });
     await expect(
-      other.responses.create({ model: "gpt-4o", input: "tell me", previous_response_id: mine.id }),
+      other.responses.create({ model: CHAT, input: "tell me", previous_response_id: mine.id }),
     ).rejects.toMatchObject({ status: 400, code: "previous_response_not_found" });
     expect((await client.responses.retrieve(mine.id)).output_text).toBe("Echo: private thoughts");
   });
 
   test("When store is false, then the response is not kept", async () => {
-    const response = await client.responses.create({ model: "gpt-4o", input: "forget me", store: false });
+    const response = await client.responses.create({ model: CHAT, input: "forget me", store: false });
     expect(response).toMatchObject({ store: false });
     await expect(client.responses.retrieve(response.id)).rejects.toMatchObject({ status: 404 });
   });
 
   test("When input items carry roles, images and a JSON schema format, then each is translated", async () => {
     await client.responses.create({
-      model: "gpt-4o",
+      model: CHAT,
       input: [
         { role: "developer", content: "Answer in JSON." },
         {
@@ -296,11 +411,11 @@ describe("OpenAI's Responses API with the official openai SDK, on PostgreSQL 15"
 
   test("When memory is on, then the exchange is written back and recalled into a later response, and the headers say so", async () => {
     const on = { headers: { "x-perpetual-memory": "on" } };
-    await client.responses.create({ model: "gpt-4o", input: "My favourite colour is teal, like the sea." }, on);
+    await client.responses.create({ model: CHAT, input: "My favourite colour is teal, like the sea." }, on);
     await app.services.usage.flush();
     await app.services.memory.outbox.drain();
     const { response } = await client.responses
-      .create({ model: "gpt-4o", input: "What is my favourite colour?", store: false }, on)
+      .create({ model: CHAT, input: "What is my favourite colour?", store: false }, on)
       .withResponse();
     expect(response.headers.get("x-perpetual-memory")).toBe("ok");
     const [memory, question] = lastUpstreamBody().messages;
@@ -319,7 +434,7 @@ describe("OpenAI's Responses API with the official openai SDK, on PostgreSQL 15"
     [{ max_output_tokens: 0 }, "max_output_tokens", "invalid_value"],
     [{ model: "" }, "model", "invalid_value"],
   ])("When the request has %p, then it is a 400 naming %s", async (change, param, code) => {
-    const error = await client.responses.create({ model: "gpt-4o", input: "hi", ...(change as object) } as never).then(
+    const error = await client.responses.create({ model: CHAT, input: "hi", ...(change as object) } as never).then(
       () => undefined,
       (e: unknown) => e,
     );
@@ -328,7 +443,7 @@ describe("OpenAI's Responses API with the official openai SDK, on PostgreSQL 15"
   });
 
   test("When the provider fails after the stream began, then the stream ends with response.failed and an error the SDK raises", async () => {
-    const stream = await client.responses.create({ model: "openai/error-mid-stream", input: "hi", stream: true });
+    const stream = await client.responses.create({ model: "groq/error-mid-stream", input: "hi", stream: true });
     const types: string[] = [];
     const failure = await (async () => {
       for await (const event of stream) types.push(event.type);

@@ -86,6 +86,99 @@ function legacyCompletion(body: Record<string, unknown>, res: ServerResponse): v
   res.end("data: [DONE]\n\n");
 }
 
+/** What the fake /v1/responses reports as usage (distinct from the chat numbers, so tests see which path ran). */
+export const FAKE_RESPONSES_USAGE = {
+  input_tokens: 13,
+  input_tokens_details: { cached_tokens: 2 },
+  output_tokens: 5,
+  output_tokens_details: { reasoning_tokens: 1 },
+  total_tokens: 18,
+};
+
+/**
+ * OpenAI's /v1/responses as it answers: a Response object, or typed events (`event:` and `data:` lines with
+ * sequence numbers) from response.created to response.completed. Echoes the last user input text; a `web_search`
+ * tool adds a web_search_call item first; model fail-400 is refused; error-mid-stream ends with response.failed.
+ */
+function responsesApi(body: Record<string, unknown>, res: ServerResponse): void {
+  const model = String(body.model);
+  if (model === "fail-400") {
+    sendError(res, 400, "invalid_request_error", "Invalid value for 'temperature'.", "invalid_value");
+    return;
+  }
+  const input = body.input as string | Array<{ role?: string; content?: unknown }>;
+  const lastUser = typeof input === "string" ? input : [...input].reverse().find((i) => i.role === "user")?.content;
+  const text = `Echo: ${typeof lastUser === "string" ? lastUser : ((lastUser as Array<{ text?: string }>) ?? []).map((p) => p.text ?? "").join("")}`;
+  const searching = ((body.tools as Array<{ type: string }>) ?? []).some((t) => t.type === "web_search");
+  const base = {
+    id: "resp_upstream0001",
+    object: "response",
+    created_at: 1_700_000_000,
+    model,
+    store: body.store ?? true,
+    tools: body.tools ?? [],
+    instructions: null,
+    previous_response_id: null,
+    metadata: {},
+  };
+  const search = {
+    type: "web_search_call",
+    id: "ws_upstream1",
+    status: "completed",
+    action: { type: "search", query: "q" },
+  };
+  const message = (t: string, status: string) => ({
+    type: "message",
+    id: "msg_upstream1",
+    status,
+    role: "assistant",
+    content: status === "in_progress" ? [] : [{ type: "output_text", text: t, annotations: [], logprobs: [] }],
+  });
+  const output = [...(searching ? [search] : []), message(text, "completed")];
+  if (body.stream !== true) {
+    res.writeHead(200, { "content-type": "application/json" });
+    res.end(JSON.stringify({ ...base, status: "completed", output, usage: FAKE_RESPONSES_USAGE }));
+    return;
+  }
+  res.writeHead(200, { "content-type": "text/event-stream" });
+  let sequence = 0;
+  const send = (type: string, fields: Record<string, unknown>) =>
+    res.write(`event: ${type}\ndata: ${JSON.stringify({ type, sequence_number: sequence++, ...fields })}\n\n`);
+  send("response.created", { response: { ...base, status: "in_progress", output: [], usage: null } });
+  send("response.in_progress", { response: { ...base, status: "in_progress", output: [], usage: null } });
+  const at = searching ? 1 : 0;
+  if (searching) {
+    send("response.output_item.added", { output_index: 0, item: { ...search, status: "in_progress" } });
+    send("response.output_item.done", { output_index: 0, item: search });
+  }
+  send("response.output_item.added", { output_index: at, item: message("", "in_progress") });
+  const part = { item_id: "msg_upstream1", output_index: at, content_index: 0 };
+  send("response.content_part.added", {
+    ...part,
+    part: { type: "output_text", text: "", annotations: [], logprobs: [] },
+  });
+  for (const [i, piece] of (text.match(/\S+\s*/g) ?? []).entries()) {
+    send("response.output_text.delta", { ...part, delta: piece, logprobs: [] });
+    if (i === 1 && model === "error-mid-stream") {
+      send("response.failed", {
+        response: {
+          ...base,
+          status: "failed",
+          output: [],
+          error: { code: "server_error", message: "The model crashed mid-stream." },
+        },
+      });
+      res.end();
+      return;
+    }
+  }
+  send("response.output_text.done", { ...part, text, logprobs: [] });
+  send("response.content_part.done", { ...part, part: { type: "output_text", text, annotations: [], logprobs: [] } });
+  send("response.output_item.done", { output_index: at, item: message(text, "completed") });
+  send("response.completed", { response: { ...base, status: "completed", output, usage: FAKE_RESPONSES_USAGE } });
+  res.end();
+}
+
 export async function startFakeOpenAiUpstream(
   options: { record?: boolean; port?: number } = {},
 ): Promise<FakeOpenAiUpstream> {
@@ -144,6 +237,7 @@ export async function startFakeOpenAiUpstream(
       );
     }
     if (path.endsWith("/v1/completions")) return legacyCompletion(body, res);
+    if (path.endsWith("/v1/responses")) return responsesApi(body, res);
     if (!path.endsWith("/chat/completions"))
       return sendError(res, 404, "invalid_request_error", `Unknown path ${path}`, "unknown_url");
 

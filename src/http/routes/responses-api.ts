@@ -11,11 +11,14 @@ import {
   toChatRequest,
   toResponse,
 } from "../../chat/responses";
+import { passThroughAdapter, RAW, type WithRaw } from "../../chat/responses-passthrough";
+import type { Targets } from "../../chat/targets";
 import type { Database } from "../../db";
 import { invalidRequest, notFound } from "../../errors";
 import type { Authenticator } from "../../identity";
 import type { Logger } from "../../log";
 import type { MemoryService } from "../../memory";
+import type { ResponsesPayload } from "../../providers/openai/responses";
 import { parseBody } from "../../validation";
 import { ApiRouter, json } from "../api-router";
 import { principalOf, requireUser } from "../authentication";
@@ -57,6 +60,7 @@ const RESPONSE_ID = /^resp_[0-9a-f]{32}$/;
 
 export interface ResponsesRoutesDeps {
   authenticator: Authenticator;
+  targets: Targets;
   memory: MemoryService;
   chat: ChatPipeline;
   logger: Logger;
@@ -68,7 +72,7 @@ export interface ResponsesRoutesDeps {
  * provider, memory, limits and usage rows work as for chat completions; GET and DELETE /v1/responses/{id} for
  * stored responses.
  */
-export function responsesRoutes({ authenticator, chat, memory, logger, db }: ResponsesRoutesDeps): ApiRouter {
+export function responsesRoutes({ authenticator, targets, chat, memory, logger, db }: ResponsesRoutesDeps): ApiRouter {
   const api = new ApiRouter("OpenAI-compatible");
   const store = new ResponseStore(db);
   api.use(requireUser(authenticator), ["/responses"]);
@@ -107,13 +111,32 @@ export function responsesRoutes({ authenticator, chat, memory, logger, db }: Res
         );
       }
       const history = previous?.conversation ?? [];
-      const body = toChatRequest(request, history);
+      // OpenAI itself serves the Responses API: passed through (its built-in tools and formats intact); any other
+      // provider gets a chat completion. An unknown model is left to the pipeline (a 404 with a usage row).
+      const passThrough = servesResponsesApi(targets, request.model);
+      const body = toChatRequest(request, history, { passThrough });
       // The usage chunk is needed for response.completed's usage: ask for it through the pipeline.
       if (request.stream) body.stream_options = { include_usage: true };
       const context: ResponseContext = {
         id: `resp_${requestIdOf(res).replace(/^req_/, "")}`,
         createdAt: Math.floor(Date.now() / 1000),
         request,
+      };
+      /** OpenAI's response (or event) as the client sees it: Perpetual's id, chain and storage, the request's echoes. */
+      const ours = (payload: ResponsesPayload): Record<string, unknown> => {
+        const rewrite = (r: ResponsesPayload) => ({
+          ...r,
+          id: context.id,
+          previous_response_id: request.previous_response_id ?? null,
+          store: request.store !== false,
+          instructions: request.instructions ?? null,
+          metadata: request.metadata ?? {},
+        });
+        return payload.type === undefined
+          ? rewrite(payload)
+          : payload.response
+            ? { ...payload, response: rewrite(payload.response as ResponsesPayload) }
+            : payload;
       };
       // What a follow-up continues: the earlier conversation, this input, then (once known) this output.
       const conversation = [...history, ...inputMessages(request.input)];
@@ -130,11 +153,13 @@ export function responsesRoutes({ authenticator, chat, memory, logger, db }: Res
         }
       };
       const input = chatInputFrom(req, res, { chat, memory }, { principal, body, endpoint: "/v1/responses" });
+      if (passThrough) input.adapter = passThroughAdapter(request);
       const { signal } = input;
       const result = await chat.run(input);
       res.set(result.headers);
       if (!result.stream) {
-        const response = toResponse(context, result.completion);
+        const raw = (result.completion as WithRaw<typeof result.completion>)[RAW];
+        const response = raw ? ours(raw) : toResponse(context, result.completion);
         await keep(response);
         res.json(response);
         return;
@@ -145,15 +170,35 @@ export function responsesRoutes({ authenticator, chat, memory, logger, db }: Res
       const send = async (list: Array<{ type: string }>) => {
         for (const event of list) await sse.event(event.type, event);
       };
+      // Translated chunks get Perpetual's own events; passed-through ones carry OpenAI's (a cache hit replays chunks
+      // without them, so the translation also serves a passed-through request answered from the cache).
+      let translating = false;
+      let passedThrough = false;
+      const translate = async (chunk: Parameters<ChatToResponseEvents["translate"]>[0]) => {
+        if (!translating) await send(events.start());
+        translating = true;
+        await send(events.translate(chunk));
+      };
       try {
-        await send(events.start());
         for await (const chunk of result.chunks) {
           if (sse.closed) break;
-          await send(events.translate(chunk));
+          const raw = (chunk as WithRaw<typeof chunk>)[RAW];
+          if (!raw) {
+            await translate(chunk);
+            continue;
+          }
+          passedThrough = true;
+          const event = ours(raw);
+          const final = event.type === "response.completed" || event.type === "response.incomplete";
+          if (final && !sse.closed) await keep(event.response as Record<string, unknown>);
+          await send([event as { type: string }]);
         }
-        const finished = events.finish();
-        if (!sse.closed) await keep(finished.response);
-        await send(finished.events);
+        if (!passedThrough) {
+          if (!translating) await send(events.start());
+          const finished = events.finish();
+          if (!sse.closed) await keep(finished.response);
+          await send(finished.events);
+        }
       } catch (error) {
         if (!signal.aborted) {
           const { code, message, param } = toApiError(error, logger);
@@ -207,6 +252,15 @@ export function responsesRoutes({ authenticator, chat, memory, logger, db }: Res
   );
 
   return api;
+}
+
+/** Whether the model's provider is OpenAI itself (the one that serves /responses); false for an unknown model. */
+function servesResponsesApi(targets: Targets, model: string): boolean {
+  try {
+    return targets.route(model).provider.kind === "openai";
+  } catch {
+    return false;
+  }
 }
 
 /** A malformed id cannot name a response: 404, as for one that is not the caller's. */
