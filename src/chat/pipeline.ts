@@ -104,9 +104,12 @@ export class ChatPipeline {
 
   constructor(private readonly deps: ChatPipelineDeps) {}
 
-  /** This request's response-cache controls (x-perpetual-cache, x-perpetual-cache-force) over RESPONSE_CACHE. */
-  cacheControlsFrom(header: (name: string) => string | undefined): CacheControls {
-    return cacheControls(header, this.deps.config.cache.defaultMode);
+  /**
+   * This request's response-cache controls: x-perpetual-cache and x-perpetual-cache-force, over the user's own
+   * setting, over RESPONSE_CACHE.
+   */
+  cacheControlsFrom(header: (name: string) => string | undefined, principal?: Principal): CacheControls {
+    return cacheControls(header, principal?.settings?.responseCache ?? this.deps.config.cache.defaultMode);
   }
 
   async run(input: ChatInput): Promise<ChatResult> {

@@ -26,7 +26,7 @@ export function chatInputFrom(
     conversationId: conversationIdOf(req.get(CONVERSATION_HEADER), req.body),
     endpoint,
     memory: memory.controlsFrom(header, principal.tier),
-    cache: chat.cacheControlsFrom(header),
+    cache: chat.cacheControlsFrom(header, principal),
     clientAddress: req.ip,
     signal: clientGoneSignal(res),
   };

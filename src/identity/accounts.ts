@@ -56,14 +56,43 @@ export const STANDING_COLUMNS = `
        then u.subscription_tier_until end as tier_until,
   case when u.spend_month = date_trunc('month', now() at time zone 'utc')::date
        then u.month_spend_usd else 0 end::float8 as month_spend_usd,
-  u.current_balance_usd::float8 as balance_usd`;
+  u.current_balance_usd::float8 as balance_usd,
+  u.response_cache`;
 
 export type StandingRow = {
   tier_in_force: string;
   tier_until: Date | null;
   month_spend_usd: number;
   balance_usd: number;
+  /** The user's own default for the response cache (null: the deployment's). */
+  response_cache: "off" | "exact" | "semantic" | null;
 };
+
+/** What a user sets for themselves (PATCH /v1/me/settings). */
+export interface UserSettings {
+  /** The response cache's default for the user's requests; null: the deployment's RESPONSE_CACHE. */
+  responseCache: "off" | "exact" | "semantic" | null;
+}
+
+/** Run as the user: RLS lets them read their row and update only the settings columns. */
+export async function userSettings(tx: SqlExecutor, userId: string): Promise<UserSettings | undefined> {
+  const [row] = await tx.query<{ response_cache: UserSettings["responseCache"] }>(
+    "select response_cache from users where id = $1",
+    [userId],
+  );
+  return row && { responseCache: row.response_cache };
+}
+
+export async function updateUserSettings(
+  tx: SqlExecutor,
+  userId: string,
+  changes: Partial<UserSettings>,
+): Promise<UserSettings | undefined> {
+  if (changes.responseCache !== undefined) {
+    await tx.query("update users set response_cache = $2 where id = $1", [userId, changes.responseCache]);
+  }
+  return userSettings(tx, userId);
+}
 
 export async function findStanding(db: SqlExecutor, id: string): Promise<StandingRow | undefined> {
   const rows = await db.query<StandingRow>(`select ${STANDING_COLUMNS} from users u where u.id = $1`, [id]);

@@ -20,6 +20,8 @@ export interface Principal {
   keyLimits: { requestsPerMinute: number | null; requestsPerDay: number | null };
   /** As of the (cached) lookup: cost this calendar month and prepaid balance, for spend caps. */
   spend: { monthUsd: number; balanceUsd: number };
+  /** The user's own settings (PATCH /v1/me/settings), as of the (cached) lookup. */
+  settings?: { responseCache: "off" | "exact" | "semantic" | null };
 }
 
 // One message for unknown, revoked, expired and malformed credentials: nothing to tell them apart.
@@ -137,6 +139,7 @@ export class Authenticator {
       apiKeyId: row.id,
       keyLimits: { requestsPerMinute: row.rate_limit_per_minute, requestsPerDay: row.rate_limit_per_day },
       spend: spendOf(row),
+      settings: { responseCache: row.response_cache },
     };
     return { resolved: { principal }, validUntil };
   }
@@ -163,6 +166,7 @@ export class Authenticator {
       apiKeyId: null,
       keyLimits: { requestsPerMinute: null, requestsPerDay: null },
       spend: spendOf(standing),
+      settings: { responseCache: standing.response_cache },
     };
     return { resolved: { principal }, validUntil: Math.min(identity.expiresAt * 1000, lapse(standing)) };
   }

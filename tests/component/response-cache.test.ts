@@ -191,6 +191,35 @@ describe("The per-user response cache, with the official openai SDK, on PostgreS
     expect(after.response.headers.get("x-perpetual-cache")).toBe("miss");
   });
 
+  test("When a user sets their own default in /v1/me/settings, then their requests without the header use it, and the header still wins", async () => {
+    const { client, key } = await newClient("settings@example.com");
+    const settings = (method: string, body?: unknown) =>
+      fetch(`${app.baseUrl}/v1/me/settings`, {
+        method,
+        headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      }).then(async (r) => ({ status: r.status, body: (await r.json()) as Record<string, unknown> }));
+    expect(await settings("GET")).toEqual({ status: 200, body: { object: "user.settings", response_cache: null } });
+    const before = await client.chat.completions.create(ask("Default off?")).withResponse();
+    expect(before.response.headers.get("x-perpetual-cache")).toBeNull();
+
+    expect(await settings("PATCH", { response_cache: "exact" })).toEqual({
+      status: 200,
+      body: { object: "user.settings", response_cache: "exact" },
+    });
+    await client.chat.completions.create(ask("Cached by my setting"));
+    const hit = await client.chat.completions.create(ask("Cached by my setting")).withResponse();
+    expect(hit.response.headers.get("x-perpetual-cache")).toBe("hit");
+    const off = await client.chat.completions
+      .create(ask("Cached by my setting"), { headers: { "x-perpetual-cache": "off" } })
+      .withResponse();
+    expect(off.response.headers.get("x-perpetual-cache")).toBeNull();
+
+    expect((await settings("PATCH", { response_cache: "always" })).status).toBe(400);
+    expect((await settings("PATCH", { tier: "enterprise" })).status).toBe(400);
+    expect((await settings("PATCH", { response_cache: null })).body.response_cache).toBeNull();
+  });
+
   test("When the cache header has a bad value, then it is a 400 naming it", async () => {
     const { client } = await newClient("bad-header@example.com");
     for (const headers of [{ "x-perpetual-cache": "always" }, { "x-perpetual-cache-force": "yes please" }]) {

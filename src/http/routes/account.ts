@@ -9,6 +9,9 @@ import {
   listApiKeys,
   revokeApiKey,
   type UserChanges,
+  type UserSettings,
+  updateUserSettings,
+  userSettings,
 } from "../../identity";
 import type { MemoryService } from "../../memory";
 import type { ProviderKeys } from "../../provider-keys";
@@ -61,6 +64,22 @@ const newProviderKeySchema = z
   })
   .meta({ id: "NewProviderKey" });
 
+const settingsSchema = z
+  .strictObject({
+    response_cache: z
+      .enum(["off", "exact", "semantic"])
+      .nullable()
+      .optional()
+      .meta({ description: "Default for requests without x-perpetual-cache; null: the deployment's RESPONSE_CACHE." }),
+  })
+  .meta({ id: "UserSettingsUpdate" });
+
+const Settings = z
+  .strictObject({ object: z.literal("user.settings"), response_cache: z.enum(["off", "exact", "semantic"]).nullable() })
+  .meta({ id: "UserSettings" });
+
+const settingsJson = (settings: UserSettings) => ({ object: "user.settings", response_cache: settings.responseCache });
+
 export interface AccountRoutesDeps {
   db: Database;
   memory: MemoryService;
@@ -88,6 +107,46 @@ export function accountRoutes({ db, authenticator, providerKeys, memory, userCha
       const account = await db.asUser(userId, (tx) => accountSummary(tx, userId));
       if (!account) throw notFound("This account no longer exists.", "user_not_found");
       res.json(accountJson(account));
+    },
+  );
+
+  api.route(
+    {
+      method: "get",
+      path: "/me/settings",
+      summary: "The caller's own settings (the response cache's default for their requests)",
+      access: "api_key",
+      responses: { 200: { description: "The settings.", content: json(Settings) } },
+      errors: [404],
+    },
+    async (_req, res) => {
+      const { userId } = principalOf(res);
+      const settings = await db.asUser(userId, (tx) => userSettings(tx, userId));
+      if (!settings) throw notFound("This account no longer exists.", "user_not_found");
+      res.json(settingsJson(settings));
+    },
+  );
+
+  api.route(
+    {
+      method: "patch",
+      path: "/me/settings",
+      summary: "Change the caller's own settings; fields left out stay as they are",
+      access: "api_key",
+      body: settingsSchema,
+      responses: { 200: { description: "The settings now.", content: json(Settings) } },
+      errors: [404],
+    },
+    async (req, res) => {
+      const { userId } = principalOf(res);
+      const body = parseBody(settingsSchema, req.body);
+      const settings = await db.asUser(userId, (tx) =>
+        updateUserSettings(tx, userId, body.response_cache === undefined ? {} : { responseCache: body.response_cache }),
+      );
+      if (!settings) throw notFound("This account no longer exists.", "user_not_found");
+      // Every replica's cached lookup of this user carries the settings: forget it.
+      await userChanges.announce(userId);
+      res.json(settingsJson(settings));
     },
   );
 
