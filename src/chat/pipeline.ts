@@ -472,7 +472,8 @@ export class ChatPipeline {
     let outcome: Outcome | undefined;
     try {
       for await (const chunk of source) {
-        firstTokenMs ??= Math.round(performance.now() - started);
+        // The first chunk with a choice: a passed-through Responses stream opens with events that carry none.
+        if (chunk.choices.length > 0) firstTokenMs ??= Math.round(performance.now() - started);
         if (chunk.usage) usage = chunk.usage;
         const delta = textOf(chunk);
         if (delta) text += delta;

@@ -131,6 +131,18 @@ describe("OpenAI's Responses API with the official openai SDK, on PostgreSQL 15"
       expect(types.filter((t) => t === "response.created")).toHaveLength(1);
       expect(types.at(-1)).toBe("response.completed");
       expect((await client.responses.retrieve(final.id)).output_text).toBe("Echo: stream the news");
+
+      // Time to first token is the first text, not OpenAI's opening events; usage is OpenAI's.
+      const { data: events, response: timed } = await client.responses
+        .create({ model: "gpt-4o", input: "timed", stream: true })
+        .withResponse();
+      for await (const _event of events);
+      await app.services.usage.flush();
+      const [row] = await db.query<Record<string, unknown>>("select * from usage_logs where request_id = $1", [
+        timed.headers.get("x-perpetual-request-id"),
+      ]);
+      expect(row).toMatchObject({ stream: true, status_code: 200, prompt_tokens: 13, completion_tokens: 5 });
+      expect(row!.time_to_first_token_ms).not.toBeNull();
     });
 
     test("When a chain starts on OpenAI and continues on another provider, then the stored conversation carries over", async () => {
