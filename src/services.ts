@@ -96,6 +96,7 @@ export function createServices(config: Config, db: Database, logger: Logger): Se
   userChanges.onChange((userId) => authenticator.forgetUser(userId));
   // Erasure and memory deletion announce the user: cached answers may hold what was deleted.
   userChanges.onChange((userId) => cache.clearUser(userId));
+  memory.onForget((userId) => userChanges.announce(userId));
   userChanges.onChange((userId) => providerKeys.forgetUser(userId));
   billing = createBilling(
     config,

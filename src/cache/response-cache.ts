@@ -6,6 +6,13 @@ import type { ChatCompletion } from "../providers";
 
 export type CacheMode = "off" | "exact" | "semantic";
 
+/** A request's cache keys: exact (everything), scope (everything but the last user turn) and that turn's text. */
+export interface CacheKeys {
+  exact: string;
+  scope: string;
+  lastUserText: string;
+}
+
 /** What a hit hands back: the answer, how it matched, and what the original call cost (the saving). */
 export interface CacheHit {
   completion: ChatCompletion;
@@ -69,7 +76,7 @@ export class ResponseCache {
   }
 
   /** The request's keys: exact (everything) and scope (everything but the last user turn's text). */
-  keysOf(userId: string, body: Record<string, unknown>): { exact: string; scope: string; lastUserText: string } {
+  keysOf(userId: string, body: Record<string, unknown>): CacheKeys {
     const messages = (body.messages as Array<Record<string, unknown>>) ?? [];
     const last = messages.findLastIndex((m) => m.role === "user");
     const lastUserText =
@@ -95,11 +102,11 @@ export class ResponseCache {
    * and courtesy words aside, any order) with `sameWords`, else the most similar embedding at or above the
    * threshold.
    */
-  similar(scope: string, lastUserText: string, vector?: Float32Array): CacheHit | undefined {
+  similar(keys: CacheKeys, vector?: Float32Array): CacheHit | undefined {
     let best: Entry | undefined;
     let bestScore = this.settings.similarity;
-    const words = contentWords(lastUserText);
-    for (const key of this.scopes.get(scope) ?? []) {
+    const words = contentWords(keys.lastUserText);
+    for (const key of this.scopes.get(keys.scope) ?? []) {
       const entry = this.entries.get(key);
       if (!entry) continue;
       if (this.settings.sameWords) {
@@ -117,15 +124,14 @@ export class ResponseCache {
   }
 
   put(
-    keys: { exact: string; scope: string },
+    keys: CacheKeys,
     value: { completion: ChatCompletion; costUsd: number; provider: string; vector?: Float32Array },
-    lastUserText = "",
   ): void {
     const bytes = JSON.stringify(value.completion).length * 2 + (value.vector?.byteLength ?? 0) + 200;
     // An answer larger than a sixteenth of the cache would evict too much to be worth keeping.
     if (bytes > this.settings.maxBytes / 16) return;
-    this.entries.set(keys.exact, { ...value, bytes, words: contentWords(lastUserText) });
-    if (lastUserText) {
+    this.entries.set(keys.exact, { ...value, bytes, words: contentWords(keys.lastUserText) });
+    if (keys.lastUserText) {
       const list = (this.scopes.get(keys.scope) ?? []).filter((k) => k !== keys.exact && this.entries.has(k));
       list.push(keys.exact);
       this.scopes.set(keys.scope, list.slice(-SEMANTIC_CANDIDATES));

@@ -118,31 +118,29 @@ export class ChatPipeline {
     let request: ParsedChatRequest;
     let route: Route | undefined;
     let reservation: Reservation;
-    let guarded: { flags: GuardRule[]; headers: Record<string, string> } = { flags: [], headers: {} };
+    let guarded: GuardVerdict = { flags: [], headers: {} };
     try {
       request = parseChatRequest(input.body);
       route = request.mockResponse === undefined ? this.deps.targets.route(request.model) : undefined;
       guarded = this.guard(input, request);
+      if (guarded.refusal) throw guarded.refusal;
       assertWithinSpend(input.principal, this.deps.config.tiers);
       reservation = await this.deps.limiter.reserve(input.principal, reservationEstimate(request));
     } catch (error) {
-      const flags = (error as { guardFlags?: GuardRule[] }).guardFlags ?? guarded.flags;
-      await finish(this.recordRejection(input, started, error, flags));
+      await finish(this.recordRejection(input, started, error, guarded.flags));
       throw error;
     }
+    // Records the usage row (with the guard's flags) and settles the limiter with the real tokens; `done` resolves
+    // once the row is journaled (before the answer ends).
+    const settle = (outcome: Outcome, memory?: { recall: Recall; sent: ChatTurn[] }) => {
+      const recorded = this.record(input, request, route, started, { ...outcome, guardFlags: guarded.flags }, memory);
+      reservation.settle(recorded.tokens);
+      return { costUsd: recorded.costUsd, done: finish(recorded.journaled) };
+    };
     const cached = await this.fromCache(input, request, route);
     if (cached.hit) {
       const { hit, headers } = cached;
-      const outcome: Outcome = {
-        usage: ZERO_USAGE,
-        statusCode: 200,
-        cacheHit: hit.match,
-        savedCostUsd: hit.costUsd,
-        guardFlags: guarded.flags,
-      };
-      const { tokens, journaled } = this.record(input, request, route, started, outcome);
-      reservation.settle(tokens);
-      await finish(journaled);
+      await settle({ usage: ZERO_USAGE, statusCode: 200, cacheHit: hit.match, savedCostUsd: hit.costUsd }).done;
       const all = { ...reservation.headers, ...headers, ...guarded.headers };
       if (!request.stream) return { headers: all, stream: false, completion: hit.completion };
       return {
@@ -161,19 +159,11 @@ export class ChatPipeline {
       ...cached.headers,
       ...guarded.headers,
     };
-    // Settles the limiter with the real tokens; resolves once the usage row is journaled (before the answer ends).
+    // On success the answer also goes into the response cache (when the request opted in).
     const record = (outcome: Outcome, completion?: ChatCompletion) => {
-      const { tokens, costUsd, journaled } = this.record(
-        input,
-        request,
-        route,
-        started,
-        { ...outcome, guardFlags: guarded.flags },
-        { recall, sent },
-      );
-      reservation.settle(tokens);
+      const { costUsd, done } = settle(outcome, { recall, sent });
       if (completion && outcome.statusCode === 200) cached.store?.(completion, costUsd);
-      return finish(journaled);
+      return done;
     };
 
     if (request.mockResponse !== undefined) return { headers, ...(await this.answerWithMock(input, request, record)) };
@@ -414,7 +404,7 @@ export class ChatPipeline {
    * The guard's verdict under the caller's tier: nothing when off; when flag, headers (and the usage row's flag);
    * when block, a 400 content_policy_violation naming the rules (thrown: recorded as a refused request).
    */
-  private guard(input: ChatInput, request: ParsedChatRequest): { flags: GuardRule[]; headers: Record<string, string> } {
+  private guard(input: ChatInput, request: ParsedChatRequest): GuardVerdict {
     const { guard, metrics, config } = this.deps;
     const tier = config.tiers.byName.get(input.principal.tier);
     const mode = tier?.guard ?? "off";
@@ -424,13 +414,13 @@ export class ChatPipeline {
     if (flags.length === 0) return { flags, headers: {} };
     for (const rule of flags) metrics.guardFlags.inc({ rule, action: mode });
     if (mode === "block") {
-      const error = new ApiError(
+      const refusal = new ApiError(
         400,
         `This request was refused by the content policy (${flags.join(", ")}). If this is a mistake, contact your administrator.`,
         "invalid_request_error",
         "content_policy_violation",
       );
-      throw Object.assign(error, { guardFlags: flags });
+      return { flags, headers: {}, refusal };
     }
     return { flags, headers: { "x-perpetual-guard": "flagged", "x-perpetual-guard-rules": flags.join(",") } };
   }
@@ -587,7 +577,7 @@ export class ChatPipeline {
       if (cache.usesVectors) {
         [vector] = await memory.embedder.embed([keys.lastUserText], input.signal).catch(() => [undefined]);
       }
-      hit = cache.similar(keys.scope, keys.lastUserText, vector);
+      hit = cache.similar(keys, vector);
     }
     if (hit) {
       metrics.cacheLookups.inc({ outcome: hit.match });
@@ -597,7 +587,7 @@ export class ChatPipeline {
     const provider = route.provider.name;
     return {
       headers: { "x-perpetual-cache": "miss" },
-      store: (completion, costUsd) => cache.put(keys, { completion, costUsd, provider, vector }, keys.lastUserText),
+      store: (completion, costUsd) => cache.put(keys, { completion, costUsd, provider, vector }),
     };
   }
 
@@ -667,6 +657,13 @@ interface Outcome {
   cacheHit?: "exact" | "semantic";
   savedCostUsd?: number;
   guardFlags?: string[];
+}
+
+/** The guard's verdict on a request: the rules it broke, the headers that say so, and the 400 when its tier blocks. */
+interface GuardVerdict {
+  flags: GuardRule[];
+  headers: Record<string, string>;
+  refusal?: ApiError;
 }
 
 const ZERO_USAGE: ChatUsage = { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 };

@@ -1,7 +1,7 @@
 import type { ChatChunk, ChatCompletion, ChatUsage, ProviderAdapter } from "../providers";
 import { brokenStream } from "../providers/errors";
 import { createResponse, type ResponsesPayload, streamResponse } from "../providers/openai/responses";
-import type { ChatMessage, ResponsesRequest } from "./responses";
+import type { ChatMessage, ResponseContext, ResponsesRequest } from "./responses";
 
 /**
  * A Responses request for OpenAI itself is passed through to OpenAI's `/responses` (its built-in tools, reasoning
@@ -15,6 +15,24 @@ export type WithRaw<T> = T & { [RAW]?: ResponsesPayload };
 
 /** Handled by Perpetual, never sent upstream: chaining and storage are Perpetual's (OpenAI's `store` is off). */
 const NOT_FORWARDED = new Set(["previous_response_id", "store", "stream", "input", "instructions", "stream_options"]);
+
+/**
+ * OpenAI's Response (or an event carrying one) as the client sees it: Perpetual's id, chain and storage, and the
+ * request's own instructions and metadata (OpenAI saw the instructions as an input item, and stored nothing).
+ */
+export function asOurs(context: ResponseContext, payload: ResponsesPayload): Record<string, unknown> {
+  const { request } = context;
+  const rewrite = (response: ResponsesPayload) => ({
+    ...response,
+    id: context.id,
+    previous_response_id: request.previous_response_id ?? null,
+    store: request.store !== false,
+    instructions: request.instructions ?? null,
+    metadata: request.metadata ?? {},
+  });
+  if (payload.type === undefined) return rewrite(payload);
+  return payload.response ? { ...payload, response: rewrite(payload.response as ResponsesPayload) } : payload;
+}
 
 /** The adapter the pipeline calls for this request instead of the chat one. */
 export function passThroughAdapter(request: ResponsesRequest): Pick<ProviderAdapter, "complete" | "stream"> {
@@ -40,7 +58,7 @@ function upstreamBody(request: ResponsesRequest, chatBody: { messages?: unknown 
 }
 
 /** Chat messages as Responses input items. */
-export function inputItems(messages: readonly ChatMessage[]): Record<string, unknown>[] {
+function inputItems(messages: readonly ChatMessage[]): Record<string, unknown>[] {
   const items: Record<string, unknown>[] = [];
   for (const m of messages) {
     if (m.role === "tool") {
@@ -80,7 +98,7 @@ const textOf = (content: unknown): string =>
       : "";
 
 /** The chat completion a Response amounts to: its text, function calls, finish and usage. */
-export function completionOf(response: ResponsesPayload): ChatCompletion {
+function completionOf(response: ResponsesPayload): ChatCompletion {
   const items = (response.output ?? []) as Array<Record<string, unknown>>;
   const text = items
     .filter((item) => item.type === "message")

@@ -284,7 +284,7 @@ type OutputItem = Record<string, unknown> & { type: string; id: string };
 type Status = "completed" | "incomplete" | "in_progress" | "failed";
 
 /** A Response object (OpenAI's shape) around output items. */
-export function responseObject(
+function responseObject(
   context: ResponseContext,
   model: string,
   output: OutputItem[],
@@ -399,12 +399,7 @@ export function outputMessages(response: Record<string, unknown>): ChatMessage[]
   return [{ role: "assistant", content: text || null, ...(calls.length > 0 && { tool_calls: calls }) }];
 }
 
-/** The text a response answered with (what memory write-back keeps). */
-export function outputText(response: Record<string, unknown>): string {
-  return (outputMessages(response)[0]?.content as string | null) ?? "";
-}
-
-export type ResponseEvent = Record<string, unknown> & { type: string };
+type ResponseEvent = Record<string, unknown> & { type: string };
 
 /**
  * Chat chunks → the Responses API's typed stream events, in OpenAI's order: response.created and .in_progress,

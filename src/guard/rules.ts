@@ -7,7 +7,7 @@
 export type ContentRule = "injection" | "encoded_payload" | "secret_exfiltration" | "repetition";
 
 /** How much of a request's text the rules read: its end (where a conversation's latest turns are). */
-export const SCANNED_CHARS = 20_000;
+const SCANNED_CHARS = 20_000;
 
 const INJECTION: RegExp[] = [
   // "ignore / disregard / forget (all) (your|the) previous|prior|above|earlier instructions|rules|prompt|directions"

@@ -1,3 +1,4 @@
+import type { CacheMode } from "../cache/response-cache";
 import type { Database, SqlExecutor } from "../db";
 import { generateApiKey, maskedApiKey } from "./api-key-format";
 
@@ -65,13 +66,13 @@ export type StandingRow = {
   month_spend_usd: number;
   balance_usd: number;
   /** The user's own default for the response cache (null: the deployment's). */
-  response_cache: "off" | "exact" | "semantic" | null;
+  response_cache: CacheMode | null;
 };
 
 /** What a user sets for themselves (PATCH /v1/me/settings). */
 export interface UserSettings {
   /** The response cache's default for the user's requests; null: the deployment's RESPONSE_CACHE. */
-  responseCache: "off" | "exact" | "semantic" | null;
+  responseCache: CacheMode | null;
 }
 
 /** Run as the user: RLS lets them read their row and update only the settings columns. */

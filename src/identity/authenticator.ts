@@ -5,7 +5,7 @@ import type { Tiers } from "../config";
 import type { Database } from "../db";
 import { ApiError } from "../errors";
 import type { Logger } from "../log";
-import { findStanding, provisionUser, STANDING_COLUMNS, type StandingRow } from "./accounts";
+import { findStanding, provisionUser, STANDING_COLUMNS, type StandingRow, type UserSettings } from "./accounts";
 import { hashApiKey, isWellFormedApiKey, looksLikeApiKey } from "./api-key-format";
 import { InvalidTokenError, type JwtVerifier } from "./jwt";
 
@@ -21,7 +21,7 @@ export interface Principal {
   /** As of the (cached) lookup: cost this calendar month and prepaid balance, for spend caps. */
   spend: { monthUsd: number; balanceUsd: number };
   /** The user's own settings (PATCH /v1/me/settings), as of the (cached) lookup. */
-  settings?: { responseCache: "off" | "exact" | "semantic" | null };
+  settings?: UserSettings;
 }
 
 // One message for unknown, revoked, expired and malformed credentials: nothing to tell them apart.

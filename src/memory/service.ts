@@ -112,6 +112,7 @@ export class MemoryService {
   private recallFailing = false;
   private storeOpen = false;
   private openFailing = false;
+  private readonly forgetListeners: Array<(userId: string) => Promise<void> | void> = [];
 
   constructor(
     private readonly deps: {
@@ -319,6 +320,11 @@ export class MemoryService {
    * Deletes stored memories and, for a conversation or everything, the exchanges still waiting in the outbox (as
    * the user, under RLS), so they do not reappear when the worker gets to them.
    */
+  /** Called after memories of a user are deleted through `forget` (what was derived from them must go too). */
+  onForget(listener: (userId: string) => Promise<void> | void): void {
+    this.forgetListeners.push(listener);
+  }
+
   async forget(userId: string, which: MemoryDeletion): Promise<{ stored: number; pending: number }> {
     let pending = 0;
     if ("all" in which || "conversationId" in which) {
@@ -332,6 +338,8 @@ export class MemoryService {
       );
       pending = rows.length;
     }
-    return { stored: await this.deps.store.forUser(userId).delete(which), pending };
+    const stored = await this.deps.store.forUser(userId).delete(which);
+    for (const listener of this.forgetListeners) await listener(userId);
+    return { stored, pending };
   }
 }

@@ -5,7 +5,7 @@ import { type Database, migrate, openPostgres } from "../../src/db";
 import { createApiKey, createUser } from "../../src/identity";
 import { type FakeAnthropicUpstream, startFakeAnthropicUpstream } from "../fakes/anthropic-upstream";
 import { FAKE_USAGE, type FakeOpenAiUpstream, startFakeOpenAiUpstream } from "../fakes/openai-upstream";
-import { startTestApp, type TestApp, testConfig } from "../helpers/app";
+import { startTestApp, type TestApp, testConfig, usageRowOf } from "../helpers/app";
 import { createTestDatabase } from "../helpers/postgres";
 
 describe("Anthropic both ways, on PostgreSQL 15", () => {
@@ -20,13 +20,7 @@ describe("Anthropic both ways, on PostgreSQL 15", () => {
   let openai: OpenAI;
   let anthropic: Anthropic;
 
-  async function usageRow(requestId: string | null) {
-    await app.services.usage.flush();
-    const [row] = await db.query<Record<string, unknown>>("select * from usage_logs where request_id = $1", [
-      requestId,
-    ]);
-    return row;
-  }
+  const usageRow = async (requestId: string | null) => await usageRowOf(app, db, requestId);
 
   beforeAll(async () => {
     database = await createTestDatabase();

@@ -3,7 +3,7 @@ import OpenAI from "openai";
 import { type Database, migrate, openPostgres } from "../../src/db";
 import { createApiKey, createUser } from "../../src/identity";
 import { type FakeOpenAiUpstream, startFakeOpenAiUpstream } from "../fakes/openai-upstream";
-import { startTestApp, type TestApp, testConfig } from "../helpers/app";
+import { startTestApp, type TestApp, testConfig, usageRowOf } from "../helpers/app";
 import { createTestDatabase } from "../helpers/postgres";
 
 describe("The per-user response cache, with the official openai SDK, on PostgreSQL 15", () => {
@@ -29,13 +29,7 @@ describe("The per-user response cache, with the official openai SDK, on PostgreS
   });
   const upstreamCalls = () => upstream.received.filter((r) => r.path.endsWith("/chat/completions")).length;
 
-  async function usageRow(requestId: string) {
-    await app.services.usage.flush();
-    const [row] = await db.query<Record<string, unknown>>("select * from usage_logs where request_id = $1", [
-      requestId,
-    ]);
-    return row!;
-  }
+  const usageRow = async (requestId: string) => (await usageRowOf(app, db, requestId))!;
 
   beforeAll(async () => {
     database = await createTestDatabase();

@@ -9,11 +9,22 @@ import {
   type FakeOpenAiUpstream,
   startFakeOpenAiUpstream,
 } from "../fakes/openai-upstream";
-import { startTestApp, type TestApp, testConfig } from "../helpers/app";
+import { startTestApp, type TestApp, testConfig, usageRowOf } from "../helpers/app";
 import { createTestDatabase } from "../helpers/postgres";
 
 /** Translated to chat completions: any provider but OpenAI itself (an OpenAI-compatible one here). */
 const CHAT = "groq/llama-3.1-8b-instant";
+
+/** Reads a stream's event types until it ends or the SDK raises; the error, if any. */
+async function eventsUntilFailure(stream: AsyncIterable<{ type: string }>) {
+  const types: string[] = [];
+  try {
+    for await (const event of stream) types.push(event.type);
+    return { types, failure: undefined };
+  } catch (failure) {
+    return { types, failure };
+  }
+}
 
 const WEATHER_TOOL = {
   type: "function" as const,
@@ -103,10 +114,7 @@ describe("OpenAI's Responses API with the official openai SDK, on PostgreSQL 15"
       ]);
       expect(sent).not.toHaveProperty("previous_response_id");
       expect(sent).not.toHaveProperty("instructions");
-      await app.services.usage.flush();
-      const [row] = await db.query<Record<string, unknown>>("select * from usage_logs where request_id = $1", [
-        requestId,
-      ]);
+      const row = await usageRowOf(app, db, requestId);
       expect(row).toMatchObject({
         endpoint: "/v1/responses",
         provider: "openai",
@@ -137,10 +145,7 @@ describe("OpenAI's Responses API with the official openai SDK, on PostgreSQL 15"
         .create({ model: "gpt-4o", input: "timed", stream: true })
         .withResponse();
       for await (const _event of events);
-      await app.services.usage.flush();
-      const [row] = await db.query<Record<string, unknown>>("select * from usage_logs where request_id = $1", [
-        timed.headers.get("x-perpetual-request-id"),
-      ]);
+      const row = await usageRowOf(app, db, timed.headers.get("x-perpetual-request-id"));
       expect(row).toMatchObject({ stream: true, status_code: 200, prompt_tokens: 13, completion_tokens: 5 });
       expect(row!.time_to_first_token_ms).not.toBeNull();
     });
@@ -172,13 +177,7 @@ describe("OpenAI's Responses API with the official openai SDK, on PostgreSQL 15"
         input: "hi there friend",
         stream: true,
       });
-      const types: string[] = [];
-      const failure = await (async () => {
-        for await (const event of stream) types.push(event.type);
-      })().then(
-        () => undefined,
-        (e: unknown) => e,
-      );
+      const { types, failure } = await eventsUntilFailure(stream);
       expect(types).toContain("response.output_text.delta");
       expect(types.at(-1)).toBe("response.failed");
       expect(failure).toBeInstanceOf(OpenAI.APIError);
@@ -229,10 +228,7 @@ describe("OpenAI's Responses API with the official openai SDK, on PostgreSQL 15"
 
     const requestId = raw.headers.get("x-perpetual-request-id")!;
     expect(response.id).toBe(`resp_${requestId.replace(/^req_/, "")}`);
-    await app.services.usage.flush();
-    const [row] = await db.query<Record<string, unknown>>("select * from usage_logs where request_id = $1", [
-      requestId,
-    ]);
+    const row = await usageRowOf(app, db, requestId);
     expect(row).toMatchObject({ endpoint: "/v1/responses", status_code: 200, prompt_tokens: 11, completion_tokens: 7 });
   });
 
@@ -456,13 +452,7 @@ describe("OpenAI's Responses API with the official openai SDK, on PostgreSQL 15"
 
   test("When the provider fails after the stream began, then the stream ends with response.failed and an error the SDK raises", async () => {
     const stream = await client.responses.create({ model: "groq/error-mid-stream", input: "hi", stream: true });
-    const types: string[] = [];
-    const failure = await (async () => {
-      for await (const event of stream) types.push(event.type);
-    })().then(
-      () => undefined,
-      (e: unknown) => e,
-    );
+    const { types, failure } = await eventsUntilFailure(stream);
     expect(types).toContain("response.output_text.delta");
     expect(types.at(-1)).toBe("response.failed");
     expect(failure).toBeInstanceOf(OpenAI.APIError);

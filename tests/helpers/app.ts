@@ -64,3 +64,14 @@ export async function startTestApp(options: {
     },
   };
 }
+
+/** The usage row of a request (by the server's id, x-perpetual-request-id), once the recorder has written it. */
+export async function usageRowOf(
+  app: TestApp,
+  db: Database,
+  requestId: string | null | undefined,
+): Promise<Record<string, unknown> | undefined> {
+  await app.services.usage.flush();
+  const [row] = await db.query<Record<string, unknown>>("select * from usage_logs where request_id = $1", [requestId]);
+  return row;
+}

@@ -27,7 +27,7 @@ describe("ResponseCache", () => {
   test("When the TTL passes (injected clock), then the entry is gone", () => {
     const c = cache();
     const keys = c.keysOf("u1", body("hello"));
-    c.put(keys, { completion: completion("hi"), costUsd: 0.01, provider: "openai" }, "hello");
+    c.put(keys, { completion: completion("hi"), costUsd: 0.01, provider: "openai" });
     now += 59_000;
     expect(c.exact(keys.exact)?.completion.choices[0]?.message.content).toBe("hi");
     now += 2_000;
@@ -50,18 +50,18 @@ describe("ResponseCache", () => {
     const c = cache();
     const mine = c.keysOf("u1", body("hello"));
     const theirs = c.keysOf("u2", body("hello"));
-    c.put(mine, { completion: completion("a"), costUsd: 0, provider: "openai" }, "hello");
-    c.put(theirs, { completion: completion("b"), costUsd: 0, provider: "openai" }, "hello");
+    c.put(mine, { completion: completion("a"), costUsd: 0, provider: "openai" });
+    c.put(theirs, { completion: completion("b"), costUsd: 0, provider: "openai" });
     c.clearUser("u1");
     expect(c.exact(c.keysOf("u1", body("hello")).exact)).toBeUndefined();
-    expect(c.similar(c.keysOf("u1", body("hello")).scope, "hello")).toBeUndefined();
+    expect(c.similar(c.keysOf("u1", body("hello")))).toBeUndefined();
     expect(c.exact(c.keysOf("u2", body("hello")).exact)?.completion.choices[0]?.message.content).toBe("b");
   });
 
   test("When an answer is larger than a sixteenth of the cache, then it is not kept", () => {
     const c = new ResponseCache({ ttlMs: 60_000, maxBytes: 16 * 1024, similarity: 0.95, sameWords: true });
     const keys = c.keysOf("u1", body("essay"));
-    c.put(keys, { completion: completion("x".repeat(2_000)), costUsd: 0, provider: "openai" }, "essay");
+    c.put(keys, { completion: completion("x".repeat(2_000)), costUsd: 0, provider: "openai" });
     expect(c.exact(keys.exact)).toBeUndefined();
   });
 

@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { ApiError, invalidRequest, notFound, serviceUnavailable } from "../../errors";
-import type { Authenticator, UserChanges } from "../../identity";
+import type { Authenticator } from "../../identity";
 import { InvalidCursorError, type Memory, type MemoryService, REMEMBERED_CHARS } from "../../memory";
 import { parseBody, uuidParam } from "../../validation";
 import { ApiRouter, json } from "../api-router";
@@ -156,15 +156,7 @@ async function fromStore<T>(work: Promise<T>): Promise<T> {
 }
 
 /** The caller's own memories: list, search, delete. The store reaches only the caller's points (tenant filter). */
-export function memoryRoutes({
-  authenticator,
-  memory,
-  userChanges,
-}: {
-  authenticator: Authenticator;
-  memory: MemoryService;
-  userChanges: UserChanges;
-}) {
+export function memoryRoutes({ authenticator, memory }: { authenticator: Authenticator; memory: MemoryService }) {
   const api = new ApiRouter("Memory");
   api.use(requireUser(authenticator), ["/memories"]);
 
@@ -265,11 +257,8 @@ export function memoryRoutes({
     },
     async (req, res) => {
       const id = uuidParam(req.params.id, "memory");
-      const userId = principalOf(res).userId;
-      const { stored } = await fromStore(memory.forget(userId, { ids: [id] }));
+      const { stored } = await fromStore(memory.forget(principalOf(res).userId, { ids: [id] }));
       if (stored === 0) throw notFound(`No memory found with id '${id}'.`, "memory_not_found");
-      // Cached answers may hold what was just forgotten: every replica drops the user's response cache.
-      await userChanges.announce(userId);
       res.json({ id, object: "memory", deleted: true });
     },
   );
@@ -287,9 +276,7 @@ export function memoryRoutes({
     async (req, res) => {
       const q = parseBody(deleteQuery, req.query);
       const which = q.conversation_id === undefined ? { all: true as const } : { conversationId: q.conversation_id };
-      const userId = principalOf(res).userId;
-      const { stored, pending } = await fromStore(memory.forget(userId, which));
-      await userChanges.announce(userId);
+      const { stored, pending } = await fromStore(memory.forget(principalOf(res).userId, which));
       res.json({ object: "memory.deleted", deleted: stored, pending_deleted: pending });
     },
   );

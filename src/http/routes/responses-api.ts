@@ -1,3 +1,4 @@
+import type { Response } from "express";
 import { z } from "zod";
 import type { ChatPipeline } from "../../chat/pipeline";
 import { ResponseStore } from "../../chat/response-store";
@@ -11,14 +12,14 @@ import {
   toChatRequest,
   toResponse,
 } from "../../chat/responses";
-import { passThroughAdapter, RAW, type WithRaw } from "../../chat/responses-passthrough";
+import { asOurs, passThroughAdapter, RAW, type WithRaw } from "../../chat/responses-passthrough";
 import type { Targets } from "../../chat/targets";
 import type { Database } from "../../db";
 import { invalidRequest, notFound } from "../../errors";
 import type { Authenticator } from "../../identity";
 import type { Logger } from "../../log";
 import type { MemoryService } from "../../memory";
-import type { ResponsesPayload } from "../../providers/openai/responses";
+import type { ChatChunk } from "../../providers";
 import { parseBody } from "../../validation";
 import { ApiRouter, json } from "../api-router";
 import { principalOf, requireUser } from "../authentication";
@@ -122,22 +123,6 @@ export function responsesRoutes({ authenticator, targets, chat, memory, logger, 
         createdAt: Math.floor(Date.now() / 1000),
         request,
       };
-      /** OpenAI's response (or event) as the client sees it: Perpetual's id, chain and storage, the request's echoes. */
-      const ours = (payload: ResponsesPayload): Record<string, unknown> => {
-        const rewrite = (r: ResponsesPayload) => ({
-          ...r,
-          id: context.id,
-          previous_response_id: request.previous_response_id ?? null,
-          store: request.store !== false,
-          instructions: request.instructions ?? null,
-          metadata: request.metadata ?? {},
-        });
-        return payload.type === undefined
-          ? rewrite(payload)
-          : payload.response
-            ? { ...payload, response: rewrite(payload.response as ResponsesPayload) }
-            : payload;
-      };
       // What a follow-up continues: the earlier conversation, this input, then (once known) this output.
       const conversation = [...history, ...inputMessages(request.input)];
       const keep = async (response: Record<string, unknown>) => {
@@ -154,58 +139,16 @@ export function responsesRoutes({ authenticator, targets, chat, memory, logger, 
       };
       const input = chatInputFrom(req, res, { chat, memory }, { principal, body, endpoint: "/v1/responses" });
       if (passThrough) input.adapter = passThroughAdapter(request);
-      const { signal } = input;
       const result = await chat.run(input);
       res.set(result.headers);
       if (!result.stream) {
         const raw = (result.completion as WithRaw<typeof result.completion>)[RAW];
-        const response = raw ? ours(raw) : toResponse(context, result.completion);
+        const response = raw ? asOurs(context, raw) : toResponse(context, result.completion);
         await keep(response);
         res.json(response);
         return;
       }
-      const sse = new SseWriter(res);
-      sse.open();
-      const events = new ChatToResponseEvents(context);
-      const send = async (list: Array<{ type: string }>) => {
-        for (const event of list) await sse.event(event.type, event);
-      };
-      // Translated chunks get Perpetual's own events; passed-through ones carry OpenAI's (a cache hit replays chunks
-      // without them, so the translation also serves a passed-through request answered from the cache).
-      let translating = false;
-      let passedThrough = false;
-      const translate = async (chunk: Parameters<ChatToResponseEvents["translate"]>[0]) => {
-        if (!translating) await send(events.start());
-        translating = true;
-        await send(events.translate(chunk));
-      };
-      try {
-        for await (const chunk of result.chunks) {
-          if (sse.closed) break;
-          const raw = (chunk as WithRaw<typeof chunk>)[RAW];
-          if (!raw) {
-            await translate(chunk);
-            continue;
-          }
-          passedThrough = true;
-          const event = ours(raw);
-          const final = event.type === "response.completed" || event.type === "response.incomplete";
-          if (final && !sse.closed) await keep(event.response as Record<string, unknown>);
-          await send([event as { type: string }]);
-        }
-        if (!passedThrough) {
-          if (!translating) await send(events.start());
-          const finished = events.finish();
-          if (!sse.closed) await keep(finished.response);
-          await send(finished.events);
-        }
-      } catch (error) {
-        if (!signal.aborted) {
-          const { code, message, param } = toApiError(error, logger);
-          await send(events.fail({ code, message, param }));
-        }
-      }
-      sse.end();
+      await relayEvents(res, result.chunks, context, keep, input.signal, logger);
     },
   );
 
@@ -252,6 +195,61 @@ export function responsesRoutes({ authenticator, targets, chat, memory, logger, 
   );
 
   return api;
+}
+
+/**
+ * A response's stream as typed events: translated chunks get Perpetual's own events, passed-through ones carry
+ * OpenAI's (a cache hit replays chunks without them, so the translation also serves a passed-through request
+ * answered from the cache). The response is stored (`keep`) before its last event.
+ */
+async function relayEvents(
+  res: Response,
+  chunks: AsyncIterable<ChatChunk>,
+  context: ResponseContext,
+  keep: (response: Record<string, unknown>) => Promise<void>,
+  signal: AbortSignal,
+  logger: Logger,
+): Promise<void> {
+  const sse = new SseWriter(res);
+  sse.open();
+  const events = new ChatToResponseEvents(context);
+  const send = async (list: Array<{ type: string }>) => {
+    for (const event of list) await sse.event(event.type, event);
+  };
+  let translating = false;
+  let passedThrough = false;
+  const startTranslation = async () => {
+    if (!translating) await send(events.start());
+    translating = true;
+  };
+  try {
+    for await (const chunk of chunks) {
+      if (sse.closed) break;
+      const raw = (chunk as WithRaw<typeof chunk>)[RAW];
+      if (!raw) {
+        await startTranslation();
+        await send(events.translate(chunk));
+        continue;
+      }
+      passedThrough = true;
+      const event = asOurs(context, raw);
+      const final = event.type === "response.completed" || event.type === "response.incomplete";
+      if (final && !sse.closed) await keep(event.response as Record<string, unknown>);
+      await send([event as { type: string }]);
+    }
+    if (!passedThrough) {
+      await startTranslation();
+      const finished = events.finish();
+      if (!sse.closed) await keep(finished.response);
+      await send(finished.events);
+    }
+  } catch (error) {
+    if (!signal.aborted) {
+      const { code, message, param } = toApiError(error, logger);
+      await send(events.fail({ code, message, param }));
+    }
+  }
+  sse.end();
 }
 
 /** Whether the model's provider is OpenAI itself (the one that serves /responses); false for an unknown model. */
