@@ -1,3 +1,4 @@
+import { Accounts, UserData } from "./app";
 import { type Billing, createBilling } from "./billing";
 import { ResponseCache } from "./cache/response-cache";
 import { ChatPipeline } from "./chat/pipeline";
@@ -35,6 +36,10 @@ export interface Services {
   userChanges: UserChanges;
   /** Polar: checkout/portal, webhooks, the usage-event outbox (outbox.start()/stop()); parts absent when off. */
   billing: Billing;
+  /** The account flows (users, API keys, settings, balance) that routes and the CLI call. */
+  accounts: Accounts;
+  /** Provider keys and erasure. */
+  userData: UserData;
 }
 
 export function createServices(config: Config, db: Database, logger: Logger): Services {
@@ -105,7 +110,11 @@ export function createServices(config: Config, db: Database, logger: Logger): Se
     (userId) => userChanges.announce(userId),
     (events) => metrics.billingEventsSent.inc(events),
   );
+  const accounts = new Accounts({ db, tiers: config.tiers, userChanges, logger });
+  const userData = new UserData({ db, userChanges, providerKeys, memory, logger });
   return {
+    accounts,
+    userData,
     vault,
     authenticator,
     providerKeys,

@@ -29,7 +29,10 @@ export async function start(config: Config, telemetry: Telemetry | undefined): P
     tracing: telemetry ? config.telemetry.endpoint : "off",
   });
   // The embedded database is this process's: the CLI runs its commands in here while the server runs.
-  const stopCli = db.kind === "pglite" ? await serveCli(config.dataDir, db, runCli, logger) : async () => {};
+  const stopCli =
+    db.kind === "pglite"
+      ? await serveCli(config.dataDir, { db, userChanges: services.userChanges }, runCli, logger)
+      : async () => {};
   if (db.kind === "pglite") await showFirstSteps(db, logger);
 
   onShutdownSignal(logger, async () => {

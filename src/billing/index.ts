@@ -8,7 +8,13 @@ import { PolarWebhooks } from "./webhooks";
 export { BillingOutbox } from "./outbox";
 export { MissingEmailError, PolarGateway, RECOMMENDED_METERS, type UsageEvent } from "./polar";
 export { assertWithinSpend } from "./spend";
-export { PolarWebhooks, WebhookMalformedError, type WebhookOutcome, WebhookRejectedError } from "./webhooks";
+export {
+  PolarWebhooks,
+  type VerifiedWebhook,
+  WebhookMalformedError,
+  type WebhookOutcome,
+  WebhookRejectedError,
+} from "./webhooks";
 
 /** Polar billing: each part exists only when configured (API key: checkout, portal, usage events; secret: webhooks). */
 export interface Billing {

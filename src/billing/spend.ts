@@ -1,9 +1,8 @@
 import type { Tiers } from "../config";
-import { ApiError } from "../errors";
+import { PaymentRequiredError } from "../errors";
 import type { Principal } from "../identity";
 
-const insufficientQuota = (message: string) =>
-  new ApiError(402, message, "insufficient_quota", "insufficient_quota", null, { "x-should-retry": "false" });
+const insufficientQuota = (message: string) => new PaymentRequiredError(message);
 
 /**
  * Refuses a request when the caller's tier has a monthly spend cap that is reached, or is prepaid and the balance

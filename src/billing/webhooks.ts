@@ -11,6 +11,13 @@ export class WebhookRejectedError extends Error {}
 /** A signed delivery of an event we act on whose body does not parse (answered 400, so Polar retries and shows it). */
 export class WebhookMalformedError extends Error {}
 
+/** A delivery whose signature checked out: its id, type and (for the types we use) the parsed event. */
+export interface VerifiedWebhook {
+  webhookId: string;
+  type: string;
+  parsed?: ParsedEvent;
+}
+
 const HANDLED = new Set([
   "subscription.created",
   "subscription.active",
@@ -56,9 +63,14 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 export class PolarWebhooks {
   constructor(private readonly options: PolarWebhooksOptions) {}
 
-  async receive(body: Buffer, headers: Record<string, string>): Promise<WebhookOutcome> {
-    const event = this.verify(body, headers);
-    const webhookId = headers["webhook-id"]!;
+  /** Checks the Standard Webhooks signature over the raw bytes; throws WebhookRejectedError when it fails. */
+  verify(body: Buffer, headers: Record<string, string>): VerifiedWebhook {
+    return { webhookId: headers["webhook-id"]!, ...this.verifiedEvent(body, headers) };
+  }
+
+  /** Applies a verified delivery once per webhook-id. */
+  async apply(event: VerifiedWebhook): Promise<WebhookOutcome> {
+    const { webhookId } = event;
     const { db, logger } = this.options;
     const result = await db.transaction(async (tx) => {
       const first = await tx.query(
@@ -67,7 +79,7 @@ export class PolarWebhooks {
         [webhookId, event.type],
       );
       if (first.length === 0) return { outcome: "duplicate" as const };
-      const userId = event.parsed ? await this.apply(tx, event.parsed) : undefined;
+      const userId = event.parsed ? await this.applyEvent(tx, event.parsed) : undefined;
       if (userId) {
         await tx.query("update billing_webhook_events set outcome = 'applied' where webhook_id = $1", [webhookId]);
       }
@@ -78,7 +90,7 @@ export class PolarWebhooks {
     return result.outcome;
   }
 
-  private verify(body: Buffer, headers: Record<string, string>): { type: string; parsed?: ParsedEvent } {
+  private verifiedEvent(body: Buffer, headers: Record<string, string>): { type: string; parsed?: ParsedEvent } {
     try {
       const parsed = validateEvent(body, headers, this.options.secret) as ParsedEvent;
       return { type: parsed.type, parsed: HANDLED.has(parsed.type) ? parsed : undefined };
@@ -92,7 +104,7 @@ export class PolarWebhooks {
   }
 
   /** Returns the user whose subscriptions changed, or undefined when the event is not about one of our users. */
-  private async apply(tx: SqlExecutor, event: ParsedEvent): Promise<string | undefined> {
+  private async applyEvent(tx: SqlExecutor, event: ParsedEvent): Promise<string | undefined> {
     const userId = event.data.customer?.externalId ?? event.data.externalId ?? null;
     if (!userId || !UUID.test(userId)) {
       this.options.logger.warn("polar webhook for a customer without our user id", { type: event.type });

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { LRUCache } from "lru-cache";
-import { invalidRequest } from "../errors";
+import { InvalidRequestError } from "../errors";
 import { isStopWord, terms } from "../memory/text";
 import type { ChatCompletion } from "../providers";
 
@@ -218,10 +218,16 @@ export function cacheControls(header: (name: string) => string | undefined, defa
   const mode = header(CACHE_HEADER)?.trim().toLowerCase() || defaultMode;
   const force = header(FORCE_HEADER)?.trim().toLowerCase() || "false";
   if (mode !== "off" && mode !== "exact" && mode !== "semantic") {
-    throw invalidRequest(`${CACHE_HEADER} must be off, exact or semantic.`, "invalid_header", CACHE_HEADER);
+    throw new InvalidRequestError(`${CACHE_HEADER} must be off, exact or semantic.`, {
+      code: "invalid_header",
+      param: CACHE_HEADER,
+    });
   }
   if (force !== "true" && force !== "false") {
-    throw invalidRequest(`${FORCE_HEADER} must be true or false.`, "invalid_header", FORCE_HEADER);
+    throw new InvalidRequestError(`${FORCE_HEADER} must be true or false.`, {
+      code: "invalid_header",
+      param: FORCE_HEADER,
+    });
   }
   return { mode, force: force === "true" };
 }

@@ -7,7 +7,7 @@ import {
   type ResponseCache,
 } from "../cache/response-cache";
 import type { Config } from "../config";
-import { ApiError, invalidRequest } from "../errors";
+import { ApiError, InvalidRequestError } from "../errors";
 import { callerText, type Guard, type GuardRule } from "../guard";
 import type { Principal } from "../identity";
 import type { RateLimiter, Reservation } from "../limits";
@@ -221,10 +221,9 @@ export class ChatPipeline {
       route = this.deps.targets.route(request.model);
       adapter = adapterFor(route.provider);
       if (!adapter.completeText || !adapter.streamText) {
-        throw invalidRequest(
+        throw new InvalidRequestError(
           `The provider ${route.provider.name} does not offer text completions; use /v1/chat/completions.`,
-          "unsupported_endpoint",
-          "model",
+          { code: "unsupported_endpoint", param: "model" },
         );
       }
       assertWithinSpend(input.principal, this.deps.config.tiers);
@@ -289,11 +288,10 @@ export class ChatPipeline {
       body = parseEmbeddingRequest(input.body);
       route = this.deps.targets.route(body.model);
       if (!adapterFor(route.provider).embed) {
-        throw invalidRequest(
-          `The provider ${route.provider.name} does not offer embeddings.`,
-          "unsupported_endpoint",
-          "model",
-        );
+        throw new InvalidRequestError(`The provider ${route.provider.name} does not offer embeddings.`, {
+          code: "unsupported_endpoint",
+          param: "model",
+        });
       }
       assertWithinSpend(input.principal, this.deps.config.tiers);
       reservation = await this.deps.limiter.reserve(input.principal, Math.ceil(JSON.stringify(body.input).length / 4));
@@ -414,11 +412,9 @@ export class ChatPipeline {
     if (flags.length === 0) return { flags, headers: {} };
     for (const rule of flags) metrics.guardFlags.inc({ rule, action: mode });
     if (mode === "block") {
-      const refusal = new ApiError(
-        400,
+      const refusal = new InvalidRequestError(
         `This request was refused by the content policy (${flags.join(", ")}). If this is a mistake, contact your administrator.`,
-        "invalid_request_error",
-        "content_policy_violation",
+        { code: "content_policy_violation" },
       );
       return { flags, headers: {}, refusal };
     }

@@ -1,6 +1,6 @@
 import { z } from "zod";
 import type { ChatRequest } from "../providers";
-import { parseBody } from "../validation";
+import { parseInput } from "../validation";
 
 const contentPart = z.looseObject({ type: z.string() });
 const message = z.looseObject({
@@ -46,7 +46,7 @@ export interface ParsedChatRequest {
 }
 
 export function parseChatRequest(raw: unknown): ParsedChatRequest {
-  const { mock_response: mockResponse, ...body } = parseBody(chatRequestSchema, raw);
+  const { mock_response: mockResponse, ...body } = parseInput(chatRequestSchema, raw);
   return {
     body: body as unknown as ChatRequest,
     model: body.model,
@@ -69,7 +69,7 @@ export const embeddingRequestSchema = z
   .meta({ id: "EmbeddingRequest" });
 
 export function parseEmbeddingRequest(raw: unknown) {
-  return parseBody(embeddingRequestSchema, raw);
+  return parseInput(embeddingRequestSchema, raw);
 }
 
 export const textCompletionRequestSchema = z
@@ -94,7 +94,7 @@ export const textCompletionRequestSchema = z
 
 /** A legacy text completion request, in the shape the pipeline records usage with (the prompt as one user turn). */
 export function parseTextCompletionRequest(raw: unknown): ParsedChatRequest {
-  const body = parseBody(textCompletionRequestSchema, raw);
+  const body = parseInput(textCompletionRequestSchema, raw);
   const prompt =
     typeof body.prompt === "string"
       ? body.prompt

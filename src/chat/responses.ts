@@ -1,4 +1,4 @@
-import { invalidRequest } from "../errors";
+import { InvalidRequestError } from "../errors";
 import type { ChatChunk, ChatCompletion, ChatUsage } from "../providers";
 
 /**
@@ -87,7 +87,7 @@ export function toChatRequest(
     // Passed through, OpenAI takes max_tool_calls itself; the others conflict with Perpetual's own storage.
     if (passThrough && field === "max_tool_calls") continue;
     if (request[field] !== undefined && request[field] !== null && request[field] !== false) {
-      throw invalidRequest(message, "unsupported_parameter", field);
+      throw new InvalidRequestError(message, { code: "unsupported_parameter", param: field });
     }
   }
   const messages: ChatMessage[] = [];
@@ -112,7 +112,10 @@ export function toChatRequest(
   }
   for (const field of Object.keys(request)) {
     if (!HANDLED.has(field) && !(field in UNSUPPORTED)) {
-      throw invalidRequest(`Unrecognized request argument supplied: ${field}`, "unknown_parameter", field);
+      throw new InvalidRequestError(`Unrecognized request argument supplied: ${field}`, {
+        code: "unknown_parameter",
+        param: field,
+      });
     }
   }
   const body: Record<string, unknown> = { model: request.model, messages, stream: request.stream === true };
@@ -161,11 +164,10 @@ export function inputMessages(input: ResponsesRequest["input"]): ChatMessage[] {
     } else if (type === "reasoning") {
       // Reasoning items from an earlier response: chat completions cannot take them back (dropped, documented).
     } else {
-      throw invalidRequest(
-        `Input items of type '${type}' are not supported.`,
-        "unsupported_input_item",
-        `${param}.type`,
-      );
+      throw new InvalidRequestError(`Input items of type '${type}' are not supported.`, {
+        code: "unsupported_input_item",
+        param: `${param}.type`,
+      });
     }
   });
   return messages;
@@ -174,12 +176,15 @@ export function inputMessages(input: ResponsesRequest["input"]): ChatMessage[] {
 function chatMessage(item: ResponseInputItem, param: string): ChatMessage {
   const role = item.role;
   if (role !== "user" && role !== "assistant" && role !== "system" && role !== "developer") {
-    throw invalidRequest(`Invalid role '${String(role)}'.`, "invalid_value", `${param}.role`);
+    throw new InvalidRequestError(`Invalid role '${String(role)}'.`, { code: "invalid_value", param: `${param}.role` });
   }
   const content = item.content;
   if (typeof content === "string") return { role, content };
   if (!Array.isArray(content))
-    throw invalidRequest("content must be a string or an array.", "invalid_value", `${param}.content`);
+    throw new InvalidRequestError("content must be a string or an array.", {
+      code: "invalid_value",
+      param: `${param}.content`,
+    });
   // Assistant turns (earlier output) are text in chat completions; user turns keep images.
   if (role !== "user") return { role, content: textOf(content, `${param}.content`) };
   return {
@@ -189,49 +194,46 @@ function chatMessage(item: ResponseInputItem, param: string): ChatMessage {
       if (part.type === "input_text") return { type: "text", text: String(part.text ?? "") };
       if (part.type === "input_image") {
         if (typeof part.image_url !== "string") {
-          throw invalidRequest(
-            "Only input_image with an image_url is supported (not file_id).",
-            "unsupported_parameter",
-            at,
-          );
+          throw new InvalidRequestError("Only input_image with an image_url is supported (not file_id).", {
+            code: "unsupported_parameter",
+            param: at,
+          });
         }
         return {
           type: "image_url",
           image_url: { url: part.image_url, ...(part.detail ? { detail: part.detail } : {}) },
         };
       }
-      throw invalidRequest(
-        `Content parts of type '${String(part.type)}' are not supported.`,
-        "unsupported_content",
-        `${at}.type`,
-      );
+      throw new InvalidRequestError(`Content parts of type '${String(part.type)}' are not supported.`, {
+        code: "unsupported_content",
+        param: `${at}.type`,
+      });
     }),
   };
 }
 
 /** The text of content parts (input_text, output_text, refusal), joined. */
 function textOf(content: unknown, param: string): string {
-  if (!Array.isArray(content)) throw invalidRequest("content must be a string or an array.", "invalid_value", param);
+  if (!Array.isArray(content))
+    throw new InvalidRequestError("content must be a string or an array.", { code: "invalid_value", param: param });
   return content
     .map((part: Record<string, unknown>, j: number) => {
       if (part.type === "input_text" || part.type === "output_text") return String(part.text ?? "");
       if (part.type === "refusal") return String(part.refusal ?? "");
-      throw invalidRequest(
-        `Content parts of type '${String(part.type)}' are not supported here.`,
-        "unsupported_content",
-        `${param}[${j}].type`,
-      );
+      throw new InvalidRequestError(`Content parts of type '${String(part.type)}' are not supported here.`, {
+        code: "unsupported_content",
+        param: `${param}[${j}].type`,
+      });
     })
     .join("");
 }
 
 function chatTool(tool: Record<string, unknown>, i: number): Record<string, unknown> {
   if (tool.type !== "function") {
-    throw invalidRequest(
-      `Tools of type '${String(tool.type)}' are not supported; only function tools are.`,
-      "unsupported_tool",
-      `tools[${i}].type`,
-    );
+    throw new InvalidRequestError(`Tools of type '${String(tool.type)}' are not supported; only function tools are.`, {
+      code: "unsupported_tool",
+      param: `tools[${i}].type`,
+    });
   }
   const { name, description, parameters, strict } = tool;
   return {
@@ -249,11 +251,10 @@ function chatToolChoice(choice: unknown): unknown {
   if (choice === "auto" || choice === "none" || choice === "required") return choice;
   const c = choice as { type?: string; name?: string } | null;
   if (c?.type === "function" && typeof c.name === "string") return { type: "function", function: { name: c.name } };
-  throw invalidRequest(
-    "tool_choice must be auto, none, required or a function.",
-    "unsupported_parameter",
-    "tool_choice",
-  );
+  throw new InvalidRequestError("tool_choice must be auto, none, required or a function.", {
+    code: "unsupported_parameter",
+    param: "tool_choice",
+  });
 }
 
 function chatResponseFormat(format: Record<string, unknown>): unknown {
@@ -266,11 +267,10 @@ function chatResponseFormat(format: Record<string, unknown>): unknown {
       json_schema: { name, schema, ...(strict != null && { strict }), ...(description != null && { description }) },
     };
   }
-  throw invalidRequest(
-    `text.format of type '${String(format.type)}' is not supported.`,
-    "invalid_value",
-    "text.format.type",
-  );
+  throw new InvalidRequestError(`text.format of type '${String(format.type)}' is not supported.`, {
+    code: "invalid_value",
+    param: "text.format.type",
+  });
 }
 
 /** What every Response object echoes of its request. */

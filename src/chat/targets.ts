@@ -1,5 +1,5 @@
 import type { ModelPricing, ProviderSettings } from "../config";
-import { notFound, serviceUnavailable } from "../errors";
+import { NotFoundError, ServiceUnavailableError } from "../errors";
 import type { Principal } from "../identity";
 import type { VllmPool } from "../local/pool";
 import type { ProviderKeys } from "../provider-keys";
@@ -70,10 +70,9 @@ export class LocalTargets implements Targets {
     const served = this.pool.models();
     if (served.includes(model) || (served.length === 0 && model === this.defaultModel))
       return { provider: VLLM, model };
-    throw notFound(
+    throw new NotFoundError(
       `The model '${model}' is not served here. Available: ${served.join(", ") || "none right now"}.`,
-      "model_not_found",
-      "model",
+      { code: "model_not_found", param: "model" },
     );
   }
 
@@ -105,7 +104,10 @@ export class LocalTargets implements Targets {
         lastError = error;
       }
     }
-    throw lastError ?? serviceUnavailable("No local model server is available right now.", "no_backend_available");
+    throw (
+      lastError ??
+      new ServiceUnavailableError("No local model server is available right now.", { code: "no_backend_available" })
+    );
   }
 
   async models() {

@@ -1,21 +1,21 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { Redis } from "ioredis";
+import { Accounts, type Actor } from "../app";
 import { type BackupTarget, createBackup, QdrantSnapshots, restoreBackup } from "../backup";
 import { PolarGateway } from "../billing";
 import { type Config, loadConfig } from "../config";
 import { type Database, migrate, openDatabase } from "../db";
 import {
-  createApiKey,
-  createUser,
   findUser,
   findUserByEmail,
   listApiKeys,
   listUsers,
   provisionUser,
-  revokeApiKey,
   supabaseAuth,
   type User,
+  UserChanges,
 } from "../identity";
 import { createLogger } from "../log";
 import { collectionName, createEmbedder, createMemoryStore, reindexMemories } from "../memory";
@@ -31,17 +31,23 @@ export interface Output {
 
 type Command = (args: string[], io: Output) => Promise<number>;
 
-/** Set while a command runs inside the server (through its CLI socket): the server's own, open database. */
-export const serverDatabase = new AsyncLocalStorage<Database>();
+/** What a command run inside the server (through its CLI socket) uses: the server's open database and its caches. */
+export interface ServerContext {
+  db: Database;
+  userChanges: UserChanges;
+}
+
+/** Set while a command runs inside the server. */
+export const serverContext = new AsyncLocalStorage<ServerContext>();
 
 async function withDatabase<T>(
   fn: (db: Database, config: Config) => Promise<T>,
   { migrateEmbedded = true } = {},
 ): Promise<T> {
   const config = loadConfig(process.env);
-  const shared = serverDatabase.getStore();
+  const shared = serverContext.getStore();
   // The server migrated it at start and keeps it open.
-  if (shared) return fn(shared, config);
+  if (shared) return fn(shared.db, config);
   const db = await openDatabase(config);
   try {
     // The embedded database is migrated by whoever opens it first, CLI or server, as it has no separate deploy step.
@@ -50,6 +56,25 @@ async function withDatabase<T>(
   } finally {
     await db.close();
   }
+}
+
+/**
+ * The account use cases, as the API runs them. Inside the server, changes reach its caches at once; otherwise
+ * they are published on Redis when REDIS_URL is set (every server forgets the user), else servers see them within
+ * AUTH_CACHE_TTL_SECONDS.
+ */
+async function withAccounts<T>(fn: (accounts: Accounts, db: Database, config: Config) => Promise<T>): Promise<T> {
+  return withDatabase(async (db, config) => {
+    const logger = createLogger({ level: "warn", format: "pretty" });
+    const shared = serverContext.getStore();
+    const redis = shared || !config.redis.url ? undefined : new Redis(config.redis.url, { lazyConnect: true });
+    const userChanges = shared?.userChanges ?? new UserChanges(redis, logger, { subscribe: false });
+    try {
+      return await fn(new Accounts({ db, tiers: config.tiers, userChanges, logger }), db, config);
+    } finally {
+      redis?.disconnect();
+    }
+  });
 }
 
 function options<T extends Record<string, { type: "string" | "boolean" }>>(args: string[], spec: T) {
@@ -103,10 +128,13 @@ function configuredVault(config: Config) {
   return openVault({ ...config.vault, embedded: !config.database.url, dataDir: config.dataDir }, logger);
 }
 
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const CLI: Actor = { operator: "cli" };
+
 async function userByIdOrEmail(db: Database, idOrEmail: string): Promise<User> {
-  const user = idOrEmail.includes("@")
-    ? await findUserByEmail(db, idOrEmail)
-    : await findUser(db, idOrEmail).catch(() => undefined);
+  let user: User | undefined;
+  if (idOrEmail.includes("@")) user = await findUserByEmail(db, idOrEmail);
+  else if (UUID.test(idOrEmail)) user = await findUser(db, idOrEmail);
   if (!user) throw new UsageError(`no user "${idOrEmail}"`);
   return user;
 }
@@ -133,14 +161,9 @@ export const commands: Record<string, Command> = {
   async "users create"(args, io) {
     const { values } = options(args, { email: { type: "string" }, tier: { type: "string" } });
     const email = required(values.email, "--email");
-    return withDatabase(async (db, config) => {
+    return withAccounts(async (accounts, _db, config) => {
       assertTier(config, values.tier);
-      const existing = await findUserByEmail(db, email);
-      if (existing) throw new UsageError(`a user with email ${email} already exists (${existing.id})`);
-      const { user, key } = await db.transaction(async (tx) => {
-        const user = await createUser(tx, email, values.tier ?? config.tiers.defaultTier);
-        return { user, key: await createApiKey(tx, user.id, { name: "default" }) };
-      });
+      const { user, key } = await accounts.createUserWithFirstKey(CLI, email, values.tier);
       io.out(`Created user ${user.id} (${user.email}, tier ${user.tier}).`);
       io.out(`API key (shown only once, store it now): ${key.key}`);
       return 0;
@@ -190,10 +213,10 @@ export const commands: Record<string, Command> = {
       "rate-limit-per-day": { type: "string" },
     });
     const who = required(values.user, "--user");
-    return withDatabase(async (db, config) => {
+    return withAccounts(async (accounts, db, config) => {
       assertTier(config, values.tier);
       const user = await userByIdOrEmail(db, who);
-      const key = await createApiKey(db, user.id, {
+      const key = await accounts.createApiKey(CLI, user.id, {
         name: values.name,
         tier: values.tier ?? null,
         rateLimitPerMinute: positiveInteger(values["rate-limit-per-minute"], "--rate-limit-per-minute") ?? null,
@@ -224,10 +247,10 @@ export const commands: Record<string, Command> = {
   async "keys revoke"(args, io) {
     const { positionals } = options(args, {});
     const keyId = required(positionals[0], "the key id");
-    return withDatabase(async (db) => {
-      const revoked = await revokeApiKey(db, keyId).catch(() => undefined);
-      if (!revoked) throw new UsageError(`no API key with id ${keyId}`);
-      io.out(`Revoked API key ${keyId}. Running servers stop accepting it within AUTH_CACHE_TTL_SECONDS.`);
+    if (!UUID.test(keyId)) throw new UsageError(`no API key with id ${keyId}`);
+    return withAccounts(async (accounts) => {
+      await accounts.revokeApiKey(CLI, keyId);
+      io.out(`Revoked API key ${keyId}.`);
       return 0;
     });
   },
@@ -298,7 +321,7 @@ export const commands: Record<string, Command> = {
   async "memory reindex"(args, io) {
     const { values } = options(args, { from: { type: "string" } });
     return withDatabase(async (db, config) => {
-      if (serverDatabase.getStore() && !config.qdrant.url) {
+      if (serverContext.getStore() && !config.qdrant.url) {
         throw new UsageError("the embedded memory store belongs to the running server: stop it, then reindex");
       }
       const embedder = createEmbedder(config);
@@ -353,15 +376,10 @@ export const commands: Record<string, Command> = {
     if (!Number.isFinite(usd) || usd === 0 || Math.abs(usd) > 1e7) {
       throw new UsageError("--usd must be a non-zero amount in dollars, e.g. 25 or -5");
     }
-    return withDatabase(async (db) => {
+    return withAccounts(async (accounts, db) => {
       const user = await userByIdOrEmail(db, required(values.user, "--user"));
-      const [row] = await db.query<{ balance: number }>(
-        "update users set current_balance_usd = current_balance_usd + $2, updated_at = now() where id = $1 returning current_balance_usd::float8 as balance",
-        [user.id, usd],
-      );
-      io.out(
-        `Balance of ${user.email ?? user.id}: $${row!.balance.toFixed(2)}. Servers see it within AUTH_CACHE_TTL_SECONDS.`,
-      );
+      const balance = await accounts.creditBalance(CLI, user.id, usd);
+      io.out(`Balance of ${user.email ?? user.id}: $${balance.toFixed(2)}.`);
       return 0;
     });
   },

@@ -1,7 +1,7 @@
 import { ConfigError, loadConfig } from "../config";
-import type { Database } from "../db";
+import { ApiError } from "../errors";
 import { redactText } from "../log";
-import { commands, type Output, serverDatabase, UsageError } from "./commands";
+import { commands, type Output, type ServerContext, serverContext, UsageError } from "./commands";
 import { runInServer } from "./server-socket";
 
 const USAGE = `Usage: npm run cli -- <command> [options]
@@ -50,13 +50,13 @@ function embeddedDataDir(): string | undefined {
 }
 
 /**
- * Runs one CLI command. `database`: the server's own (a command sent through its CLI socket). Otherwise, in
+ * Runs one CLI command. `server`: the server's database and caches (a command sent through its CLI socket). Otherwise, in
  * embedded mode, a server listening on DATA_DIR's socket runs the command, else the CLI opens the database.
  */
 export async function runCli(
   argv: string[],
   io: Output = { out: console.log, err: console.error },
-  database?: Database,
+  server?: ServerContext,
 ): Promise<number> {
   const words = argv.filter((a) => !a.startsWith("-"));
   if (argv.length === 0 || argv.includes("--help") || argv.includes("-h") || words[0] === "help") {
@@ -70,7 +70,7 @@ export async function runCli(
     io.err(`Unknown command "${words.slice(0, 2).join(" ")}".\n\n${USAGE}`);
     return 2;
   }
-  if (!database) {
+  if (!server) {
     const dataDir = embeddedDataDir();
     const code = dataDir === undefined ? undefined : await runInServer(dataDir, argv, io);
     if (code !== undefined) return code;
@@ -78,10 +78,11 @@ export async function runCli(
   const rest = [...argv];
   for (const word of name.split(" ")) rest.splice(rest.indexOf(word), 1);
   try {
-    if (database) return await serverDatabase.run(database, () => command(rest, io));
+    if (server) return await serverContext.run(server, () => command(rest, io));
     return await command(rest, io);
   } catch (error) {
-    if (error instanceof UsageError) {
+    // A use case refusing the caller's input (unknown user, email taken) is a usage mistake too.
+    if (error instanceof UsageError || (error instanceof ApiError && error.status < 500)) {
       io.err(`Error: ${error.message}\n\nRun "npm run cli -- --help" for usage.`);
       return 2;
     }

@@ -2,9 +2,8 @@ import { chmodSync, rmSync } from "node:fs";
 import { connect, createServer, type Socket } from "node:net";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
-import type { Database } from "../db";
 import type { Logger } from "../log";
-import type { Output } from "./commands";
+import type { Output, ServerContext } from "./commands";
 
 /**
  * The embedded database belongs to one process. While the server holds it, the CLI runs its commands inside the
@@ -14,12 +13,12 @@ import type { Output } from "./commands";
  */
 export const cliSocketPath = (dataDir: string) => join(dataDir, "cli.sock");
 
-type RunCli = (argv: string[], io: Output, database: Database) => Promise<number>;
+type RunCli = (argv: string[], io: Output, server: ServerContext) => Promise<number>;
 
-/** Serves CLI commands against the server's own database; resolves with a function that stops serving. */
+/** Serves CLI commands against the server's own database and caches; resolves with a function that stops serving. */
 export async function serveCli(
   dataDir: string,
-  database: Database,
+  context: ServerContext,
   run: RunCli,
   logger: Logger,
 ): Promise<() => Promise<void>> {
@@ -41,7 +40,7 @@ export async function serveCli(
         const { argv } = JSON.parse(line) as { argv: unknown };
         if (!Array.isArray(argv) || !argv.every((a) => typeof a === "string")) throw new Error("argv must be strings");
         logger.info("cli command run in the server", { command: argv.filter((a) => !a.startsWith("-")).slice(0, 3) });
-        exit = await run(argv, { out: (out) => send({ out }), err: (err) => send({ err }) }, database);
+        exit = await run(argv, { out: (out) => send({ out }), err: (err) => send({ err }) }, context);
       } catch (error) {
         send({ err: `Error: ${error instanceof Error ? error.message : String(error)}` });
       }

@@ -17,5 +17,5 @@ export function openDatabase(
   if (url) return Promise.resolve(openPostgres({ url, poolSize, onIdleError }));
   return openPglite({ dataDir: config.dataDir });
 }
-export { isDatabaseUnavailable, isDataError } from "./faults";
+export { DatabaseUnavailableError, isDataError } from "./faults";
 export { storableJson, storableText } from "./text";

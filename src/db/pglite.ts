@@ -2,6 +2,7 @@ import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 
 import { join } from "node:path";
 import { PGlite, types } from "@electric-sql/pglite";
 import { asUserVia } from "./as-user";
+import { raisingUnavailable } from "./faults";
 import { storableParams } from "./text";
 import type { Database, Row, SqlExecutor } from "./types";
 
@@ -53,7 +54,7 @@ export async function openPglite(options: { dataDir?: string } = {}): Promise<Da
   }
   const { query, exec } = executor(db);
   const transaction = <T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> => db.transaction((tx) => fn(executor(tx)));
-  return {
+  return raisingUnavailable({
     kind: "pglite",
     query,
     exec,
@@ -66,7 +67,7 @@ export async function openPglite(options: { dataDir?: string } = {}): Promise<Da
         release();
       }
     },
-  };
+  });
 }
 
 function lockDataDir(dataDir: string): () => void {

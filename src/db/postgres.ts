@@ -1,6 +1,6 @@
 import pg from "pg";
 import { asUserVia } from "./as-user";
-import { isDatabaseUnavailable } from "./faults";
+import { isDatabaseUnavailable, raisingUnavailable } from "./faults";
 import { storableParams } from "./text";
 import type { Database, Row, SqlExecutor } from "./types";
 
@@ -65,14 +65,14 @@ export function openPostgres(options: PostgresOptions): Database {
     }
   }
 
-  return {
+  return raisingUnavailable({
     kind: "postgres",
     query,
     exec,
     transaction,
     asUser: asUserVia(transaction),
     close: () => pool.end(),
-  };
+  });
 }
 
 /**

@@ -1,8 +1,12 @@
-import { type RequestHandler, Router } from "express";
+import { type Request, type RequestHandler, type Response, Router } from "express";
 import type { z } from "zod";
+import { parseInput, parseParams } from "../validation";
 
-/** Who may call an operation; each maps to a security scheme in the OpenAPI document. */
+/** Who may call an operation; each maps to a guard (guards.ts) and a security scheme in the OpenAPI document. */
 export type Access = "api_key" | "admin" | "metrics_token" | "webhook_signature" | "public";
+
+/** The middleware that admits a caller for each kind of access ("public" needs none). */
+export type Guards = Record<Exclude<Access, "public">, RequestHandler>;
 
 export interface ResponseSpec {
   description: string;
@@ -12,15 +16,25 @@ export interface ResponseSpec {
   headers?: readonly string[];
 }
 
-export interface Operation {
+export interface Operation<Body = unknown, Query = unknown, Params = unknown> {
   method: "get" | "post" | "patch" | "delete";
   /** Express-style path relative to the router's mount point, e.g. `/api-keys/:id`. */
   path: string;
   summary: string;
   description?: string;
+  /** Enforced: the route runs behind this access's guard; a route is public only when it says "public". */
   access: Access;
-  body?: z.ZodType;
-  query?: z.ZodObject;
+  /** Parsed before the handler runs (a failure is a 400 naming the parameter). */
+  body?: z.ZodType<Body>;
+  /**
+   * A body documented here but checked elsewhere, on purpose: by the chat pipeline (so a refused request still
+   * gets its usage row) or by the webhook signature guard (the signature covers the raw bytes, not parsed JSON).
+   * The handler reads `req.body`.
+   */
+  bodyCheckedElsewhere?: { schema: z.ZodType; by: "pipeline" | "signature" };
+  query?: z.ZodType<Query>;
+  /** Path parameters; a value that fails is a 404 (a malformed id names nothing). See `idParams`. */
+  params?: z.ZodType<Params>;
   /** Request headers the operation reads (name → description). */
   requestHeaders?: Record<string, string>;
   responses: Record<number, ResponseSpec>;
@@ -30,26 +44,68 @@ export interface Operation {
   anthropicErrors?: boolean;
 }
 
+/** What a handler receives, already validated and typed by the operation's schemas. */
+export interface RouteInput<Body, Query, Params> {
+  body: Body;
+  query: Query;
+  params: Params;
+}
+
+export type RouteHandler<Body, Query, Params> = (
+  input: RouteInput<Body, Query, Params>,
+  res: Response,
+  req: Request,
+) => unknown;
+
+interface Route {
+  operation: Operation;
+  handler: RouteHandler<unknown, unknown, unknown>;
+}
+
 /**
- * An Express router whose every route carries its own OpenAPI description, so the published document is built from
- * exactly the routes that are mounted and the zod schemas they parse with: a route cannot exist undocumented.
+ * Routes that carry their own OpenAPI description and enforce it: the published document is built from exactly
+ * the routes that are mounted, each runs behind the guard of its declared access, and its handler gets the body,
+ * query and path parameters parsed by the declared schemas. A route cannot be undocumented, unguarded or unparsed.
  */
 export class ApiRouter {
-  readonly router = Router();
-  readonly operations: Operation[] = [];
+  private readonly routes: Route[] = [];
 
   constructor(readonly tag: string) {}
 
-  /** Middleware (authentication, ...) for every route of this router, or only for the routes under `paths`. */
-  use(handler: RequestHandler, paths?: string[]): void {
-    if (paths) this.router.use(paths, handler);
-    else this.router.use(handler);
+  get operations(): readonly Operation[] {
+    return this.routes.map((r) => r.operation);
   }
 
-  route(operation: Operation, handler: RequestHandler): void {
-    this.operations.push(operation);
-    this.router[operation.method](operation.path, handler);
+  route<Body = undefined, Query = undefined, Params = undefined>(
+    operation: Operation<Body, Query, Params>,
+    handler: RouteHandler<Body, Query, Params>,
+  ): void {
+    this.routes.push({ operation, handler } as unknown as Route);
   }
+
+  /** The Express router; throws at start-up when an access has no guard, so nothing is served unguarded. */
+  build(guards: Guards): Router {
+    const router = Router();
+    for (const { operation, handler } of this.routes) {
+      const guard = operation.access === "public" ? [] : [guards[operation.access]];
+      if (guard.some((g) => g === undefined)) {
+        throw new Error(`${operation.method} ${operation.path}: no guard for access '${operation.access}'`);
+      }
+      router[operation.method](operation.path, ...guard, async (req, res) => {
+        await handler(inputOf(operation, req), res, req);
+      });
+    }
+    return router;
+  }
+}
+
+function inputOf(operation: Operation, req: Request): RouteInput<unknown, unknown, unknown> {
+  return {
+    // Path parameters first: a malformed id is a 404 whatever the body says.
+    params: operation.params ? parseParams(operation.params, req.params) : req.params,
+    query: operation.query ? parseInput(operation.query, req.query) : undefined,
+    body: operation.body ? parseInput(operation.body, req.body) : undefined,
+  };
 }
 
 /** Response content of a JSON body. */

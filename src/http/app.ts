@@ -5,6 +5,7 @@ import { RedisCounters } from "../limits";
 import type { Logger } from "../log";
 import type { Services } from "../services";
 import { errorHandler, notFoundHandler } from "./error-handler";
+import { guards } from "./guards";
 import { type HealthProbes, healthRoutes } from "./health";
 import { metricsRoutes, observeRequests } from "./metrics";
 import { ApiCatalog } from "./openapi";
@@ -46,7 +47,15 @@ export function createApp(deps: AppDeps): Express {
     vectorDbConnected: () => memory.store.connected(),
     ...deps.probes,
   };
-  const catalog = new ApiCatalog({ title: config.appName, version: config.version });
+  const catalog = new ApiCatalog(
+    { title: config.appName, version: config.version },
+    guards({
+      authenticator: deps.services.authenticator,
+      adminApiKey: config.adminApiKey,
+      metricsToken: config.metricsToken,
+      webhooks: deps.services.billing.webhooks,
+    }),
+  );
   const prefix = config.http.apiPrefix;
   // The proxy routes first: Express tries routers in order, and these carry nearly all the traffic.
   catalog.mount(app, prefix, openAiRoutes({ logger, ...deps.services }));
@@ -72,11 +81,7 @@ export function createApp(deps: AppDeps): Express {
   catalog.mount(app, prefix, memoryRoutes(deps.services));
   catalog.mount(app, prefix, polarWebhookRoutes(deps.services));
   catalog.mount(app, prefix, billingRoutes({ db, tiers: config.tiers, logger, ...deps.services }));
-  catalog.mount(
-    app,
-    "/admin",
-    adminRoutes({ db, tiers: config.tiers, logger, adminApiKey: config.adminApiKey, ...deps.services }),
-  );
+  catalog.mount(app, "/admin", adminRoutes({ db, tiers: config.tiers, ...deps.services }));
 
   app.use(catalog.routes());
 

@@ -1,6 +1,15 @@
 import type { NextFunction, Request, Response } from "express";
-import { isDatabaseUnavailable } from "../db";
-import { ApiError, invalidRequest, serverError, serviceUnavailable } from "../errors";
+import { DatabaseUnavailableError } from "../db";
+import {
+  ApiError,
+  InternalServerError,
+  InvalidRequestError,
+  NotFoundError,
+  RateLimitedError,
+  ServiceUnavailableError,
+  UnreadableBodyError,
+  UpstreamFailedError,
+} from "../errors";
 import type { Logger } from "../log";
 import { UpstreamError } from "../providers";
 import { EncryptionError } from "../vault";
@@ -9,35 +18,31 @@ import { EncryptionError } from "../vault";
 function fromBodyParserError(error: { type?: unknown; limit?: unknown }): ApiError | undefined {
   switch (error.type) {
     case "entity.parse.failed":
-      return invalidRequest(
+      return new InvalidRequestError(
         "We could not parse the JSON body of your request. Send valid JSON with Content-Type: application/json.",
-        "invalid_json",
+        { code: "invalid_json" },
       );
     case "entity.too.large":
-      return new ApiError(
+      return new UnreadableBodyError(
         413,
         `The request body is larger than the limit of ${String(error.limit)} bytes.`,
-        "invalid_request_error",
-        "request_too_large",
+        {
+          code: "request_too_large",
+        },
       );
     case "encoding.unsupported":
     case "charset.unsupported":
-      return new ApiError(
-        415,
-        "Unsupported content encoding or charset.",
-        "invalid_request_error",
-        "unsupported_encoding",
-      );
+      return new UnreadableBodyError(415, "Unsupported content encoding or charset.", { code: "unsupported_encoding" });
     case "request.aborted":
     case "request.size.invalid":
-      return invalidRequest("The request body was incomplete.", "incomplete_body");
+      return new InvalidRequestError("The request body was incomplete.", { code: "incomplete_body" });
     default:
       return undefined;
   }
 }
 
 export function notFoundHandler(req: Request, _res: Response, next: NextFunction): void {
-  next(new ApiError(404, `Invalid URL (${req.method} ${req.path})`, "invalid_request_error", "unknown_url"));
+  next(new NotFoundError(`Invalid URL (${req.method} ${req.path})`, { code: "unknown_url" }));
 }
 
 /** A provider's failure as our client sees it: 4xx kept (429 with its retry-after), 5xx → 502, timeouts → 504. */
@@ -45,30 +50,26 @@ function fromUpstreamError(error: UpstreamError): ApiError {
   const { provider, status, details } = error;
   if (status === 0) {
     const timeout = details.code === "upstream_timeout";
-    return new ApiError(timeout ? 504 : 502, error.message, "server_error", details.code ?? "upstream_unreachable");
+    return new UpstreamFailedError(timeout ? 504 : 502, error.message, {
+      code: details.code ?? "upstream_unreachable",
+    });
   }
   if (status === 429) {
-    return new ApiError(429, `${provider}: ${error.message}`, "rate_limit_error", "rate_limit_exceeded", null, {
-      ...(details.retryAfter ? { "retry-after": details.retryAfter } : {}),
+    return new RateLimitedError(`${provider}: ${error.message}`, {
+      headers: details.retryAfter ? { "retry-after": details.retryAfter } : {},
     });
   }
   if (status >= 400 && status < 500) {
-    return new ApiError(
-      status,
-      `${provider}: ${error.message}`,
-      details.type ?? "invalid_request_error",
-      details.code ?? null,
-      details.param ?? null,
-    );
+    // The provider's own status and type pass through: the client's SDK reacts to them as it would upstream.
+    return new ApiError(status, `${provider}: ${error.message}`, details.type ?? "invalid_request_error", {
+      code: details.code,
+      param: details.param,
+    });
   }
-  return new ApiError(
-    502,
-    `${provider} returned an error (${status}): ${error.message}`,
-    "server_error",
-    "upstream_error",
-  );
+  return new UpstreamFailedError(502, `${provider} returned an error (${status}): ${error.message}`);
 }
 
+/** The one mapping from anything thrown to what the client sees. */
 export function toApiError(error: unknown, logger: Logger): ApiError {
   if (error instanceof ApiError) return error;
   if (error instanceof UpstreamError) {
@@ -77,20 +78,22 @@ export function toApiError(error: unknown, logger: Logger): ApiError {
   }
   if (error instanceof EncryptionError) {
     logger.error("stored provider key could not be decrypted");
-    return new ApiError(500, "Encryption error", "server_error", "encryption_error");
+    return new InternalServerError("Encryption error", { code: "encryption_error" });
   }
   // The router could not percent-decode a path parameter (`/v1/api-keys/%`): the caller's URL is malformed.
   if (error instanceof URIError) {
-    return invalidRequest("A path parameter of the URL is not valid percent-encoding.", "invalid_path");
+    return new InvalidRequestError("A path parameter of the URL is not valid percent-encoding.", {
+      code: "invalid_path",
+    });
   }
-  if (isDatabaseUnavailable(error)) {
-    logger.warn("database unavailable", { error });
-    return serviceUnavailable("The service is temporarily unavailable. Please retry shortly.");
+  if (error instanceof DatabaseUnavailableError) {
+    logger.warn("database unavailable", { error: error.cause });
+    return new ServiceUnavailableError("The service is temporarily unavailable. Please retry shortly.");
   }
   const fromBody = fromBodyParserError((error ?? {}) as { type?: unknown; limit?: unknown });
   if (fromBody) return fromBody;
   logger.error("unhandled error", { error });
-  return serverError();
+  return new InternalServerError();
 }
 
 const ANTHROPIC_ERROR_TYPES: Record<number, string> = {

@@ -31,7 +31,7 @@ export function healthRoutes({ db, version, probes = {} }: HealthDeps): ApiRoute
       access: "public",
       responses: { 200: { description: "Alive.", content: json(Health) } },
     },
-    async (_req, res) => {
+    async (_input, res) => {
       const vectorDbConnected = probes.vectorDbConnected ? await probes.vectorDbConnected().catch(() => false) : false;
       res.json({
         status: "healthy",
@@ -54,7 +54,7 @@ export function healthRoutes({ db, version, probes = {} }: HealthDeps): ApiRoute
         503: { description: "Not ready (database unreachable or migrations pending).", content: json(Readiness) },
       },
     },
-    async (_req, res) => {
+    async (_input, res) => {
       try {
         if (migrated) await db.query("select 1");
         else migrated = (await pendingMigrations(db)).length === 0;

@@ -1,7 +1,7 @@
 import { dirname } from "node:path";
 import express, { type Express, Router } from "express";
 import { z } from "zod";
-import type { Access, ApiRouter, Operation } from "./api-router";
+import type { Access, ApiRouter, Guards, Operation } from "./api-router";
 import { AnthropicErrorResponse, documentedHeaders, ErrorResponse } from "./schemas";
 
 type JsonSchema = Record<string, unknown>;
@@ -39,10 +39,14 @@ export class ApiCatalog {
   private readonly mounted: { prefix: string; api: ApiRouter }[] = [];
   private document?: JsonSchema;
 
-  constructor(private readonly info: { title: string; version: string }) {}
+  constructor(
+    private readonly info: { title: string; version: string },
+    private readonly guards: Guards,
+  ) {}
 
+  /** Serves the router's routes, each behind the guard of its declared access, and documents them. */
   mount(app: Express, prefix: string, api: ApiRouter): void {
-    app.use(prefix, api.router);
+    app.use(prefix, api.build(this.guards));
     this.mounted.push({ prefix: prefix === "/" ? "" : prefix, api });
   }
 
@@ -117,6 +121,7 @@ export class ApiCatalog {
 }
 
 function describeOperation(operation: Operation, tag: string, operationId: string, components: Components) {
+  const body = operation.body ?? operation.bodyCheckedElsewhere?.schema;
   const parameters: unknown[] = [...operation.path.matchAll(/:(\w+)/g)].map(([, name]) => ({
     name,
     in: "path",
@@ -167,11 +172,8 @@ function describeOperation(operation: Operation, tag: string, operationId: strin
     ...(operation.description && { description: operation.description }),
     security: SECURITY[operation.access],
     ...(parameters.length > 0 && { parameters }),
-    ...(operation.body && {
-      requestBody: {
-        required: true,
-        content: { "application/json": { schema: components.convert(operation.body, "input") } },
-      },
+    ...(body && {
+      requestBody: { required: true, content: { "application/json": { schema: components.convert(body, "input") } } },
     }),
     responses,
   };
@@ -179,7 +181,7 @@ function describeOperation(operation: Operation, tag: string, operationId: strin
 
 function errorStatuses(operation: Operation): number[] {
   const statuses = new Set(operation.errors ?? []);
-  if (operation.body || operation.query) statuses.add(400);
+  if (operation.body || operation.bodyCheckedElsewhere || operation.query) statuses.add(400);
   if (operation.access === "webhook_signature") statuses.add(403);
   else if (operation.access !== "public") statuses.add(401);
   statuses.add(500);

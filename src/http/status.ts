@@ -58,7 +58,7 @@ export function statusRoutes(deps: StatusDeps): ApiRouter {
       access: "public",
       responses: { 200: { description: "Status, cached for 5 s.", content: json(Status) } },
     },
-    async (_req, res) => {
+    async (_input, res) => {
       res.set("cache-control", "public, max-age=5").json(await snapshot());
     },
   );
@@ -76,7 +76,7 @@ export function statusRoutes(deps: StatusDeps): ApiRouter {
         },
       },
     },
-    async (req, res) => {
+    async (_input, res, req) => {
       if (req.accepts(["html", "json"]) === "json") {
         res.set("cache-control", "public, max-age=5").json(await snapshot());
         return;

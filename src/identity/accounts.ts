@@ -58,6 +58,7 @@ export const STANDING_COLUMNS = `
   case when u.spend_month = date_trunc('month', now() at time zone 'utc')::date
        then u.month_spend_usd else 0 end::float8 as month_spend_usd,
   u.current_balance_usd::float8 as balance_usd,
+  u.subscription_tier,
   u.response_cache`;
 
 export type StandingRow = {
@@ -65,6 +66,8 @@ export type StandingRow = {
   tier_until: Date | null;
   month_spend_usd: number;
   balance_usd: number;
+  /** The tier of the user's Polar subscription, lapsed or not (null: never subscribed). */
+  subscription_tier: string | null;
   /** The user's own default for the response cache (null: the deployment's). */
   response_cache: CacheMode | null;
 };
@@ -95,6 +98,7 @@ export async function updateUserSettings(
   return userSettings(tx, userId);
 }
 
+/** Works as the user (RLS) and as a service. */
 export async function findStanding(db: SqlExecutor, id: string): Promise<StandingRow | undefined> {
   const rows = await db.query<StandingRow>(`select ${STANDING_COLUMNS} from users u where u.id = $1`, [id]);
   return rows[0];
@@ -285,6 +289,16 @@ export interface Stats {
   activeKeys: number;
   requestsToday: number;
   tokensToday: number;
+}
+
+/** Moves the prepaid balance by `usd` (negative: a debit); the balance after, or undefined for no such user. */
+export async function creditBalance(db: SqlExecutor, userId: string, usd: number): Promise<number | undefined> {
+  const [row] = await db.query<{ balance: number }>(
+    `update users set current_balance_usd = current_balance_usd + $2, updated_at = now() where id = $1
+     returning current_balance_usd::float8 as balance`,
+    [userId, usd],
+  );
+  return row?.balance;
 }
 
 export async function stats(db: Database): Promise<Stats> {

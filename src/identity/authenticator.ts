@@ -3,7 +3,7 @@ import { LRUCache } from "lru-cache";
 import { RefreshingCache } from "../cache/refreshing-cache";
 import type { Tiers } from "../config";
 import type { Database } from "../db";
-import { ApiError } from "../errors";
+import { AuthenticationError, PermissionDeniedError } from "../errors";
 import type { Logger } from "../log";
 import { findStanding, provisionUser, STANDING_COLUMNS, type StandingRow, type UserSettings } from "./accounts";
 import { hashApiKey, isWellFormedApiKey, looksLikeApiKey } from "./api-key-format";
@@ -26,26 +26,17 @@ export interface Principal {
 
 // One message for unknown, revoked, expired and malformed credentials: nothing to tell them apart.
 const invalidCredentials = () =>
-  new ApiError(
-    401,
+  new AuthenticationError(
     "Incorrect API key provided. Use a Perpetual API key (sk-perp-…) or a valid Supabase access token.",
-    "invalid_request_error",
-    "invalid_api_key",
   );
 const missingCredentials = () =>
-  new ApiError(
-    401,
+  new AuthenticationError(
     "You didn't provide an API key. Send it in the Authorization header: Authorization: Bearer sk-perp-…",
-    "invalid_request_error",
-    "invalid_api_key",
   );
 const accountDisabled = () =>
-  new ApiError(
-    403,
-    "This account is disabled. Contact the operator of this service.",
-    "permission_error",
-    "account_disabled",
-  );
+  new PermissionDeniedError("This account is disabled. Contact the operator of this service.", {
+    code: "account_disabled",
+  });
 
 type Resolved = { principal: Principal } | { failure: "invalid" | "disabled" };
 

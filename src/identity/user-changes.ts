@@ -16,8 +16,10 @@ export class UserChanges {
   constructor(
     private readonly publisher: Redis | undefined,
     private readonly logger: Logger,
+    /** False for a process that only announces (the CLI): it caches nothing, so it need not listen. */
+    { subscribe = true } = {},
   ) {
-    if (!publisher) return;
+    if (!publisher || !subscribe) return;
     // A connection in subscriber mode can run nothing else: it gets its own.
     this.subscriber = publisher.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null });
     this.subscriber.on("error", (error) => logger.debug("user-change subscriber error", { error }));

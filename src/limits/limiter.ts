@@ -1,5 +1,5 @@
 import type { Tiers } from "../config";
-import { ApiError, serviceUnavailable } from "../errors";
+import { RateLimitedError, ServiceUnavailableError } from "../errors";
 import type { Principal } from "../identity";
 import type { Logger } from "../log";
 import { InProcessCounters } from "./memory-store";
@@ -89,9 +89,9 @@ export class RateLimiter {
         this.options.logger.warn("rate limiter store unreachable", { policy: this.options.failurePolicy, error });
       this.degraded = true;
       if (this.options.failurePolicy === "closed") {
-        throw serviceUnavailable(
+        throw new ServiceUnavailableError(
           "Rate limiting is temporarily unavailable, so requests are refused. Retry shortly.",
-          "rate_limiter_unavailable",
+          { code: "rate_limiter_unavailable" },
         );
       }
       store = this.fallback;
@@ -162,9 +162,8 @@ function rateLimited(
   const message =
     `Rate limit reached for ${LIMIT_TEXT[limit]}: Limit ${max}, Used ${used}, Requested ${tokens ? estimate : 1}. ` +
     `Please try again in ${formatReset(resetMs)}.`;
-  return new ApiError(429, message, tokens ? "tokens" : "requests", "rate_limit_exceeded", null, {
-    ...headers,
-    "retry-after": String(Math.ceil(resetMs / 1000)),
-    "retry-after-ms": String(resetMs),
+  return new RateLimitedError(message, {
+    kind: tokens ? "tokens" : "requests",
+    headers: { ...headers, "retry-after": String(Math.ceil(resetMs / 1000)), "retry-after-ms": String(resetMs) },
   });
 }

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { Config, Tiers } from "../config";
 import type { Database } from "../db";
 import { storableJson } from "../db/text";
-import { invalidRequest } from "../errors";
+import { InvalidRequestError } from "../errors";
 import type { Logger } from "../log";
 import type { Metrics } from "../metrics";
 import type { Embedder } from "./embedders/types";
@@ -59,16 +59,21 @@ export function memoryControls(
   const scope = header(MEMORY_SCOPE_HEADER)?.trim().toLowerCase() || defaults.defaultScope;
   const budget = header(MEMORY_BUDGET_HEADER)?.trim();
   if (!["on", "off", "read-only", "write-only"].includes(mode)) {
-    throw invalidRequest(`${MEMORY_HEADER} must be on, off, read-only or write-only.`, "invalid_header", MEMORY_HEADER);
+    throw new InvalidRequestError(`${MEMORY_HEADER} must be on, off, read-only or write-only.`, {
+      code: "invalid_header",
+      param: MEMORY_HEADER,
+    });
   }
   if (!["user", "conversation"].includes(scope)) {
-    throw invalidRequest(`${MEMORY_SCOPE_HEADER} must be user or conversation.`, "invalid_header", MEMORY_SCOPE_HEADER);
+    throw new InvalidRequestError(`${MEMORY_SCOPE_HEADER} must be user or conversation.`, {
+      code: "invalid_header",
+      param: MEMORY_SCOPE_HEADER,
+    });
   }
   if (budget && !/^\d{1,9}$/.test(budget)) {
-    throw invalidRequest(
+    throw new InvalidRequestError(
       `${MEMORY_BUDGET_HEADER} must be a whole number of tokens from 0 to ${ceiling} (this key's ceiling).`,
-      "invalid_header",
-      MEMORY_BUDGET_HEADER,
+      { code: "invalid_header", param: MEMORY_BUDGET_HEADER },
     );
   }
   const budgetTokens = budget ? Math.min(Number(budget), ceiling) : ceiling;

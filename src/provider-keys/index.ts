@@ -1,6 +1,6 @@
 import { RefreshingCache } from "../cache/refreshing-cache";
 import type { Database } from "../db";
-import { ApiError, invalidRequest } from "../errors";
+import { InvalidRequestError } from "../errors";
 import type { Vault } from "../vault";
 
 export interface ProviderKeyView {
@@ -19,14 +19,11 @@ const toView = (r: Row): ProviderKeyView => ({
 });
 
 export const noProviderKey = (provider: string) =>
-  new ApiError(
-    400,
-    `No API key found for provider ${provider}. Add one with POST /v1/provider-keys/add.`,
-    "invalid_request_error",
-    "provider_key_missing",
-    "model",
-    { "x-should-retry": "false" },
-  );
+  new InvalidRequestError(`No API key found for provider ${provider}. Add one with POST /v1/provider-keys/add.`, {
+    code: "provider_key_missing",
+    param: "model",
+    headers: { "x-should-retry": "false" },
+  });
 
 /**
  * Users' own provider keys: sealed by the vault, stored one row per user and provider, always read and written
@@ -50,10 +47,9 @@ export class ProviderKeys {
 
   assertKnownProvider(provider: string): void {
     if (!this.providers.has(provider)) {
-      throw invalidRequest(
+      throw new InvalidRequestError(
         `Unknown provider "${provider}". Supported: ${[...this.providers].sort().join(", ")}.`,
-        "unknown_provider",
-        "provider",
+        { code: "unknown_provider", param: "provider" },
       );
     }
   }

@@ -1,5 +1,5 @@
 import type { ModelPricing, ProviderSettings } from "../config";
-import { notFound } from "../errors";
+import { NotFoundError } from "../errors";
 import { anthropicAdapter } from "./anthropic";
 import { openAiAdapter } from "./openai";
 import type { ProviderAdapter } from "./types";
@@ -52,9 +52,8 @@ export function routeModel(
   for (const provider of providers.values()) {
     if (provider.modelPrefixes.some((prefix) => requested.startsWith(prefix))) return { provider, model: requested };
   }
-  throw notFound(
+  throw new NotFoundError(
     `The model '${requested}' does not exist or you do not have access to it. Name a known model or use '<provider>/<model>' with one of: ${[...providers.keys()].join(", ")}.`,
-    "model_not_found",
-    "model",
+    { code: "model_not_found", param: "model" },
   );
 }

@@ -1,23 +1,12 @@
 import { z } from "zod";
+import type { Accounts, UserData } from "../../app";
 import type { Database } from "../../db";
-import { notFound } from "../../errors";
-import {
-  type Authenticator,
-  accountSummary,
-  createApiKey,
-  deleteAccount,
-  listApiKeys,
-  revokeApiKey,
-  type UserChanges,
-  type UserSettings,
-  updateUserSettings,
-  userSettings,
-} from "../../identity";
-import type { MemoryService } from "../../memory";
+import { NotFoundError } from "../../errors";
+import { accountSummary, listApiKeys, type UserSettings, userSettings } from "../../identity";
 import type { ProviderKeys } from "../../provider-keys";
-import { parseBody, uuidParam } from "../../validation";
+import { idParams } from "../../validation";
 import { ApiRouter, json } from "../api-router";
-import { principalOf, requireUser } from "../authentication";
+import { principalOf } from "../guards";
 import { listOf } from "../schemas";
 import {
   Account,
@@ -82,16 +71,16 @@ const settingsJson = (settings: UserSettings) => ({ object: "user.settings", res
 
 export interface AccountRoutesDeps {
   db: Database;
-  memory: MemoryService;
-  authenticator: Authenticator;
+  accounts: Accounts;
+  userData: UserData;
   providerKeys: ProviderKeys;
-  userChanges: UserChanges;
 }
 
+const accountGone = () => new NotFoundError("This account no longer exists.", { code: "user_not_found" });
+
 /** The caller's own account: profile, Perpetual API keys, provider keys. Every query runs as the caller (RLS). */
-export function accountRoutes({ db, authenticator, providerKeys, memory, userChanges }: AccountRoutesDeps): ApiRouter {
+export function accountRoutes({ db, accounts, userData, providerKeys }: AccountRoutesDeps): ApiRouter {
   const api = new ApiRouter("Account");
-  api.use(requireUser(authenticator), ["/me", "/api-keys", "/provider-keys"]);
 
   api.route(
     {
@@ -102,10 +91,10 @@ export function accountRoutes({ db, authenticator, providerKeys, memory, userCha
       responses: { 200: { description: "The account.", content: json(Account) } },
       errors: [404],
     },
-    async (_req, res) => {
+    async (_input, res) => {
       const { userId } = principalOf(res);
       const account = await db.asUser(userId, (tx) => accountSummary(tx, userId));
-      if (!account) throw notFound("This account no longer exists.", "user_not_found");
+      if (!account) throw accountGone();
       res.json(accountJson(account));
     },
   );
@@ -119,10 +108,10 @@ export function accountRoutes({ db, authenticator, providerKeys, memory, userCha
       responses: { 200: { description: "The settings.", content: json(Settings) } },
       errors: [404],
     },
-    async (_req, res) => {
+    async (_input, res) => {
       const { userId } = principalOf(res);
       const settings = await db.asUser(userId, (tx) => userSettings(tx, userId));
-      if (!settings) throw notFound("This account no longer exists.", "user_not_found");
+      if (!settings) throw accountGone();
       res.json(settingsJson(settings));
     },
   );
@@ -137,16 +126,9 @@ export function accountRoutes({ db, authenticator, providerKeys, memory, userCha
       responses: { 200: { description: "The settings now.", content: json(Settings) } },
       errors: [404],
     },
-    async (req, res) => {
-      const { userId } = principalOf(res);
-      const body = parseBody(settingsSchema, req.body);
-      const settings = await db.asUser(userId, (tx) =>
-        updateUserSettings(tx, userId, body.response_cache === undefined ? {} : { responseCache: body.response_cache }),
-      );
-      if (!settings) throw notFound("This account no longer exists.", "user_not_found");
-      // Every replica's cached lookup of this user carries the settings: forget it.
-      await userChanges.announce(userId);
-      res.json(settingsJson(settings));
+    async ({ body }, res) => {
+      const changes = body.response_cache === undefined ? {} : { responseCache: body.response_cache };
+      res.json(settingsJson(await accounts.updateSettings(principalOf(res).userId, changes)));
     },
   );
 
@@ -159,13 +141,10 @@ export function accountRoutes({ db, authenticator, providerKeys, memory, userCha
       access: "api_key",
       responses: { 200: { description: "What was erased.", content: json(DeletedAccount) } },
     },
-    async (_req, res) => {
+    async (_input, res) => {
       const { userId } = principalOf(res);
-      const deleted = await db.asUser(userId, (tx) => deleteAccount(tx, userId));
-      await userChanges.announce(userId);
-      // After the rows: the outbox rows are gone, so no worker can write a point of this user again.
-      const memories = await memory.forgetUser(userId);
-      res.json({ id: userId, object: "user", deleted: true, deleted_rows: { ...deleted, memories } });
+      const deleted = await userData.erase(userId);
+      res.json({ id: userId, object: "user", deleted: true, deleted_rows: deleted });
     },
   );
 
@@ -178,12 +157,12 @@ export function accountRoutes({ db, authenticator, providerKeys, memory, userCha
       body: newApiKeySchema,
       responses: { 201: { description: "The new key, shown this once.", content: json(CreatedApiKey) } },
     },
-    async (req, res) => {
+    async ({ body }, res) => {
       const { userId } = principalOf(res);
-      const body = parseBody(newApiKeySchema, req.body);
-      const created = await db.asUser(userId, (tx) =>
-        createApiKey(tx, userId, { name: body.name, expiresAt: body.expires_at }),
-      );
+      const created = await accounts.createApiKey({ user: userId }, userId, {
+        name: body.name,
+        expiresAt: body.expires_at,
+      });
       res.status(201).json(createdApiKeyJson(created));
     },
   );
@@ -196,7 +175,7 @@ export function accountRoutes({ db, authenticator, providerKeys, memory, userCha
       access: "api_key",
       responses: { 200: { description: "The keys.", content: json(listOf(ApiKey)) } },
     },
-    async (_req, res) => {
+    async (_input, res) => {
       const { userId } = principalOf(res);
       const keys = await db.asUser(userId, (tx) => listApiKeys(tx, userId));
       res.json(list(keys.map(apiKeyJson)));
@@ -209,16 +188,13 @@ export function accountRoutes({ db, authenticator, providerKeys, memory, userCha
       path: "/api-keys/:id",
       summary: "Revoke one of the caller's API keys",
       access: "api_key",
+      params: idParams("api key"),
       responses: { 200: { description: "Revoked.", content: json(RevokedApiKey) } },
       errors: [404],
     },
-    async (req, res) => {
-      const { userId } = principalOf(res);
-      const keyId = uuidParam(req.params.id, "api key");
-      const revoked = await db.asUser(userId, (tx) => revokeApiKey(tx, keyId));
-      if (!revoked) throw notFound(`No api key found with id '${keyId}'.`, "api_key_not_found");
-      await userChanges.announce(userId);
-      res.json({ id: keyId, object: "api_key", revoked: true });
+    async ({ params }, res) => {
+      await accounts.revokeApiKey({ user: principalOf(res).userId }, params.id);
+      res.json({ id: params.id, object: "api_key", revoked: true });
     },
   );
 
@@ -231,10 +207,8 @@ export function accountRoutes({ db, authenticator, providerKeys, memory, userCha
       body: newProviderKeySchema,
       responses: { 200: { description: "Stored.", content: json(ProviderKey) } },
     },
-    async (req, res) => {
-      const { userId } = principalOf(res);
-      const body = parseBody(newProviderKeySchema, req.body);
-      res.json(providerKeyJson(await providerKeys.add(userId, body.provider, body.api_key)));
+    async ({ body }, res) => {
+      res.json(providerKeyJson(await userData.addProviderKey(principalOf(res).userId, body.provider, body.api_key)));
     },
   );
 
@@ -248,7 +222,7 @@ export function accountRoutes({ db, authenticator, providerKeys, memory, userCha
         200: { description: "The stored keys (last 4 characters only).", content: json(listOf(ProviderKey)) },
       },
     },
-    async (_req, res) => {
+    async (_input, res) => {
       res.json(list((await providerKeys.list(principalOf(res).userId)).map(providerKeyJson)));
     },
   );
@@ -259,15 +233,13 @@ export function accountRoutes({ db, authenticator, providerKeys, memory, userCha
       path: "/provider-keys/:provider",
       summary: "Delete the caller's key for a provider",
       access: "api_key",
+      params: z.object({ provider: z.string().toLowerCase() }),
       responses: { 200: { description: "Deleted.", content: json(DeletedProviderKey) } },
       errors: [404],
     },
-    async (req, res) => {
-      const provider = String(req.params.provider).toLowerCase();
-      if (!(await providerKeys.remove(principalOf(res).userId, provider))) {
-        throw notFound(`No API key found for provider ${provider}.`, "provider_key_not_found", "provider");
-      }
-      res.json({ object: "provider_key", provider, deleted: true });
+    async ({ params }, res) => {
+      await userData.removeProviderKey(principalOf(res).userId, params.provider);
+      res.json({ object: "provider_key", provider: params.provider, deleted: true });
     },
   );
 

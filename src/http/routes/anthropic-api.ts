@@ -3,7 +3,6 @@ import type { ChatPipeline } from "../../chat/pipeline";
 import type { Targets } from "../../chat/targets";
 import { estimatePromptTokens, estimateTokens } from "../../chat/tokens";
 import type { Config } from "../../config";
-import type { Authenticator } from "../../identity";
 import type { Logger } from "../../log";
 import type { MemoryService } from "../../memory";
 import { adapterFor } from "../../providers";
@@ -13,12 +12,11 @@ import {
   OpenAIToAnthropicStream,
   toAnthropicMessage,
 } from "../../providers/anthropic/translate";
-import { parseBody } from "../../validation";
 import { ApiRouter, json } from "../api-router";
-import { authenticateRequest } from "../authentication";
 import { chatInputFrom } from "../chat-input";
 import { clientGoneSignal } from "../client-signal";
 import { anthropicErrorBody, toApiError } from "../error-handler";
+import { principalOf } from "../guards";
 import { requestIdOf } from "../request-context";
 import {
   AnthropicMessage,
@@ -56,7 +54,6 @@ const countTokensSchema = z
   .meta({ id: "AnthropicCountTokensRequest", description: "Anthropic's count_tokens request." });
 
 export interface AnthropicRoutesDeps {
-  authenticator: Authenticator;
   memory: MemoryService;
   chat: ChatPipeline;
   targets: Targets;
@@ -65,14 +62,7 @@ export interface AnthropicRoutesDeps {
 }
 
 /** POST /v1/messages: Anthropic's Messages API in front of any provider, translated to and from the chat pipeline. */
-export function anthropicRoutes({
-  authenticator,
-  chat,
-  memory,
-  targets,
-  config,
-  logger,
-}: AnthropicRoutesDeps): ApiRouter {
+export function anthropicRoutes({ chat, memory, targets, config, logger }: AnthropicRoutesDeps): ApiRouter {
   const api = new ApiRouter("Anthropic-compatible");
 
   api.route(
@@ -95,26 +85,20 @@ export function anthropicRoutes({
       errors: [404, 429, 502, 503, 504],
       anthropicErrors: true,
     },
-    async (req, res) => {
-      try {
-        const principal = await authenticateRequest(authenticator, req, res);
-        const request = parseBody(countTokensSchema, req.body);
-        const route = targets.route(request.model);
-        const { countTokens } = adapterFor(route.provider);
-        if (!countTokens) {
-          const chat = fromAnthropicRequest({ ...request, max_tokens: 1 } as unknown as AnthropicRequest);
-          const tools = request.tools ? estimateTokens(JSON.stringify(request.tools)) : 0;
-          res.json({ input_tokens: estimatePromptTokens(chat.messages as Array<{ content?: unknown }>) + tools });
-          return;
-        }
-        const options = { signal: clientGoneSignal(res), timeoutMs: config.http.requestTimeoutMs };
-        const placed = await targets.place(principal, route, (target) => countTokens(target, request, options));
-        placed.release();
-        res.json({ input_tokens: placed.value });
-      } catch (error) {
-        const apiError = toApiError(error, logger);
-        res.set(apiError.headers).status(apiError.status).json(anthropicErrorBody(apiError));
+    async ({ body: request }, res) => {
+      const principal = principalOf(res);
+      const route = targets.route(request.model);
+      const { countTokens } = adapterFor(route.provider);
+      if (!countTokens) {
+        const chat = fromAnthropicRequest({ ...request, max_tokens: 1 } as unknown as AnthropicRequest);
+        const tools = request.tools ? estimateTokens(JSON.stringify(request.tools)) : 0;
+        res.json({ input_tokens: estimatePromptTokens(chat.messages as Array<{ content?: unknown }>) + tools });
+        return;
       }
+      const options = { signal: clientGoneSignal(res), timeoutMs: config.http.requestTimeoutMs };
+      const placed = await targets.place(principal, route, (target) => countTokens(target, request, options));
+      placed.release();
+      res.json({ input_tokens: placed.value });
     },
   );
 
@@ -136,39 +120,33 @@ export function anthropicRoutes({
       errors: [402, 403, 404, 429, 502, 503, 504],
       anthropicErrors: true,
     },
-    async (req, res) => {
-      try {
-        const principal = await authenticateRequest(authenticator, req, res);
-        const request = parseBody(anthropicRequestSchema, req.body) as unknown as AnthropicRequest;
-        const body = fromAnthropicRequest(request);
-        // The usage chunk is needed for message_delta's usage: ask for it through the pipeline.
-        if (request.stream) Object.assign(body, { stream_options: { include_usage: true } });
-        const input = chatInputFrom(req, res, { chat, memory }, { principal, body, endpoint: "/v1/messages" });
-        const { signal } = input;
-        const result = await chat.run(input);
-        res.set(result.headers);
-        if (!result.stream) {
-          res.json(toAnthropicMessage(result.completion));
-          return;
-        }
-        const sse = new SseWriter(res);
-        sse.open();
-        const translator = new OpenAIToAnthropicStream(`msg_${requestIdOf(res).replace(/^req_/, "")}`, request.model);
-        try {
-          for await (const chunk of result.chunks) {
-            if (sse.closed) break;
-            for (const event of translator.translate(chunk)) await sse.event(String(event.type), event);
-          }
-          for (const event of translator.finish()) await sse.event(String(event.type), event);
-        } catch (error) {
-          if (!signal.aborted) await sse.event("error", anthropicErrorBody(toApiError(error, logger)));
-        }
-        sse.end();
-      } catch (error) {
-        if (res.headersSent) throw error;
-        const apiError = toApiError(error, logger);
-        res.set(apiError.headers).status(apiError.status).json(anthropicErrorBody(apiError));
+    async ({ body: parsed }, res, req) => {
+      const principal = principalOf(res);
+      const request = parsed as unknown as AnthropicRequest;
+      const body = fromAnthropicRequest(request);
+      // The usage chunk is needed for message_delta's usage: ask for it through the pipeline.
+      if (request.stream) Object.assign(body, { stream_options: { include_usage: true } });
+      const input = chatInputFrom(req, res, { chat, memory }, { principal, body, endpoint: "/v1/messages" });
+      const { signal } = input;
+      const result = await chat.run(input);
+      res.set(result.headers);
+      if (!result.stream) {
+        res.json(toAnthropicMessage(result.completion));
+        return;
       }
+      const sse = new SseWriter(res);
+      sse.open();
+      const translator = new OpenAIToAnthropicStream(`msg_${requestIdOf(res).replace(/^req_/, "")}`, request.model);
+      try {
+        for await (const chunk of result.chunks) {
+          if (sse.closed) break;
+          for (const event of translator.translate(chunk)) await sse.event(String(event.type), event);
+        }
+        for (const event of translator.finish()) await sse.event(String(event.type), event);
+      } catch (error) {
+        if (!signal.aborted) await sse.event("error", anthropicErrorBody(toApiError(error, logger)));
+      }
+      sse.end();
     },
   );
 

@@ -1,15 +1,13 @@
-import type { Request } from "express";
 import { z } from "zod";
-import { type Billing, MissingEmailError, WebhookMalformedError, WebhookRejectedError } from "../../billing";
+import { type Billing, MissingEmailError } from "../../billing";
 import type { Tiers } from "../../config";
 import type { Database } from "../../db";
-import { ApiError, invalidRequest, notFound } from "../../errors";
-import { type Authenticator, STANDING_COLUMNS, type StandingRow } from "../../identity";
+import { ApiError, InvalidRequestError, NotFoundError, UpstreamFailedError } from "../../errors";
+import { findStanding } from "../../identity";
 import type { Logger } from "../../log";
 import { usageByDayAndModel } from "../../usage/report";
-import { parseBody } from "../../validation";
 import { ApiRouter, json } from "../api-router";
-import { principalOf, requireUser } from "../authentication";
+import { billingDisabled, principalOf, verifiedWebhookOf } from "../guards";
 
 export const WEBHOOK_PATH = "/billing/polar/webhook";
 
@@ -74,33 +72,32 @@ const WebhookBody = z
   .looseObject({ type: z.string(), timestamp: z.iso.datetime({ offset: true }), data: z.looseObject({}) })
   .meta({ id: "PolarWebhookEvent", description: "A Polar webhook event, verified against its raw bytes." });
 
-const billingDisabled = () =>
-  new ApiError(404, "Billing is not enabled on this server.", "invalid_request_error", "billing_not_enabled");
-
 /** Polar answered with an error or could not be reached: the caller may try again. */
 async function fromPolar<T>(logger: Logger, work: Promise<T>): Promise<T> {
   try {
     return await work;
   } catch (error) {
     if (error instanceof ApiError) throw error;
-    if (error instanceof MissingEmailError) throw invalidRequest(error.message, "email_required");
+    if (error instanceof MissingEmailError) throw new InvalidRequestError(error.message, { code: "email_required" });
     logger.warn("polar request failed", { error });
-    throw new ApiError(502, "The billing provider could not be reached; try again.", "server_error", "billing_error");
+    throw new UpstreamFailedError(502, "The billing provider could not be reached; try again.", {
+      code: "billing_error",
+    });
   }
 }
 
 export interface BillingRoutesDeps {
   db: Database;
   tiers: Tiers;
-  authenticator: Authenticator;
   billing: Billing;
   logger: Logger;
+  /** Today's date for the usage report's defaults (tests pin it). */
+  now?: () => Date;
 }
 
 /** The caller's plan, usage and Polar checkout/portal. */
-export function billingRoutes({ db, tiers, authenticator, billing, logger }: BillingRoutesDeps): ApiRouter {
+export function billingRoutes({ db, tiers, billing, logger, now = () => new Date() }: BillingRoutesDeps): ApiRouter {
   const api = new ApiRouter("Billing");
-  api.use(requireUser(authenticator), ["/usage", "/billing"]);
   const products = [...tiers.byPolarProduct].map(([id, tier]) => ({ id, tier: tier.name }));
 
   api.route(
@@ -112,13 +109,16 @@ export function billingRoutes({ db, tiers, authenticator, billing, logger }: Bil
       query: usageQuery,
       responses: { 200: { description: "The report.", content: json(UsageReport) } },
     },
-    async (req, res) => {
+    async ({ query }, res) => {
       const { userId } = principalOf(res);
-      const query = parseBody(usageQuery, req.query);
-      const today = new Date().toISOString().slice(0, 10);
+      const today = now().toISOString().slice(0, 10);
       const end = query.end ?? today;
       const start = query.start ?? `${end.slice(0, 7)}-01`;
-      if (start > end) throw invalidRequest("Invalid 'start': must not be after end", "invalid_value", "start");
+      if (start > end)
+        throw new InvalidRequestError("Invalid 'start': must not be after end", {
+          code: "invalid_value",
+          param: "start",
+        });
       const lines = await db.asUser(userId, (tx) => usageByDayAndModel(tx, userId, start, end));
       const totals = { requests: 0, prompt_tokens: 0, cached_tokens: 0, completion_tokens: 0, total_tokens: 0 };
       let cost = 0;
@@ -154,15 +154,10 @@ export function billingRoutes({ db, tiers, authenticator, billing, logger }: Bil
       responses: { 200: { description: "The plan.", content: json(BillingView) } },
       errors: [404],
     },
-    async (_req, res) => {
+    async (_input, res) => {
       const { userId } = principalOf(res);
-      const [standing] = await db.asUser(userId, (tx) =>
-        tx.query<StandingRow & { subscription_tier: string | null }>(
-          `select u.subscription_tier, ${STANDING_COLUMNS} from users u where u.id = $1`,
-          [userId],
-        ),
-      );
-      if (!standing) throw notFound("This account no longer exists.", "user_not_found");
+      const standing = await db.asUser(userId, (tx) => findStanding(tx, userId));
+      if (!standing) throw new NotFoundError("This account no longer exists.", { code: "user_not_found" });
       const tier = tiers.byName.get(standing.tier_in_force) ?? tiers.byName.get(tiers.defaultTier)!;
       const subscribed = standing.subscription_tier !== null && standing.tier_in_force === standing.subscription_tier;
       res.json({
@@ -192,11 +187,14 @@ export function billingRoutes({ db, tiers, authenticator, billing, logger }: Bil
       responses: { 200: { description: "Send the user to `url`.", content: json(CheckoutView) } },
       errors: [404, 502],
     },
-    async (req, res) => {
+    async ({ query }, res) => {
       if (!billing.polar) throw billingDisabled();
-      const { product } = parseBody(checkoutQuery, req.query);
+      const { product } = query;
       if (!tiers.byPolarProduct.has(product)) {
-        throw invalidRequest(`Invalid 'product': ${product} is not offered here.`, "invalid_value", "product");
+        throw new InvalidRequestError(`Invalid 'product': ${product} is not offered here.`, {
+          code: "invalid_value",
+          param: "product",
+        });
       }
       const { userId, email } = principalOf(res);
       const checkout = await fromPolar(logger, billing.polar.checkout({ id: userId, email }, product));
@@ -213,7 +211,7 @@ export function billingRoutes({ db, tiers, authenticator, billing, logger }: Bil
       responses: { 200: { description: "Send the user to `url`.", content: json(PortalView) } },
       errors: [404, 502],
     },
-    async (_req, res) => {
+    async (_input, res) => {
       if (!billing.polar) throw billingDisabled();
       const { userId, email } = principalOf(res);
       const session = await fromPolar(logger, billing.polar.portal({ id: userId, email }));
@@ -224,7 +222,7 @@ export function billingRoutes({ db, tiers, authenticator, billing, logger }: Bil
   return api;
 }
 
-/** Polar's webhook: signed, so no API key (mounted before billingRoutes, whose authentication covers /billing). */
+/** Polar's webhook: no API key, its guard checks the signature over the raw body instead. */
 export function polarWebhookRoutes({ billing }: Pick<BillingRoutesDeps, "billing">): ApiRouter {
   const api = new ApiRouter("Billing");
   api.route(
@@ -236,7 +234,7 @@ export function polarWebhookRoutes({ billing }: Pick<BillingRoutesDeps, "billing
         "Verified per Standard Webhooks against the raw body with POLAR_WEBHOOK_SECRET. Each webhook-id is applied " +
         "once; redeliveries and out-of-order deliveries leave the newest subscription state in force.",
       access: "webhook_signature",
-      body: WebhookBody,
+      bodyCheckedElsewhere: { schema: WebhookBody, by: "signature" },
       requestHeaders: {
         "webhook-id": "Unique id of the delivery (redeliveries repeat it).",
         "webhook-timestamp": "Unix seconds; more than 5 minutes away from now is refused.",
@@ -245,36 +243,12 @@ export function polarWebhookRoutes({ billing }: Pick<BillingRoutesDeps, "billing
       responses: { 202: { description: "Verified and processed.", content: json(WebhookReceipt) } },
       errors: [403, 404],
     },
-    async (req, res) => {
+    async (_input, res) => {
       if (!billing.webhooks) throw billingDisabled();
-      try {
-        const outcome = await billing.webhooks.receive(rawBody(req), webhookHeaders(req));
-        res.status(202).json({ received: true, outcome });
-      } catch (error) {
-        if (error instanceof WebhookRejectedError) {
-          throw new ApiError(
-            403,
-            `Webhook signature rejected: ${error.message}`,
-            "permission_error",
-            "invalid_signature",
-          );
-        }
-        if (error instanceof WebhookMalformedError) throw invalidRequest(error.message, "invalid_payload");
-        throw error;
-      }
+      const outcome = await billing.webhooks.apply(verifiedWebhookOf(res));
+      res.status(202).json({ received: true, outcome });
     },
   );
 
   return api;
-}
-
-/** app.ts reads this route's body with express.raw: the signature is over the exact bytes. */
-function rawBody(req: Request): Buffer {
-  return Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
-}
-
-function webhookHeaders(req: Request): Record<string, string> {
-  const headers: Record<string, string> = {};
-  for (const name of ["webhook-id", "webhook-timestamp", "webhook-signature"]) headers[name] = req.get(name) ?? "";
-  return headers;
 }

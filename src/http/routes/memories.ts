@@ -1,11 +1,10 @@
 import { z } from "zod";
-import { ApiError, invalidRequest, notFound, serviceUnavailable } from "../../errors";
-import type { Authenticator } from "../../identity";
+import { ApiError, InvalidRequestError, NotFoundError, ServiceUnavailableError } from "../../errors";
 import { InvalidCursorError, type Memory, type MemoryService, REMEMBERED_CHARS } from "../../memory";
-import { parseBody, uuidParam } from "../../validation";
+import { idParams } from "../../validation";
 import { ApiRouter, json } from "../api-router";
-import { principalOf, requireUser } from "../authentication";
 import { CONVERSATION_ID } from "../conversation";
+import { principalOf } from "../guards";
 
 const conversationId = z
   .string()
@@ -150,15 +149,19 @@ async function fromStore<T>(work: Promise<T>): Promise<T> {
   } catch (error) {
     if (error instanceof ApiError) throw error;
     if (error instanceof InvalidCursorError)
-      throw invalidRequest("Invalid 'after': not a cursor of this list.", "invalid_value", "after");
-    throw serviceUnavailable("The memory store is unavailable; try again shortly.", "memory_unavailable");
+      throw new InvalidRequestError("Invalid 'after': not a cursor of this list.", {
+        code: "invalid_value",
+        param: "after",
+      });
+    throw new ServiceUnavailableError("The memory store is unavailable; try again shortly.", {
+      code: "memory_unavailable",
+    });
   }
 }
 
 /** The caller's own memories: list, search, delete. The store reaches only the caller's points (tenant filter). */
-export function memoryRoutes({ authenticator, memory }: { authenticator: Authenticator; memory: MemoryService }) {
+export function memoryRoutes({ memory }: { memory: MemoryService }) {
   const api = new ApiRouter("Memory");
-  api.use(requireUser(authenticator), ["/memories"]);
 
   api.route(
     {
@@ -170,8 +173,7 @@ export function memoryRoutes({ authenticator, memory }: { authenticator: Authent
       responses: { 200: { description: "A page of memories.", content: json(MemoryPageView) } },
       errors: [503],
     },
-    async (req, res) => {
-      const q = parseBody(listQuery, req.query);
+    async ({ query: q }, res) => {
       const { userId } = principalOf(res);
       const page = await fromStore(
         memory.list(userId, { conversationId: q.conversation_id, limit: q.limit, after: q.after }),
@@ -199,8 +201,7 @@ export function memoryRoutes({ authenticator, memory }: { authenticator: Authent
       responses: { 202: { description: "Queued for memory.", content: json(ImportResult) } },
       errors: [503],
     },
-    async (req, res) => {
-      const body = parseBody(importBody, req.body);
+    async ({ body }, res) => {
       const { userId } = principalOf(res);
       const results = await memory.import(
         userId,
@@ -236,8 +237,7 @@ export function memoryRoutes({ authenticator, memory }: { authenticator: Authent
       responses: { 200: { description: "Best matches first.", content: json(SearchResultView) } },
       errors: [503],
     },
-    async (req, res) => {
-      const body = parseBody(searchBody, req.body);
+    async ({ body }, res) => {
       const { userId } = principalOf(res);
       const found = await fromStore(
         memory.find(userId, body.query, { limit: body.limit, conversationId: body.conversation_id }),
@@ -252,13 +252,13 @@ export function memoryRoutes({ authenticator, memory }: { authenticator: Authent
       path: "/memories/:id",
       summary: "Delete one of the caller's memories",
       access: "api_key",
+      params: idParams("memory"),
       responses: { 200: { description: "Deleted.", content: json(DeletedMemory) } },
       errors: [404, 503],
     },
-    async (req, res) => {
-      const id = uuidParam(req.params.id, "memory");
+    async ({ params: { id } }, res) => {
       const { stored } = await fromStore(memory.forget(principalOf(res).userId, { ids: [id] }));
-      if (stored === 0) throw notFound(`No memory found with id '${id}'.`, "memory_not_found");
+      if (stored === 0) throw new NotFoundError(`No memory found with id '${id}'.`, { code: "memory_not_found" });
       res.json({ id, object: "memory", deleted: true });
     },
   );
@@ -273,8 +273,7 @@ export function memoryRoutes({ authenticator, memory }: { authenticator: Authent
       responses: { 200: { description: "How many were deleted.", content: json(DeletedMemories) } },
       errors: [503],
     },
-    async (req, res) => {
-      const q = parseBody(deleteQuery, req.query);
+    async ({ query: q }, res) => {
       const which = q.conversation_id === undefined ? { all: true as const } : { conversationId: q.conversation_id };
       const { stored, pending } = await fromStore(memory.forget(principalOf(res).userId, which));
       res.json({ object: "memory.deleted", deleted: stored, pending_deleted: pending });

@@ -1,16 +1,16 @@
 import type { Response } from "express";
+import { z } from "zod";
 import type { ChatPipeline } from "../../chat/pipeline";
 import { chatRequestSchema, embeddingRequestSchema, textCompletionRequestSchema } from "../../chat/request";
 import type { Targets } from "../../chat/targets";
-import { notFound } from "../../errors";
-import type { Authenticator } from "../../identity";
+import { NotFoundError } from "../../errors";
 import type { Logger } from "../../log";
 import type { MemoryService } from "../../memory";
 import { ApiRouter, json } from "../api-router";
-import { principalOf, requireUser } from "../authentication";
 import { chatInputFrom } from "../chat-input";
 import { clientGoneSignal } from "../client-signal";
 import { toApiError } from "../error-handler";
+import { principalOf } from "../guards";
 import { requestIdsOf } from "../request-context";
 import {
   ChatCompletion,
@@ -26,7 +26,6 @@ import {
 import { SseWriter } from "../sse";
 
 export interface OpenAiRoutesDeps {
-  authenticator: Authenticator;
   memory: MemoryService;
   targets: Targets;
   chat: ChatPipeline;
@@ -34,9 +33,8 @@ export interface OpenAiRoutesDeps {
 }
 
 /** The OpenAI-compatible endpoints: thin adapters between HTTP and the chat pipeline. */
-export function openAiRoutes({ authenticator, targets, chat, memory, logger }: OpenAiRoutesDeps): ApiRouter {
+export function openAiRoutes({ targets, chat, memory, logger }: OpenAiRoutesDeps): ApiRouter {
   const api = new ApiRouter("OpenAI-compatible");
-  api.use(requireUser(authenticator), ["/chat/completions", "/completions", "/embeddings", "/models"]);
 
   api.route(
     {
@@ -46,7 +44,7 @@ export function openAiRoutes({ authenticator, targets, chat, memory, logger }: O
       description:
         "The model picks the provider (config/models.json, or a `provider/model` name). Usage and cost are recorded.",
       access: "api_key",
-      body: chatRequestSchema,
+      bodyCheckedElsewhere: { schema: chatRequestSchema, by: "pipeline" },
       requestHeaders: MEMORY_REQUEST_HEADERS,
       responses: {
         200: {
@@ -57,7 +55,7 @@ export function openAiRoutes({ authenticator, targets, chat, memory, logger }: O
       },
       errors: [402, 403, 404, 429, 502, 503, 504],
     },
-    async (req, res) => {
+    async (_input, res, req) => {
       const input = chatInputFrom(
         req,
         res,
@@ -87,7 +85,7 @@ export function openAiRoutes({ authenticator, targets, chat, memory, logger }: O
         "Passed to the provider's own /completions with the caller's key; limits and usage as for chat. No memory: " +
         "the prompt is raw text, not a conversation. Providers without text completions (Anthropic) answer 400.",
       access: "api_key",
-      body: textCompletionRequestSchema,
+      bodyCheckedElsewhere: { schema: textCompletionRequestSchema, by: "pipeline" },
       responses: {
         200: {
           description: "The completion; with `stream: true`, server-sent events of chunks ending with `data: [DONE]`.",
@@ -97,7 +95,7 @@ export function openAiRoutes({ authenticator, targets, chat, memory, logger }: O
       },
       errors: [402, 404, 429, 502, 503, 504],
     },
-    async (req, res) => {
+    async (_input, res, req) => {
       const signal = clientGoneSignal(res);
       const result = await chat.completeText({
         principal: principalOf(res),
@@ -122,11 +120,11 @@ export function openAiRoutes({ authenticator, targets, chat, memory, logger }: O
       path: "/embeddings",
       summary: "Create embeddings with the caller's provider key or the local embedding model",
       access: "api_key",
-      body: embeddingRequestSchema,
+      bodyCheckedElsewhere: { schema: embeddingRequestSchema, by: "pipeline" },
       responses: { 200: { description: "The embeddings.", content: json(EmbeddingList), headers: RATE_LIMIT_HEADERS } },
       errors: [402, 404, 429, 502, 503, 504],
     },
-    async (req, res) => {
+    async (_input, res, req) => {
       const { headers, response } = await chat.embed({
         principal: principalOf(res),
         body: req.body,
@@ -147,7 +145,7 @@ export function openAiRoutes({ authenticator, targets, chat, memory, logger }: O
       access: "api_key",
       responses: { 200: { description: "The models.", content: json(listOf(Model)) } },
     },
-    async (_req, res) => {
+    async (_input, res) => {
       const models = await targets.models(principalOf(res));
       res.json({
         object: "list",
@@ -162,17 +160,17 @@ export function openAiRoutes({ authenticator, targets, chat, memory, logger }: O
       path: "/models/:model",
       summary: "Describe one model",
       access: "api_key",
+      params: z.object({ model: z.string() }),
       responses: { 200: { description: "The model.", content: json(Model) } },
       errors: [404],
     },
-    async (req, res) => {
-      const model = (await targets.models(principalOf(res))).find((m) => m.id === req.params.model);
+    async ({ params }, res) => {
+      const model = (await targets.models(principalOf(res))).find((m) => m.id === params.model);
       if (!model) {
-        throw notFound(
-          `The model '${req.params.model}' does not exist or you do not have access to it.`,
-          "model_not_found",
-          "model",
-        );
+        throw new NotFoundError(`The model '${params.model}' does not exist or you do not have access to it.`, {
+          code: "model_not_found",
+          param: "model",
+        });
       }
       res.json({ id: model.id, object: "model", created: 0, owned_by: model.owned_by });
     },

@@ -15,16 +15,15 @@ import {
 import { asOurs, passThroughAdapter, RAW, type WithRaw } from "../../chat/responses-passthrough";
 import type { Targets } from "../../chat/targets";
 import type { Database } from "../../db";
-import { invalidRequest, notFound } from "../../errors";
-import type { Authenticator } from "../../identity";
+import { InvalidRequestError, NotFoundError } from "../../errors";
 import type { Logger } from "../../log";
 import type { MemoryService } from "../../memory";
 import type { ChatChunk } from "../../providers";
-import { parseBody } from "../../validation";
+import { idOf } from "../../validation";
 import { ApiRouter, json } from "../api-router";
-import { principalOf, requireUser } from "../authentication";
 import { chatInputFrom } from "../chat-input";
 import { toApiError } from "../error-handler";
+import { principalOf } from "../guards";
 import { requestIdOf } from "../request-context";
 import {
   MEMORY_REQUEST_HEADERS,
@@ -57,10 +56,12 @@ const responsesRequestSchema = z
   });
 
 /** Response ids: `resp_` and the request's own 32 hex digits, so a response and its usage row share an id. */
-const RESPONSE_ID = /^resp_[0-9a-f]{32}$/;
+const responseMessage = (id: string) => `Response with id '${id}' not found.`;
+const responseIdParams = z.object({
+  id: idOf({ what: "response", pattern: /^resp_[0-9a-f]{32}$/, message: responseMessage, param: "id" }),
+});
 
 export interface ResponsesRoutesDeps {
-  authenticator: Authenticator;
   targets: Targets;
   memory: MemoryService;
   chat: ChatPipeline;
@@ -73,10 +74,9 @@ export interface ResponsesRoutesDeps {
  * provider, memory, limits and usage rows work as for chat completions; GET and DELETE /v1/responses/{id} for
  * stored responses.
  */
-export function responsesRoutes({ authenticator, targets, chat, memory, logger, db }: ResponsesRoutesDeps): ApiRouter {
+export function responsesRoutes({ targets, chat, memory, logger, db }: ResponsesRoutesDeps): ApiRouter {
   const api = new ApiRouter("OpenAI-compatible");
   const store = new ResponseStore(db);
-  api.use(requireUser(authenticator), ["/responses"]);
 
   api.route(
     {
@@ -98,18 +98,17 @@ export function responsesRoutes({ authenticator, targets, chat, memory, logger, 
       },
       errors: [402, 404, 429, 502, 503, 504],
     },
-    async (req, res) => {
+    async ({ body: parsed }, res, req) => {
       const principal = principalOf(res);
-      const request = parseBody(responsesRequestSchema, req.body) as ResponsesRequest;
+      const request = parsed as ResponsesRequest;
       const previous = request.previous_response_id
         ? await store.get(principal.userId, request.previous_response_id)
         : undefined;
       if (request.previous_response_id && !previous) {
-        throw invalidRequest(
-          `Previous response with id '${request.previous_response_id}' not found.`,
-          "previous_response_not_found",
-          "previous_response_id",
-        );
+        throw new InvalidRequestError(`Previous response with id '${request.previous_response_id}' not found.`, {
+          code: "previous_response_not_found",
+          param: "previous_response_id",
+        });
       }
       const history = previous?.conversation ?? [];
       // OpenAI itself serves the Responses API: passed through (its built-in tools and formats intact); any other
@@ -158,11 +157,11 @@ export function responsesRoutes({ authenticator, targets, chat, memory, logger, 
       path: "/responses/:id",
       summary: "Retrieve a stored response (created with store, the caller's own)",
       access: "api_key",
+      params: responseIdParams,
       responses: { 200: { description: "The response as it was returned.", content: json(ResponseObject) } },
       errors: [404],
     },
-    async (req, res) => {
-      const id = responseId(req.params.id);
+    async ({ params: { id } }, res) => {
       const stored = await store.get(principalOf(res).userId, id);
       if (!stored) throw responseNotFound(id);
       res.json(stored.response);
@@ -175,6 +174,7 @@ export function responsesRoutes({ authenticator, targets, chat, memory, logger, 
       path: "/responses/:id",
       summary: "Delete a stored response (the caller's own)",
       access: "api_key",
+      params: responseIdParams,
       responses: {
         200: {
           description: "Deleted.",
@@ -187,8 +187,7 @@ export function responsesRoutes({ authenticator, targets, chat, memory, logger, 
       },
       errors: [404],
     },
-    async (req, res) => {
-      const id = responseId(req.params.id);
+    async ({ params: { id } }, res) => {
       if (!(await store.delete(principalOf(res).userId, id))) throw responseNotFound(id);
       res.json({ id, object: "response", deleted: true });
     },
@@ -262,9 +261,5 @@ function servesResponsesApi(targets: Targets, model: string): boolean {
 }
 
 /** A malformed id cannot name a response: 404, as for one that is not the caller's. */
-function responseId(value: unknown): string {
-  if (typeof value === "string" && RESPONSE_ID.test(value)) return value;
-  throw responseNotFound(String(value));
-}
-
-const responseNotFound = (id: string) => notFound(`Response with id '${id}' not found.`, "response_not_found", "id");
+const responseNotFound = (id: string) =>
+  new NotFoundError(responseMessage(id), { code: "response_not_found", param: "id" });

@@ -1,4 +1,4 @@
-import { invalidRequest } from "../../errors";
+import { InvalidRequestError } from "../../errors";
 import {
   type ChatChunk,
   type ChatCompletion,
@@ -75,11 +75,10 @@ function toAnthropicContent(content: unknown): Json[] {
       const image = part.image_url as { url?: string } | undefined;
       if (image?.url) blocks.push(toAnthropicImage(image.url));
     } else
-      throw invalidRequest(
-        `Content part type '${String(part.type)}' is not supported by Anthropic models.`,
-        "unsupported_content",
-        "messages",
-      );
+      throw new InvalidRequestError(`Content part type '${String(part.type)}' is not supported by Anthropic models.`, {
+        code: "unsupported_content",
+        param: "messages",
+      });
   }
   return blocks;
 }
@@ -89,7 +88,10 @@ function parseArguments(args: unknown): unknown {
   try {
     return JSON.parse(args);
   } catch {
-    throw invalidRequest("A tool call's arguments are not valid JSON.", "invalid_tool_arguments", "messages");
+    throw new InvalidRequestError("A tool call's arguments are not valid JSON.", {
+      code: "invalid_tool_arguments",
+      param: "messages",
+    });
   }
 }
 
@@ -135,7 +137,10 @@ export function toAnthropicRequest(request: ChatRequest, upstreamModel: string):
         push("user", [{ type: "tool_result", tool_use_id: message.tool_call_id, content: textOf(message.content) }]);
         break;
       default:
-        throw invalidRequest(`Unsupported message role '${String(message.role)}'.`, "invalid_value", "messages");
+        throw new InvalidRequestError(`Unsupported message role '${String(message.role)}'.`, {
+          code: "invalid_value",
+          param: "messages",
+        });
     }
   }
   const r = request as Json;

@@ -1,0 +1,3 @@
+export { Accounts, type AccountsDeps } from "./accounts";
+export type { Actor } from "./audit";
+export { UserData, type UserDataDeps } from "./user-data";
