@@ -14,7 +14,7 @@ import { createMemory, type MemoryService } from "./memory";
 import { createMetrics, type Metrics } from "./metrics";
 import { ProviderKeys } from "./provider-keys";
 import { UsageRecorder } from "./usage";
-import { openVault, type Vault } from "./vault";
+import { openVault, type Vault, type VaultKeys } from "./vault";
 
 /** The application's long-lived services, built once from config (by main.ts, the CLI and component tests). */
 export interface Services {
@@ -42,8 +42,9 @@ export interface Services {
   userData: UserData;
 }
 
-export function createServices(config: Config, db: Database, logger: Logger): Services {
-  const vault = openVault({ ...config.vault, embedded: !config.database.url, dataDir: config.dataDir }, logger);
+/** `vaultKeys`: the master keys, read from the environment apart from `config` (see vaultKeysFrom). */
+export function createServices(config: Config, db: Database, logger: Logger, vaultKeys: VaultKeys): Services {
+  const vault = openVault({ ...vaultKeys, embedded: !config.database.url, dataDir: config.dataDir }, logger);
   const { url, anonKey, jwtSecret } = config.supabase;
   // supabase-js's auth client: `getUser` when SUPABASE_AUTH_VERIFY=remote.
   const remoteAuth = url && anonKey ? supabaseAuth(url, anonKey) : undefined;

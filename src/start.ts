@@ -7,6 +7,7 @@ import { createLogger, type Logger } from "./log";
 import { listen, onShutdownSignal } from "./server";
 import { createServices, startServices, stopServices } from "./services";
 import type { Telemetry } from "./telemetry";
+import { vaultKeysFrom } from "./vault";
 
 /** Wires the real dependencies, applies migrations in embedded mode, listens, and drains on SIGTERM. */
 export async function start(config: Config, telemetry: Telemetry | undefined): Promise<void> {
@@ -17,7 +18,7 @@ export async function start(config: Config, telemetry: Telemetry | undefined): P
     logger.info("embedded database ready", { data_dir: config.dataDir, migrations_applied: applied.length });
   }
 
-  const services = createServices(config, db, logger);
+  const services = createServices(config, db, logger, vaultKeysFrom(process.env));
   await startServices(services);
   const app = createApp({ config, db, logger, services });
   const running = await listen(app, { ...config.http });

@@ -27,14 +27,18 @@ import {
   type ChatUsage,
   type EmbeddingRequest,
   type EmbeddingResponse,
+  estimatePromptTokens,
+  estimateTokens,
+  isMock,
+  MOCK_PROVIDER,
   type ProviderAdapter,
   type Route,
+  replayStream,
   type TextCompletion,
   UpstreamError,
 } from "../providers";
 import { costOf, type TokenUsage, type UsageRecorder } from "../usage";
 import { CompletionAssembler } from "./assembler";
-import { mockCompletion, replayStream } from "./mock";
 import {
   type ParsedChatRequest,
   parseChatRequest,
@@ -42,8 +46,7 @@ import {
   parseTextCompletionRequest,
   promptTurns,
 } from "./request";
-import type { Targets } from "./targets";
-import { estimatePromptTokens, estimateTokens } from "./tokens";
+import type { Destination, Targets } from "./targets";
 
 export interface ChatInput {
   principal: Principal;
@@ -84,8 +87,6 @@ export interface ChatPipelineDeps {
   memory: MemoryService;
 }
 
-const MOCK_PROVIDER = "mock";
-
 /**
  * POST /v1/chat/completions, in the order of the architecture:
  * (request context and authentication happen in the HTTP layer, before this)
@@ -116,12 +117,16 @@ export class ChatPipeline {
     const started = performance.now();
     const finish = this.track();
     let request: ParsedChatRequest;
-    let route: Route | undefined;
+    let route: Route;
     let reservation: Reservation;
     let guarded: GuardVerdict = { flags: [], headers: {} };
     try {
       request = parseChatRequest(input.body);
-      route = request.mockResponse === undefined ? this.deps.targets.route(request.model) : undefined;
+      // mock_response names its own provider (providers/mock.ts): a shaped answer without a key or a network call.
+      route =
+        request.mockResponse === undefined
+          ? this.deps.targets.route(request.model)
+          : { provider: MOCK_PROVIDER, model: request.model };
       guarded = this.guard(input, request);
       if (guarded.refusal) throw guarded.refusal;
       assertWithinSpend(input.principal, this.deps.config.tiers);
@@ -150,6 +155,13 @@ export class ChatPipeline {
         chunks: replayStream(hit.completion, request.clientWantsUsage),
       };
     }
+    let destination: Destination;
+    try {
+      destination = await this.deps.targets.prepare(input.principal, route);
+    } catch (error) {
+      await settle(this.failureOutcome(error, input.signal)).done;
+      throw error;
+    }
     const sent = request.body.messages as ChatTurn[];
     const recall = await this.recall(input, sent);
     if (recall.message) request.body.messages = withMemory(sent, recall.message) as typeof request.body.messages;
@@ -166,16 +178,13 @@ export class ChatPipeline {
       return done;
     };
 
-    if (request.mockResponse !== undefined) return { headers, ...(await this.answerWithMock(input, request, record)) };
-
-    const adapter = input.adapter ?? adapterFor(route!.provider);
+    const adapter = input.adapter ?? adapterFor(route.provider);
     const options = { signal: input.signal, timeoutMs: this.deps.config.http.requestTimeoutMs };
-    const { targets } = this.deps;
     const callStarted = performance.now();
     const sinceCall = () => Math.round(performance.now() - callStarted);
     try {
       if (!request.stream) {
-        const placed = await targets.place(input.principal, route!, (t) => adapter.complete(t, request.body, options));
+        const placed = await destination.place((t) => adapter.complete(t, request.body, options));
         placed.release();
         const completion = placed.value;
         await record(
@@ -189,7 +198,7 @@ export class ChatPipeline {
         );
         return { headers, stream: false, completion };
       }
-      const placed = await targets.place(input.principal, route!, (t) => adapter.stream(t, request.body, options));
+      const placed = await destination.place((t) => adapter.stream(t, request.body, options));
       // The backend stays held (local mode's least-busy count) until the stream has been fully relayed.
       // A stream is assembled as it passes only when its answer will be cached.
       const assembled = cached.store ? new CompletionAssembler() : undefined;
@@ -243,9 +252,8 @@ export class ChatPipeline {
     const body = request.body as unknown as Record<string, unknown>;
     try {
       if (!request.stream) {
-        const placed = await this.deps.targets.place(input.principal, route, (t) =>
-          adapter.completeText!(t, body, options),
-        );
+        const destination = await this.deps.targets.prepare(input.principal, route);
+        const placed = await destination.place((t) => adapter.completeText!(t, body, options));
         placed.release();
         const completion = placed.value;
         await record({
@@ -256,9 +264,8 @@ export class ChatPipeline {
         });
         return { headers: reservation.headers, stream: false, completion };
       }
-      const placed = await this.deps.targets.place(input.principal, route, (t) =>
-        adapter.streamText!(t, body, options),
-      );
+      const destination = await this.deps.targets.prepare(input.principal, route);
+      const placed = await destination.place((t) => adapter.streamText!(t, body, options));
       const chunks = this.observe(
         placed.value,
         request,
@@ -313,9 +320,8 @@ export class ChatPipeline {
     try {
       const options = { signal: input.signal, timeoutMs: this.deps.config.http.requestTimeoutMs };
       const embed = adapterFor(route.provider).embed!;
-      const placed = await this.deps.targets.place(input.principal, route, (t) =>
-        embed(t, body as EmbeddingRequest, options),
-      );
+      const destination = await this.deps.targets.prepare(input.principal, route);
+      const placed = await destination.place((t) => embed(t, body as EmbeddingRequest, options));
       placed.release();
       const response = placed.value;
       const tokens = response.usage?.prompt_tokens ?? 0;
@@ -432,17 +438,6 @@ export class ChatPipeline {
     };
   }
 
-  private async answerWithMock(input: ChatInput, request: ParsedChatRequest, record: (o: Outcome) => Promise<void>) {
-    const text = request.mockResponse ?? "";
-    const usage = estimatedUsage(request, text);
-    const id = `chatcmpl-mock-${input.requestId}`;
-    const created = Math.floor(Date.now() / 1000);
-    await record({ usage, statusCode: 200, estimated: true, completionText: text });
-    const completion = mockCompletion(id, created, request.model, text, usage);
-    if (!request.stream) return { stream: false as const, completion };
-    return { stream: true as const, model: request.model, chunks: replayStream(completion, request.clientWantsUsage) };
-  }
-
   /** Passes chunks through as they come, noting time to first token, text and usage; records when the stream ends. */
   private async *observe<C extends StreamedChunk>(
     source: AsyncIterable<C>,
@@ -493,27 +488,25 @@ export class ChatPipeline {
   private record(
     input: ChatInput,
     request: ParsedChatRequest,
-    route: Route | undefined,
+    route: Route,
     started: number,
     outcome: Outcome,
     memory?: { recall: Recall; sent: ChatTurn[] },
   ): { tokens: number; costUsd: number; journaled: Promise<void> } {
-    const provider = route?.provider.name ?? MOCK_PROVIDER;
-    const model = route?.model ?? request.model;
+    const provider = route.provider.name;
+    const { model } = route;
+    const mock = isMock(route.provider);
     const reported = outcome.usage;
-    // No usage from the provider: estimate what was served, including the part of an aborted stream.
-    const estimated =
-      outcome.estimated === true || (!reported && (outcome.statusCode < 400 || outcome.statusCode === 499));
+    // No usage from the provider: estimate what was served, including the part of an aborted stream. The mock
+    // provider's usage is the tokenizer's estimate.
+    const estimated = mock || (!reported && (outcome.statusCode < 400 || outcome.statusCode === 499));
     const usage = reported ?? (estimated ? estimatedUsage(request, outcome.completionText ?? "") : undefined);
     const tokens = {
       promptTokens: usage?.prompt_tokens ?? 0,
       completionTokens: usage?.completion_tokens ?? 0,
       cachedTokens: usage?.prompt_tokens_details?.cached_tokens ?? 0,
     };
-    const cost =
-      provider === MOCK_PROVIDER
-        ? { costUsd: 0, known: true }
-        : costOf(this.deps.config.models, provider, model, tokens);
+    const cost = mock ? { costUsd: 0, known: true } : costOf(this.deps.config.models, provider, model, tokens);
     this.observeMetrics(provider, model, tokens, cost.costUsd, outcome);
     const journaled = this.deps.usage.record({
       ...this.identity(input),
@@ -551,7 +544,7 @@ export class ChatPipeline {
   private async fromCache(
     input: ChatInput,
     request: ParsedChatRequest,
-    route: Route | undefined,
+    route: Route,
   ): Promise<{
     hit?: CacheHit;
     headers: Record<string, string>;
@@ -559,7 +552,7 @@ export class ChatPipeline {
   }> {
     const { cache, metrics, memory } = this.deps;
     const controls = input.cache;
-    if (!cache || !controls || controls.mode === "off" || !route || request.mockResponse !== undefined) {
+    if (!cache || !controls || controls.mode === "off" || isMock(route.provider)) {
       return { headers: {} };
     }
     const body = request.body as unknown as Record<string, unknown>;
@@ -646,7 +639,6 @@ interface Outcome {
   upstreamMs?: number;
   statusCode: number;
   errorCode?: string | null;
-  estimated?: boolean;
   completionText?: string;
   firstTokenMs?: number | null;
   /** Answered from the response cache: how it matched, and what the original call cost. */

@@ -35,7 +35,7 @@ export const chatRequestSchema = z
   });
 
 export interface ParsedChatRequest {
-  /** What goes upstream: the client's body minus Perpetual's own fields. */
+  /** What goes to the provider's adapter: the client's body. */
   body: ChatRequest;
   model: string;
   stream: boolean;
@@ -46,13 +46,15 @@ export interface ParsedChatRequest {
 }
 
 export function parseChatRequest(raw: unknown): ParsedChatRequest {
-  const { mock_response: mockResponse, ...body } = parseInput(chatRequestSchema, raw);
+  // mock_response stays in the body: it routes the request to the mock provider, whose adapter answers with it
+  // (providers/mock.ts); no other provider ever sees such a request.
+  const body = parseInput(chatRequestSchema, raw);
   return {
     body: body as unknown as ChatRequest,
     model: body.model,
     stream: body.stream === true,
     clientWantsUsage: body.stream_options?.include_usage === true,
-    mockResponse,
+    mockResponse: body.mock_response,
   };
 }
 

@@ -3,7 +3,7 @@ import { NotFoundError, ServiceUnavailableError } from "../errors";
 import type { Principal } from "../identity";
 import type { VllmPool } from "../local/pool";
 import type { ProviderKeys } from "../provider-keys";
-import { type CallTarget, type Route, routeModel, UpstreamError } from "../providers";
+import { type CallTarget, isMock, type Route, routeModel, UpstreamError } from "../providers";
 
 /** A call that succeeded, and the hold it keeps on its backend until the response is fully sent. */
 export interface Placed<T> {
@@ -11,17 +11,34 @@ export interface Placed<T> {
   release: () => void;
 }
 
+/** A route made ready for its calls: what they need is resolved (the user's provider key, still sealed). */
+export interface Destination {
+  /** Runs `invoke` against a target; local mode retries on another backend before the first byte. */
+  place<T>(invoke: (target: CallTarget) => Promise<T>): Promise<Placed<T>>;
+}
+
 /** Where a model's calls go: proxy mode (the user's own provider key) or local mode (a pool of vLLM servers). */
 export interface Targets {
   /** Throws 404 model_not_found for a model nobody serves. */
   route(model: string): Route;
-  /** Runs `invoke` against a target for the route; local mode retries on another backend before the first byte. */
-  place<T>(principal: Principal, route: Route, invoke: (target: CallTarget) => Promise<T>): Promise<Placed<T>>;
+  /**
+   * Resolves what the route's calls need before any other work is done for the request: a missing provider key
+   * is a 400 here, before memory recall. The key stays sealed until `place` makes the call.
+   */
+  prepare(principal: Principal, route: Route): Promise<Destination>;
   /** Model ids the caller can use (GET /v1/models). */
   models(principal: Principal): Promise<Array<{ id: string; owned_by: string }>>;
 }
 
 const noRelease = () => {};
+
+/** The mock provider's destination (mock_response): no key, no backend. */
+const keyless = (route: Route): Destination => ({
+  place: async (invoke) => ({
+    value: await invoke({ provider: route.provider.name, baseUrl: "", apiKey: "", model: route.model }),
+    release: noRelease,
+  }),
+});
 
 export class ProxyTargets implements Targets {
   constructor(
@@ -34,15 +51,15 @@ export class ProxyTargets implements Targets {
     return routeModel(model, this.providers, this.pricing);
   }
 
-  async place<T>(principal: Principal, route: Route, invoke: (target: CallTarget) => Promise<T>): Promise<Placed<T>> {
-    const apiKey = await this.providerKeys.reveal(principal.userId, route.provider.name);
-    const value = await invoke({
-      provider: route.provider.name,
-      baseUrl: route.provider.baseUrl,
-      apiKey,
-      model: route.model,
-    });
-    return { value, release: noRelease };
+  async prepare(principal: Principal, route: Route): Promise<Destination> {
+    if (isMock(route.provider)) return keyless(route);
+    const key = await this.providerKeys.resolve(principal.userId, route.provider.name);
+    return {
+      place: async (invoke) => {
+        const target = { provider: route.provider.name, baseUrl: route.provider.baseUrl, model: route.model };
+        return { value: await invoke({ ...target, apiKey: key.reveal() }), release: noRelease };
+      },
+    };
   }
 
   async models(principal: Principal) {
@@ -76,7 +93,12 @@ export class LocalTargets implements Targets {
     );
   }
 
-  async place<T>(_principal: Principal, route: Route, invoke: (target: CallTarget) => Promise<T>): Promise<Placed<T>> {
+  async prepare(_principal: Principal, route: Route): Promise<Destination> {
+    if (isMock(route.provider)) return keyless(route);
+    return { place: (invoke) => this.place(route, invoke) };
+  }
+
+  private async place<T>(route: Route, invoke: (target: CallTarget) => Promise<T>): Promise<Placed<T>> {
     const tried = new Set<ReturnType<VllmPool["pick"]> & object>();
     let lastError: unknown;
     for (let attempt = 0; attempt <= this.maxRetries; attempt++) {

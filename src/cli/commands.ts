@@ -19,7 +19,7 @@ import {
 } from "../identity";
 import { createLogger } from "../log";
 import { collectionName, createEmbedder, createMemoryStore, reindexMemories } from "../memory";
-import { countByMasterKey, openVault, rotateProviderKeys } from "../vault";
+import { countByMasterKey, openVault, rotateProviderKeys, vaultKeysFrom } from "../vault";
 
 /** A usage mistake: printed with the usage text, exit code 2. */
 export class UsageError extends Error {}
@@ -125,7 +125,7 @@ async function withBackupTarget(fn: (target: BackupTarget, config: Config) => Pr
 
 function configuredVault(config: Config) {
   const logger = createLogger({ level: "warn", format: "pretty" });
-  return openVault({ ...config.vault, embedded: !config.database.url, dataDir: config.dataDir }, logger);
+  return openVault({ ...vaultKeysFrom(process.env), embedded: !config.database.url, dataDir: config.dataDir }, logger);
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;

@@ -7,100 +7,15 @@ import { loadTiers, overrideTierLimits, type Tiers } from "./tiers";
 export { baseUrlVariable, type ModelPricing, type ProviderSettings } from "./providers";
 export type { Tier, Tiers } from "./tiers";
 
-export interface Config {
-  appName: string;
-  version: string;
-  environment: "development" | "production" | "test";
-  debug: boolean;
-  mode: "proxy" | "local";
-  http: {
-    host: string;
-    port: number;
-    apiPrefix: string;
-    maxBodyBytes: number;
-    /** Express's "trust proxy" (client addresses from X-Forwarded-For through that many hops or those proxies). */
-    trustProxy?: number | string;
-    requestTimeoutMs: number;
-    shutdownTimeoutMs: number;
-  };
-  log: { level: string; format: "json" | "pretty" };
-  /** Embedded state (PGlite, generated keys) lives here. */
-  dataDir: string;
-  /** Absent means the embedded PGlite database. */
-  database: { url?: string; poolSize: number };
-  supabase: { url?: string; anonKey?: string; jwtSecret?: string; serviceRoleKey?: string };
-  qdrant: { url?: string; apiKey?: string; collection: string };
-  memory: {
-    defaultMode: "on" | "off" | "read-only" | "write-only";
-    defaultScope: "user" | "conversation";
-    /** The most tokens of memory a request gets (a tier's max_memory_tokens may lower it, a header too). */
-    tokenBudget: number;
-    /** Recall injects nothing unless a candidate's relevance (query coverage + cosine) reaches this. */
-    minRelevance: number;
-    recallTimeoutMs: number;
-    chunkTokens: number;
-  };
-  /** The guard's key-sharing rule (its mode is each tier's `guard`). */
-  guard: { keySharingAddresses: number; keySharingWindowMs: number };
-  /** The per-user response cache: off unless a request (x-perpetual-cache) or this default asks for it. */
-  cache: {
-    defaultMode: "off" | "exact" | "semantic";
-    ttlMs: number;
-    /** Semantic hits need at least this cosine similarity between the last user turns. */
-    similarity: number;
-    maxBytes: number;
-  };
-  /** Dense embeddings for memory: the built-in word vectors, OpenAI, or a vLLM embedding server. */
-  embedding: {
-    provider: "builtin" | "openai" | "vllm";
-    model?: string;
-    dimensions: number;
-    baseUrl?: string;
-    apiKey?: string;
-  };
-  /** Absent means in-process limits. */
-  redis: { url?: string };
-  vault: { currentKey?: string; previousKeys: string[] };
-  /** Billing with Polar: off unless apiKey is set; webhooks off unless webhookSecret is set. */
-  polar: {
-    apiKey?: string;
-    organizationId?: string;
-    /** "production", "sandbox" or a base URL (a Polar-compatible test server). */
-    server: string;
-    webhookSecret?: string;
-    /** Name of the usage event sent for each successful completion. */
-    eventName: string;
-    /** Where checkout sends the customer when paid, and where the portal's back link goes. */
-    successUrl?: string;
-  };
-  rateLimitDefaults: { perMinute: number; perDay: number };
-  /** While Redis is unreachable: open (per-process counters) or closed (503). */
-  rateLimitFailurePolicy: "open" | "closed";
-  modelName?: string;
-  local: {
-    vllmUrls: string[];
-    apiKey?: string;
-    maxRetryAttempts: number;
-    strategy: "least-busy" | "round-robin";
-    healthCheckIntervalMs: number;
-    healthCheckTimeoutMs: number;
-    failureThreshold: number;
-  };
-  adminApiKey?: string;
-  /** When set, /metrics and /prometheus require it as a bearer token. */
-  metricsToken?: string;
-  /** OpenTelemetry tracing: off unless an OTLP endpoint is set. */
-  telemetry: { endpoint?: string; headers: Record<string, string>; serviceName: string };
+/** The configuration: what the environment says (`settingsOf`, below) and the data files in CONFIG_DIR. */
+export type Config = Settings & {
   tiers: Tiers;
   providers: ReadonlyMap<string, ProviderSettings>;
   /** Known models by id: serving provider and prices. */
   models: ReadonlyMap<string, ModelPricing>;
-  auth: {
-    /** Seconds a credential lookup is reused in-process: the longest a revocation takes on other replicas. */
-    cacheTtlMs: number;
-    supabaseVerify: "local" | "remote";
-  };
-}
+};
+
+export type Settings = ReturnType<typeof settingsOf>;
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
@@ -183,7 +98,11 @@ export function loadConfig(env: NodeJS.ProcessEnv, options: LoadConfigOptions = 
   if (parsed.success) problems.push(...perProcessStateProblems(parsed.data, options.server ?? false));
   if (!parsed.success || !tiers || !providers || !models || problems.length > 0) throw new ConfigError(problems);
 
-  const e = parsed.data;
+  return { ...settingsOf(parsed.data), tiers, providers, models };
+}
+
+/** The environment's variables as the settings the code reads: the one mapping from names to structure. */
+function settingsOf(e: Env) {
   const redisUrl =
     e.REDIS_URL ?? (e.REDIS_HOST ? redisUrlFromParts(e.REDIS_HOST, e.REDIS_PORT, e.REDIS_PASSWORD) : undefined);
   const environment = e.NODE_ENV;
@@ -198,6 +117,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, options: LoadConfigOptions = 
       port: e.API_PORT ?? e.PORT ?? 8000,
       apiPrefix: e.API_PREFIX,
       maxBodyBytes: e.MAX_REQUEST_BODY_SIZE,
+      /** Express's "trust proxy" (client addresses from X-Forwarded-For through that many hops or those proxies). */
       trustProxy:
         e.TRUST_PROXY === undefined ? undefined : /^\d+$/.test(e.TRUST_PROXY) ? Number(e.TRUST_PROXY) : e.TRUST_PROXY,
       requestTimeoutMs: e.REQUEST_TIMEOUT_SECONDS * 1000,
@@ -207,7 +127,9 @@ export function loadConfig(env: NodeJS.ProcessEnv, options: LoadConfigOptions = 
       level: e.LOG_LEVEL ?? (e.DEBUG ? "debug" : "info"),
       format: e.LOG_FORMAT ?? (environment === "production" ? "json" : "pretty"),
     },
+    /** Embedded state (PGlite, generated keys) lives here. */
     dataDir: resolve(e.DATA_DIR),
+    /** No url: the embedded PGlite database. */
     database: { url: e.DATABASE_URL, poolSize: e.DATABASE_POOL_SIZE },
     supabase: {
       url: e.SUPABASE_URL,
@@ -219,21 +141,27 @@ export function loadConfig(env: NodeJS.ProcessEnv, options: LoadConfigOptions = 
     memory: {
       defaultMode: e.MEMORY_DEFAULT_MODE,
       defaultScope: e.MEMORY_DEFAULT_SCOPE,
+      /** The most tokens of memory a request gets (a tier's max_memory_tokens may lower it, a header too). */
       tokenBudget: e.MEMORY_TOKEN_BUDGET,
+      /** Recall injects nothing unless a candidate's relevance (query coverage + cosine) reaches this. */
       minRelevance: e.MEMORY_MIN_RELEVANCE,
       recallTimeoutMs: e.MEMORY_RECALL_TIMEOUT_MS,
       chunkTokens: e.MEMORY_CHUNK_TOKENS,
     },
+    /** The guard's key-sharing rule (its mode is each tier's `guard`). */
     guard: {
       keySharingAddresses: e.GUARD_KEY_SHARING_ADDRESSES,
       keySharingWindowMs: e.GUARD_KEY_SHARING_WINDOW_SECONDS * 1000,
     },
+    /** The per-user response cache: off unless a request (x-perpetual-cache) or this default asks for it. */
     cache: {
       defaultMode: e.RESPONSE_CACHE,
       ttlMs: e.RESPONSE_CACHE_TTL_SECONDS * 1000,
+      /** Semantic hits need at least this cosine similarity between the last user turns. */
       similarity: e.RESPONSE_CACHE_SIMILARITY,
       maxBytes: e.RESPONSE_CACHE_MAX_MB * 1024 * 1024,
     },
+    /** Dense embeddings for memory: the built-in word vectors, OpenAI, or a vLLM embedding server. */
     embedding: {
       provider: e.EMBEDDING_PROVIDER,
       model: e.EMBEDDING_MODEL,
@@ -241,23 +169,24 @@ export function loadConfig(env: NodeJS.ProcessEnv, options: LoadConfigOptions = 
       baseUrl: e.EMBEDDING_BASE_URL,
       apiKey: e.EMBEDDING_API_KEY,
     },
+    /** No url: in-process limits. */
     redis: { url: redisUrl },
-    vault: {
-      currentKey: e.API_KEY_ENCRYPTION_KEY,
-      previousKeys: (e.API_KEY_ENCRYPTION_KEYS_PREVIOUS ?? "")
-        .split(",")
-        .map((k) => k.trim())
-        .filter(Boolean),
-    },
+    // The vault's master keys are not here: only the vault reads them (vaultKeysFrom), so no layer handed this
+    // configuration can leak them.
+    /** Billing with Polar: off unless apiKey is set; webhooks off unless webhookSecret is set. */
     polar: {
       apiKey: e.POLAR_API_KEY,
       organizationId: e.POLAR_ORGANIZATION_ID,
+      /** "production", "sandbox" or a base URL (a Polar-compatible test server). */
       server: e.POLAR_SERVER,
       webhookSecret: e.POLAR_WEBHOOK_SECRET,
+      /** Name of the usage event sent for each successful completion. */
       eventName: e.POLAR_EVENT_NAME,
+      /** Where checkout sends the customer when paid, and where the portal's back link goes. */
       successUrl: e.POLAR_SUCCESS_URL,
     },
     rateLimitDefaults: { perMinute: e.RATE_LIMIT_PER_MINUTE, perDay: e.RATE_LIMIT_PER_DAY },
+    /** While Redis is unreachable: open (per-process counters) or closed (503). */
     rateLimitFailurePolicy: e.RATE_LIMIT_FAILURE_POLICY,
     modelName: e.MODEL_NAME,
     local: {
@@ -273,7 +202,9 @@ export function loadConfig(env: NodeJS.ProcessEnv, options: LoadConfigOptions = 
       failureThreshold: e.HEALTH_CHECK_FAILURE_THRESHOLD,
     },
     adminApiKey: e.ADMIN_API_KEY,
+    /** When set, /metrics and /prometheus require it as a bearer token. */
     metricsToken: e.METRICS_TOKEN,
+    /** OpenTelemetry tracing: off unless an OTLP endpoint is set. */
     telemetry: {
       endpoint: e.OTEL_EXPORTER_OTLP_ENDPOINT?.replace(/\/+$/, ""),
       headers: Object.fromEntries(
@@ -287,9 +218,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, options: LoadConfigOptions = 
       ),
       serviceName: e.OTEL_SERVICE_NAME,
     },
-    tiers,
-    providers,
-    models,
+    /** cacheTtlMs: how long a credential lookup is reused in-process (the longest a revocation takes elsewhere). */
     auth: { cacheTtlMs: e.AUTH_CACHE_TTL_SECONDS * 1000, supabaseVerify: e.SUPABASE_AUTH_VERIFY },
   };
 }

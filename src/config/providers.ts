@@ -22,7 +22,8 @@ const modelsFileSchema = z.object({
 
 export interface ProviderSettings {
   name: string;
-  kind: "openai" | "anthropic" | "openai-compatible";
+  /** "mock": the built-in provider of mock_response requests (providers/mock.ts), never configured. */
+  kind: "openai" | "anthropic" | "openai-compatible" | "mock";
   baseUrl: string;
   modelPrefixes: string[];
 }

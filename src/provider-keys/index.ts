@@ -92,8 +92,11 @@ export class ProviderKeys {
     this.sealedCache.deleteWhere((_sealed, key) => key.startsWith(`${userId}/`));
   }
 
-  /** The plaintext key, for the provider call and nothing else. */
-  async reveal(userId: string, provider: string): Promise<string> {
+  /**
+   * The user's key for a provider, still sealed (a missing key fails here: 400 provider_key_missing). `reveal`
+   * opens it: call it at call time, so the plaintext lives only as long as the provider call.
+   */
+  async resolve(userId: string, provider: string): Promise<SealedProviderKey> {
     const sealed = await this.sealedCache.get(`${userId}/${provider}`, async () => {
       const rows = await this.db.asUser(userId, (tx) =>
         tx.query<{ encrypted_key: string }>("select encrypted_key from user_provider_keys where provider = $1", [
@@ -103,6 +106,16 @@ export class ProviderKeys {
       return { value: rows[0]?.encrypted_key ?? null };
     });
     if (!sealed) throw noProviderKey(provider);
-    return this.vault.open(userId, provider, sealed);
+    return { reveal: () => this.vault.open(userId, provider, sealed) };
   }
+
+  /** The plaintext key, for the provider call and nothing else. */
+  async reveal(userId: string, provider: string): Promise<string> {
+    return (await this.resolve(userId, provider)).reveal();
+  }
+}
+
+export interface SealedProviderKey {
+  /** Decrypts (microseconds); the plaintext goes to the provider call only. */
+  reveal(): string;
 }

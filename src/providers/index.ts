@@ -1,9 +1,13 @@
 import type { ModelPricing, ProviderSettings } from "../config";
 import { NotFoundError } from "../errors";
 import { anthropicAdapter } from "./anthropic";
+import { mockAdapter } from "./mock";
 import { openAiAdapter } from "./openai";
 import type { ProviderAdapter } from "./types";
 
+export { isMock, MOCK_PROVIDER } from "./mock";
+export { replayStream } from "./replay";
+export { estimatePromptTokens, estimateTokens } from "./tokens";
 export { type CallOptions, type CallTarget, type ProviderAdapter, UpstreamError } from "./types";
 export type {
   ChatChunk,
@@ -20,6 +24,7 @@ const adapters: Record<ProviderSettings["kind"], ProviderAdapter> = {
   openai: openAiAdapter(),
   "openai-compatible": openAiAdapter(),
   anthropic: anthropicAdapter(),
+  mock: mockAdapter(),
 };
 
 export function adapterFor(provider: ProviderSettings): ProviderAdapter {

@@ -94,6 +94,7 @@ with input as (
   insert into billing_outbox (request_id, user_id, provider, model, prompt_tokens, cached_tokens, completion_tokens,
     cost_usd, created_at)
   select request_id, user_id, provider, model, prompt_tokens, cached_tokens, completion_tokens, cost_usd, created_at
+  -- Not billed: mock_response answers (the mock provider, providers/mock.ts) and response-cache hits.
   from inserted where $2::boolean and status_code = 200 and provider is distinct from 'mock' and cache_hit is null
   on conflict (request_id) do nothing
 ), totals as (

@@ -38,9 +38,27 @@ export function createVault(current: MasterKey, previous: MasterKey[] = []): Vau
   };
 }
 
-export interface VaultSettings {
+/** The master keys as the environment gives them (their format was checked with the rest of the configuration). */
+export interface VaultKeys {
   currentKey?: string;
   previousKeys: string[];
+}
+
+/**
+ * Reads API_KEY_ENCRYPTION_KEY and API_KEY_ENCRYPTION_KEYS_PREVIOUS. Only the vault reads them: they are not part
+ * of `Config`, which the web layer receives.
+ */
+export function vaultKeysFrom(env: NodeJS.ProcessEnv): VaultKeys {
+  return {
+    currentKey: env.API_KEY_ENCRYPTION_KEY?.trim() || undefined,
+    previousKeys: (env.API_KEY_ENCRYPTION_KEYS_PREVIOUS ?? "")
+      .split(",")
+      .map((k) => k.trim())
+      .filter(Boolean),
+  };
+}
+
+export interface VaultSettings extends VaultKeys {
   /** Embedded mode may generate its own key; with an external database a missing key is an error. */
   embedded: boolean;
   dataDir: string;

@@ -32,7 +32,6 @@ describe("Anthropic both ways, on PostgreSQL 15", () => {
       db,
       config: testConfig({
         DATABASE_URL: database.url,
-        API_KEY_ENCRYPTION_KEY: randomBytes(32).toString("base64"),
         ANTHROPIC_BASE_URL: anthropicUpstream.url,
         OPENAI_BASE_URL: openaiUpstream.url,
       }),

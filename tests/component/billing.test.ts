@@ -23,7 +23,6 @@ const PRO = "prod_pro_monthly";
 const ENTERPRISE = "prod_enterprise_monthly";
 const DAY = 86_400_000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const VAULT_KEY = randomBytes(32).toString("base64");
 
 /** Free tier capped at $0.00015 a month: two fake-upstream completions of gpt-4o ($0.00009375 each) reach it. */
 const CONFIG_DIR = configDirWith((file) => {
@@ -50,7 +49,6 @@ describe("Billing with Polar on PostgreSQL 15 and Redis", () => {
 
   const env = (extra: Record<string, string> = {}) => ({
     DATABASE_URL: database.url,
-    API_KEY_ENCRYPTION_KEY: VAULT_KEY,
     REDIS_URL: redisUrl,
     OPENAI_BASE_URL: upstream.url,
     POLAR_API_KEY: polar.token,
@@ -444,7 +442,6 @@ describe("Billing with Polar on PostgreSQL 15 and Redis", () => {
       config: testConfig(
         {
           DATABASE_URL: database.url,
-          API_KEY_ENCRYPTION_KEY: randomBytes(32).toString("base64"),
           OPENAI_BASE_URL: upstream.url,
         },
         CONFIG_DIR,

@@ -52,7 +52,6 @@ describe("A burst of requests on cold credential caches, pool of 2 connections",
       config: testConfig({
         DATABASE_URL: database.url,
         DATABASE_POOL_SIZE: "2",
-        API_KEY_ENCRYPTION_KEY: randomBytes(32).toString("base64"),
         OPENAI_BASE_URL: upstream.url,
         MEMORY_DEFAULT_MODE: "off",
         // Long enough that no entry ages out during the burst, however slow a busy machine makes it: what is

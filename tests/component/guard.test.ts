@@ -47,7 +47,6 @@ describe("The abuse and prompt-injection guard, per tier, on PostgreSQL 15", () 
       config: testConfig(
         {
           DATABASE_URL: database.url,
-          API_KEY_ENCRYPTION_KEY: randomBytes(32).toString("base64"),
           OPENAI_BASE_URL: upstream.url,
           MEMORY_DEFAULT_MODE: "off",
           TRUST_PROXY: "loopback",

@@ -23,7 +23,6 @@ describe("Identity and the provider-key vault over HTTP, on PostgreSQL 15", () =
 
   const env = () => ({
     DATABASE_URL: database.url,
-    API_KEY_ENCRYPTION_KEY: randomBytes(32).toString("base64"),
     ADMIN_API_KEY: ADMIN_KEY,
     SUPABASE_URL: supabase.url,
     SUPABASE_KEY: supabase.anonKey,

@@ -45,7 +45,7 @@ describe("The server process on embedded defaults", () => {
     expect((await fetch(`${base}/v1/me`, { headers: { authorization: `Bearer ${key}` } })).status).toBe(200);
     const duplicate = await runCli(["users", "create", "--email", "while-running@example.com"], { DATA_DIR: dataDir });
     expect(duplicate.code).toBe(2);
-    expect(duplicate.stderr).toContain("a user with email while-running@example.com already exists");
+    expect(duplicate.stderr).toContain("A user with email while-running@example.com already exists");
     expect((await runCli(["migrate"], { DATA_DIR: dataDir })).stdout).toContain("Database is up to date.");
     expect(statSync(join(dataDir, "cli.sock")).mode & 0o777).toBe(0o600);
     // A second server on the same data is refused at once, naming the process that holds it.

@@ -46,12 +46,7 @@ describe("OpenAI-compatible proxy with the official openai SDK, on PostgreSQL 15
     upstream = await startFakeOpenAiUpstream();
     app = await startTestApp({
       db,
-      config: testConfig({
-        DATABASE_URL: database.url,
-        API_KEY_ENCRYPTION_KEY: randomBytes(32).toString("base64"),
-        OPENAI_BASE_URL: upstream.url,
-        GROQ_BASE_URL: upstream.url,
-      }),
+      config: testConfig({ DATABASE_URL: database.url, OPENAI_BASE_URL: upstream.url, GROQ_BASE_URL: upstream.url }),
     });
     alice = await caller("alice@example.com");
     bob = await caller("bob@example.com");

@@ -60,7 +60,6 @@ describe("Rate limits on real Redis and PostgreSQL 15", () => {
 
   const appEnv = (extra: Record<string, string> = {}) => ({
     DATABASE_URL: database.url,
-    API_KEY_ENCRYPTION_KEY: randomBytes(32).toString("base64"),
     REDIS_URL: redisUrl,
     ...extra,
   });

@@ -40,7 +40,6 @@ describe("The per-user response cache, with the official openai SDK, on PostgreS
       db,
       config: testConfig({
         DATABASE_URL: database.url,
-        API_KEY_ENCRYPTION_KEY: randomBytes(32).toString("base64"),
         OPENAI_BASE_URL: upstream.url,
         MEMORY_DEFAULT_MODE: "off",
       }),

@@ -57,7 +57,6 @@ describe("OpenAI's Responses API with the official openai SDK, on PostgreSQL 15"
       db,
       config: testConfig({
         DATABASE_URL: database.url,
-        API_KEY_ENCRYPTION_KEY: randomBytes(32).toString("base64"),
         OPENAI_BASE_URL: upstream.url,
         GROQ_BASE_URL: upstream.url,
         ANTHROPIC_BASE_URL: anthropicUpstream.url,

@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { cpSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -7,6 +8,7 @@ import { createApp, type HealthProbes } from "../../src/http";
 import type { Logger } from "../../src/log";
 import { listen } from "../../src/server";
 import { createServices, type Services, startServices, stopServices } from "../../src/services";
+import type { VaultKeys } from "../../src/vault";
 import { captureLogger } from "./logs";
 
 export function testConfig(env: Record<string, string> = {}, configDir?: string): Config {
@@ -32,6 +34,9 @@ export function configDirWith(edit: (tiers: { tiers: Record<string, Record<strin
   return dir;
 }
 
+// Replicas of one test share it, as replicas of a deployment share API_KEY_ENCRYPTION_KEY.
+const TEST_VAULT_KEYS: VaultKeys = { currentKey: randomBytes(32).toString("base64"), previousKeys: [] };
+
 export interface TestApp {
   baseUrl: string;
   services: Services;
@@ -45,11 +50,13 @@ export async function startTestApp(options: {
   config?: Config;
   logger?: Logger;
   probes?: HealthProbes;
+  /** The vault's master keys (not part of Config); default: one key shared by every app of this test file. */
+  vaultKeys?: VaultKeys;
 }): Promise<TestApp> {
   const captured = captureLogger();
   const config = options.config ?? testConfig();
   const logger = options.logger ?? captured.logger;
-  const services = createServices(config, options.db, logger);
+  const services = createServices(config, options.db, logger, options.vaultKeys ?? TEST_VAULT_KEYS);
   await startServices(services);
   const app = createApp({ config, db: options.db, logger, services, probes: options.probes });
   const running = await listen(app, { host: "127.0.0.1", port: 0, requestTimeoutMs: config.http.requestTimeoutMs });

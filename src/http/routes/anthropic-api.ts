@@ -1,7 +1,6 @@
 import { z } from "zod";
 import type { ChatPipeline } from "../../chat/pipeline";
 import type { Targets } from "../../chat/targets";
-import { estimatePromptTokens, estimateTokens } from "../../chat/tokens";
 import type { Config } from "../../config";
 import type { Logger } from "../../log";
 import type { MemoryService } from "../../memory";
@@ -12,6 +11,7 @@ import {
   OpenAIToAnthropicStream,
   toAnthropicMessage,
 } from "../../providers/anthropic/translate";
+import { estimatePromptTokens, estimateTokens } from "../../providers/tokens";
 import { ApiRouter, json } from "../api-router";
 import { chatInputFrom } from "../chat-input";
 import { clientGoneSignal } from "../client-signal";
@@ -96,7 +96,8 @@ export function anthropicRoutes({ chat, memory, targets, config, logger }: Anthr
         return;
       }
       const options = { signal: clientGoneSignal(res), timeoutMs: config.http.requestTimeoutMs };
-      const placed = await targets.place(principal, route, (target) => countTokens(target, request, options));
+      const destination = await targets.prepare(principal, route);
+      const placed = await destination.place((target) => countTokens(target, request, options));
       placed.release();
       res.json({ input_tokens: placed.value });
     },

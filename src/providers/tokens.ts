@@ -1,5 +1,5 @@
 import { encode } from "gpt-tokenizer";
-import { textParts } from "../providers";
+import { textParts } from "./wire";
 
 /**
  * A tokenizer estimate (o200k_base, GPT-4o's encoding) for when a provider reports no usage. Marked as estimated

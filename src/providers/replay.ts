@@ -1,24 +1,4 @@
-import type { ChatChunk, ChatCompletion, ChatUsage } from "../providers";
-
-/** `mock_response`: a completion made of the given text, shaped exactly like a provider's. */
-export function mockCompletion(
-  id: string,
-  created: number,
-  model: string,
-  text: string,
-  usage: ChatUsage,
-): ChatCompletion {
-  return {
-    id,
-    object: "chat.completion",
-    created,
-    model,
-    choices: [
-      { index: 0, message: { role: "assistant", content: text, refusal: null }, finish_reason: "stop", logprobs: null },
-    ],
-    usage,
-  };
-}
+import type { ChatChunk, ChatCompletion } from "./wire";
 
 /**
  * A finished completion as the chunks a provider would have streamed (mock answers and cache hits): the role, the
