@@ -3,6 +3,7 @@ import { type Billing, createBilling } from "./billing";
 import { ResponseCache } from "./cache/response-cache";
 import { ChatPipeline } from "./chat/pipeline";
 import { LocalTargets, ProxyTargets, type Targets } from "./chat/targets";
+import { type Clock, systemClock } from "./clock";
 import type { Config } from "./config";
 import type { Database } from "./db";
 import { Guard } from "./guard";
@@ -37,13 +38,25 @@ export interface Services {
   /** Polar: checkout/portal, webhooks, the usage-event outbox (outbox.start()/stop()); parts absent when off. */
   billing: Billing;
   /** The account flows (users, API keys, settings, balance) that routes and the CLI call. */
+  clock: Clock;
   accounts: Accounts;
   /** Provider keys and erasure. */
   userData: UserData;
 }
 
-/** `vaultKeys`: the master keys, read from the environment apart from `config` (see vaultKeysFrom). */
-export function createServices(config: Config, db: Database, logger: Logger, vaultKeys: VaultKeys): Services {
+export interface ServiceOptions {
+  /** The vault's master keys, read from the environment apart from `config` (see vaultKeysFrom). */
+  vaultKeys: VaultKeys;
+  /** Rate-limit windows, outbox retries, the usage report's today; default: the system clock. */
+  clock?: Clock;
+}
+
+export function createServices(
+  config: Config,
+  db: Database,
+  logger: Logger,
+  { vaultKeys, clock = systemClock }: ServiceOptions,
+): Services {
   const vault = openVault({ ...vaultKeys, embedded: !config.database.url, dataDir: config.dataDir }, logger);
   const { url, anonKey, jwtSecret } = config.supabase;
   // supabase-js's auth client: `getUser` when SUPABASE_AUTH_VERIFY=remote.
@@ -66,7 +79,7 @@ export function createServices(config: Config, db: Database, logger: Logger, vau
     memoryPending: () => memory?.outbox.pending() ?? Promise.resolve(0),
     billingPending: () => billing?.outbox?.pending() ?? Promise.resolve(0),
   });
-  memory = createMemory(config, db, logger, metrics);
+  memory = createMemory(config, db, logger, metrics, clock);
   usage.start();
   const pool =
     config.mode === "local"
@@ -94,6 +107,7 @@ export function createServices(config: Config, db: Database, logger: Logger, vau
     logger,
     onReject: (limit) => metrics.rateLimitRejections.inc({ limit }),
     onStoreError: (operation) => metrics.limiterErrors.inc({ operation }),
+    now: clock,
   });
   const cache = new ResponseCache({ ...config.cache, sameWords: config.embedding.provider === "builtin" });
   const guard = new Guard(config.guard);
@@ -104,16 +118,14 @@ export function createServices(config: Config, db: Database, logger: Logger, vau
   userChanges.onChange((userId) => cache.clearUser(userId));
   memory.onForget((userId) => userChanges.announce(userId));
   userChanges.onChange((userId) => providerKeys.forgetUser(userId));
-  billing = createBilling(
-    config,
-    db,
-    logger,
-    (userId) => userChanges.announce(userId),
-    (events) => metrics.billingEventsSent.inc(events),
-  );
+  billing = createBilling(config, db, logger, (userId) => userChanges.announce(userId), {
+    onSent: (events) => metrics.billingEventsSent.inc(events),
+    clock,
+  });
   const accounts = new Accounts({ db, tiers: config.tiers, userChanges, logger });
   const userData = new UserData({ db, userChanges, providerKeys, memory, logger });
   return {
+    clock,
     accounts,
     userData,
     vault,

@@ -18,7 +18,7 @@ export async function start(config: Config, telemetry: Telemetry | undefined): P
     logger.info("embedded database ready", { data_dir: config.dataDir, migrations_applied: applied.length });
   }
 
-  const services = createServices(config, db, logger, vaultKeysFrom(process.env));
+  const services = createServices(config, db, logger, { vaultKeys: vaultKeysFrom(process.env) });
   await startServices(services);
   const app = createApp({ config, db, logger, services });
   const running = await listen(app, { ...config.http });

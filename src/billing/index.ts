@@ -1,3 +1,4 @@
+import type { Clock } from "../clock";
 import type { Config } from "../config";
 import type { Database } from "../db";
 import type { Logger } from "../log";
@@ -28,12 +29,12 @@ export function createBilling(
   db: Database,
   logger: Logger,
   onUserChanged: (userId: string) => Promise<void>,
-  onSent?: (events: number) => void,
+  { onSent, clock }: { onSent?: (events: number) => void; clock: Clock },
 ): Billing {
   const { apiKey, webhookSecret } = config.polar;
   const polar = apiKey ? new PolarGateway({ ...config.polar, apiKey }) : undefined;
   const outbox = polar
-    ? new BillingOutbox({ db, polar, eventName: config.polar.eventName, logger, onSent })
+    ? new BillingOutbox({ db, polar, eventName: config.polar.eventName, logger, onSent, clock })
     : undefined;
   const webhooks = webhookSecret
     ? new PolarWebhooks({ db, tiers: config.tiers, secret: webhookSecret, logger, onUserChanged })

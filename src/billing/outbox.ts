@@ -1,5 +1,6 @@
+import type { Clock } from "../clock";
 import type { Database } from "../db";
-import { claimDue, OutboxWorker, retryLater } from "../db/outbox";
+import { OutboxWorker } from "../db/outbox";
 import type { Logger } from "../log";
 import type { PolarGateway, UsageEvent } from "./polar";
 
@@ -24,6 +25,7 @@ export interface BillingOutboxOptions {
   logger: Logger;
   onSent?: (events: number) => void;
   intervalMs?: number;
+  clock: Clock;
   /** Events per ingest call. */
   batchSize?: number;
   leaseSeconds?: number;
@@ -41,7 +43,7 @@ export class BillingOutbox extends OutboxWorker {
   private failing = false;
 
   constructor(private readonly options: BillingOutboxOptions) {
-    super({ db: options.db, table: "billing_outbox", intervalMs: options.intervalMs ?? 1_000 });
+    super({ db: options.db, table: "billing_outbox", intervalMs: options.intervalMs ?? 1_000, clock: options.clock });
   }
 
   /** Sends what is due now; drain() resolves with the number of events Polar accepted. */
@@ -51,9 +53,7 @@ export class BillingOutbox extends OutboxWorker {
     for (;;) {
       let rows: OutboxRow[];
       try {
-        rows = await claimDue<OutboxRow>(
-          db,
-          "billing_outbox",
+        rows = await this.claimDue<OutboxRow>(
           `id::text, request_id, user_id, provider, model, prompt_tokens, cached_tokens, completion_tokens,
            cost_usd::text, created_at, attempts`,
           this.options.batchSize ?? 100,
@@ -76,7 +76,7 @@ export class BillingOutbox extends OutboxWorker {
         this.failing = true;
         const attempts = Math.min(...rows.map((r) => r.attempts));
         const ids = rows.map((r) => r.id);
-        await retryLater(db, "billing_outbox", ids, attempts, error, this.options.maxRetryDelaySeconds ?? 300);
+        await this.retryLater(ids, attempts, error, this.options.maxRetryDelaySeconds ?? 300);
         return sent;
       }
     }

@@ -1,56 +1,53 @@
+import type { Clock } from "../clock";
 import type { Row, SqlExecutor } from "./types";
 
 /** The transactional outboxes: rows written with their usage row, drained by background workers on every replica. */
 export type OutboxTable = "memory_outbox" | "billing_outbox";
 
 /**
- * Claims up to `limit` due rows for `leaseSeconds`: several replicas share a table without taking the same row, and
- * a crashed worker's rows come back when the lease ends. Each claim counts as an attempt.
- */
-export function claimDue<T extends Row>(
-  db: SqlExecutor,
-  table: OutboxTable,
-  columns: string,
-  limit: number,
-  leaseSeconds: number,
-): Promise<T[]> {
-  return db.query<T>(
-    `update ${table} set attempts = attempts + 1, next_attempt_at = now() + make_interval(secs => $2)
-      where id in (select id from ${table} where next_attempt_at <= now() order by id limit $1 for update skip locked)
-      returning ${columns}`,
-    [limit, leaseSeconds],
-  );
-}
-
-/** Puts rows back with exponential backoff (2^attempts seconds, at most `maxDelaySeconds`) and the error seen. */
-export async function retryLater(
-  db: SqlExecutor,
-  table: OutboxTable,
-  ids: string[],
-  attempts: number,
-  error: unknown,
-  maxDelaySeconds = 600,
-): Promise<void> {
-  const delaySeconds = Math.min(maxDelaySeconds, 2 ** Math.min(attempts, 20));
-  const message = String(error instanceof Error ? error.message : error).slice(0, 500);
-  await db
-    .query(
-      `update ${table} set next_attempt_at = now() + make_interval(secs => $2), last_error = $3
-        where id = any($1::bigint[])`,
-      [ids, delaySeconds, message],
-    )
-    .catch(() => {}); // the lease expires anyway, and the row is retried then
-}
-
-/**
  * A background worker over one outbox table: every `intervalMs` it runs `drainDue` (never twice at a time);
- * stop() waits for the run in progress. Subclasses claim rows with claimDue and put failures back with retryLater.
+ * stop() waits for the run in progress. Subclasses claim rows with `claimDue` and put failures back with
+ * `retryLater`; both schedule by the injected clock (rows are written with the database's now(), so a clock
+ * that runs ahead, as tests use, only makes rows due sooner).
  */
 export abstract class OutboxWorker {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<number> | undefined;
 
-  constructor(private readonly outbox: { db: SqlExecutor; table: OutboxTable; intervalMs: number }) {}
+  constructor(private readonly outbox: { db: SqlExecutor; table: OutboxTable; intervalMs: number; clock: Clock }) {}
+
+  /**
+   * Claims up to `limit` due rows for `leaseSeconds`: several replicas share a table without taking the same row,
+   * and a crashed worker's rows come back when the lease ends. Each claim counts as an attempt.
+   */
+  protected claimDue<T extends Row>(columns: string, limit: number, leaseSeconds: number): Promise<T[]> {
+    const { db, table } = this.outbox;
+    return db.query<T>(
+      `update ${table} set attempts = attempts + 1, next_attempt_at = $3::timestamptz + make_interval(secs => $2)
+        where id in (select id from ${table} where next_attempt_at <= $3::timestamptz
+                     order by id limit $1 for update skip locked)
+        returning ${columns}`,
+      [limit, leaseSeconds, this.now()],
+    );
+  }
+
+  /** Puts rows back with exponential backoff (2^attempts seconds, at most `maxDelaySeconds`) and the error seen. */
+  protected async retryLater(ids: string[], attempts: number, error: unknown, maxDelaySeconds = 600): Promise<void> {
+    const { db, table } = this.outbox;
+    const delaySeconds = Math.min(maxDelaySeconds, 2 ** Math.min(attempts, 20));
+    const message = String(error instanceof Error ? error.message : error).slice(0, 500);
+    await db
+      .query(
+        `update ${table} set next_attempt_at = $4::timestamptz + make_interval(secs => $2), last_error = $3
+          where id = any($1::bigint[])`,
+        [ids, delaySeconds, message, this.now()],
+      )
+      .catch(() => {}); // the lease expires anyway, and the row is retried then
+  }
+
+  private now(): Date {
+    return new Date(this.outbox.clock());
+  }
 
   start(): void {
     this.timer = setInterval(() => void this.drain(), this.outbox.intervalMs);

@@ -1,3 +1,4 @@
+import type { Clock } from "../clock";
 import type { Config } from "../config";
 import type { Database } from "../db";
 import type { Logger } from "../log";
@@ -40,8 +41,23 @@ export function createMemoryStore(config: Config, collection: string, dimensions
   return new EmbeddedMemoryStore(config.dataDir, collection, dimensions);
 }
 
-export function createMemory(config: Config, db: Database, logger: Logger, metrics: Metrics): MemoryService {
+export function createMemory(
+  config: Config,
+  db: Database,
+  logger: Logger,
+  metrics: Metrics,
+  clock: Clock,
+): MemoryService {
   const embedder = createEmbedder(config);
   const store = createMemoryStore(config, collectionName(config, embedder), embedder.dimensions);
-  return new MemoryService({ store, embedder, db, logger, metrics, settings: config.memory, tiers: config.tiers });
+  return new MemoryService({
+    store,
+    embedder,
+    db,
+    logger,
+    metrics,
+    settings: config.memory,
+    tiers: config.tiers,
+    clock,
+  });
 }

@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
+import type { Clock } from "../clock";
 import type { Database } from "../db";
-import { claimDue, OutboxWorker, retryLater } from "../db/outbox";
+import { OutboxWorker } from "../db/outbox";
 import type { Logger } from "../log";
 import type { Embedder } from "./embedders/types";
 import { REMEMBERED_CHARS } from "./recall";
@@ -33,6 +34,7 @@ export interface MemoryOutboxOptions {
   /** Opens the store if it is not open yet; false while it is away (the drain waits). */
   storeReady?: () => Promise<boolean>;
   intervalMs?: number;
+  clock: Clock;
   batchSize?: number;
   /** How long a claimed row is left to its worker before another may take it. */
   leaseSeconds?: number;
@@ -53,7 +55,7 @@ export class MemoryOutbox extends OutboxWorker {
   private failing = false;
 
   constructor(private readonly options: MemoryOutboxOptions) {
-    super({ db: options.db, table: "memory_outbox", intervalMs: options.intervalMs ?? 500 });
+    super({ db: options.db, table: "memory_outbox", intervalMs: options.intervalMs ?? 500, clock: options.clock });
   }
 
   /** drain() resolves with the number of exchanges stored. */
@@ -74,9 +76,7 @@ export class MemoryOutbox extends OutboxWorker {
   }
 
   private claim(): Promise<OutboxRow[]> {
-    return claimDue<OutboxRow>(
-      this.options.db,
-      "memory_outbox",
+    return this.claimDue<OutboxRow>(
       "id::text, request_id, user_id, conversation_id, model, messages, created_at, attempts",
       this.options.batchSize ?? 50,
       this.options.leaseSeconds ?? 60,
@@ -119,7 +119,7 @@ export class MemoryOutbox extends OutboxWorker {
       // Logged once per outage, not once per row.
       if (!this.failing) logger.warn("memory write failed; will retry", { request_id: row.request_id, error });
       this.failing = true;
-      await retryLater(db, "memory_outbox", [row.id], row.attempts, error);
+      await this.retryLater([row.id], row.attempts, error);
     }
     if (failed.length === 0 && stored.length > 0 && this.failing) {
       logger.info("memory writes resumed");

@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { type Clock, systemClock } from "../clock";
 import type { Config, Tiers } from "../config";
 import type { Database } from "../db";
 import { storableJson } from "../db/text";
@@ -129,10 +130,13 @@ export class MemoryService {
       settings: Config["memory"];
       /** For each tier's memory ceiling (max_memory_tokens); without it MEMORY_TOKEN_BUDGET applies to all. */
       tiers?: Tiers;
+      /** The outbox's retry schedule; default: the system clock. */
+      clock?: Clock;
     },
   ) {
     this.outbox = new MemoryOutbox({
       ...deps,
+      clock: deps.clock ?? systemClock,
       chunkTokens: deps.settings.chunkTokens,
       storeReady: () => this.openStore(),
     });

@@ -13,6 +13,7 @@ import {
   subscriptionJson,
 } from "../fakes/polar-server";
 import { configDirWith, startTestApp, type TestApp, testConfig } from "../helpers/app";
+import { TestClock } from "../helpers/clock";
 import { jsonClient } from "../helpers/http";
 import { createTestDatabase } from "../helpers/postgres";
 
@@ -22,7 +23,6 @@ const SECRET = "polar_whs_test_secret_0123456789";
 const PRO = "prod_pro_monthly";
 const ENTERPRISE = "prod_enterprise_monthly";
 const DAY = 86_400_000;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Free tier capped at $0.00015 a month: two fake-upstream completions of gpt-4o ($0.00009375 each) reach it. */
 const CONFIG_DIR = configDirWith((file) => {
@@ -46,6 +46,8 @@ describe("Billing with Polar on PostgreSQL 15 and Redis", () => {
   let polar: FakePolar;
   let app: TestApp;
   let replica: TestApp;
+  // Real pace, shared by both replicas; a test jumps it past an outbox's backoff instead of sleeping.
+  const clock = new TestClock(Date.now(), true);
 
   const env = (extra: Record<string, string> = {}) => ({
     DATABASE_URL: database.url,
@@ -115,8 +117,8 @@ describe("Billing with Polar on PostgreSQL 15 and Redis", () => {
     upstream = await startFakeOpenAiUpstream();
     polar = await startFakePolar();
     const config = () => testConfig(env(), CONFIG_DIR);
-    app = await startTestApp({ db, config: config() });
-    replica = await startTestApp({ db, config: config() });
+    app = await startTestApp({ db, config: config(), clock: clock.now });
+    replica = await startTestApp({ db, config: config(), clock: clock.now });
   });
 
   afterAll(async () => {
@@ -376,8 +378,8 @@ describe("Billing with Polar on PostgreSQL 15 and Redis", () => {
     } finally {
       await polar.restart();
     }
-    // The first retry is due after 2 s of backoff; both replicas' workers drain concurrently.
-    await sleep(2_200);
+    // The first retry is due after 2 s of backoff (moved past, not waited for); both replicas drain concurrently.
+    clock.advance(2_200);
     await Promise.all([app.services.billing.outbox!.drain(), replica.services.billing.outbox!.drain()]);
     const delivered = polar.received.filter((e) => e.external_customer_id === gina.userId).map((e) => e.external_id);
     expect(delivered.sort()).toEqual([...ids].sort());

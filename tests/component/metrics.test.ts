@@ -4,6 +4,7 @@ import { type Database, migrate, openPglite } from "../../src/db";
 import { createApiKey, createUser } from "../../src/identity";
 import { type FakeOpenAiUpstream, startFakeOpenAiUpstream } from "../fakes/openai-upstream";
 import { startTestApp, type TestApp, testConfig } from "../helpers/app";
+import { inThisMinute, TestClock } from "../helpers/clock";
 
 const METRICS_TOKEN = `metrics-${randomBytes(8).toString("hex")}`;
 
@@ -23,7 +24,12 @@ describe("Prometheus metrics after known traffic", () => {
     db = await openPglite();
     await migrate(db);
     upstream = await startFakeOpenAiUpstream();
-    app = await startTestApp({ db, config: testConfig({ OPENAI_BASE_URL: upstream.url, METRICS_TOKEN }) });
+    // A frozen minute: the 5th request must hit the per-minute limit, whenever the traffic runs.
+    app = await startTestApp({
+      db,
+      config: testConfig({ OPENAI_BASE_URL: upstream.url, METRICS_TOKEN }),
+      clock: new TestClock(inThisMinute()).now,
+    });
     const user = await createUser(db, "metrics@example.com", "enterprise");
     await app.services.providerKeys.add(user.id, "openai", "sk-proj-metrics-0123456789");
     const client = new OpenAI({
@@ -31,9 +37,6 @@ describe("Prometheus metrics after known traffic", () => {
       baseURL: `${app.baseUrl}/v1`,
       maxRetries: 0,
     });
-    // Avoid a minute boundary in the middle of the traffic (the 5th request must hit the per-minute limit).
-    const left = 60_000 - (Date.now() % 60_000);
-    if (left < 5_000) await new Promise((r) => setTimeout(r, left + 50));
     await client.chat.completions.create({ model: "gpt-4o", messages: [{ role: "user", content: "one" }] });
     await client.chat.completions.create({ model: "gpt-4o", messages: [{ role: "user", content: "two" }] });
     const stream = await client.chat.completions.create({

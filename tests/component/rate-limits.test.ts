@@ -7,6 +7,7 @@ import { type Database, migrate, openPostgres } from "../../src/db";
 import { createApiKey, createUser } from "../../src/identity";
 import { RateLimiter, RedisCounters } from "../../src/limits";
 import { startTestApp, type TestApp, testConfig } from "../helpers/app";
+import { inThisMinute, TestClock } from "../helpers/clock";
 import { captureLogger } from "../helpers/logs";
 import { createTestDatabase } from "../helpers/postgres";
 
@@ -18,12 +19,6 @@ function testRedisUrl(): string {
   const url = process.env.TEST_REDIS_URL;
   if (!url) throw new Error("TEST_REDIS_URL is not set: run the tests with `npm test`, which starts Redis");
   return url;
-}
-
-/** Waits until at least `needMs` remain in the current minute, so a test's requests share one window. */
-async function roomInThisMinute(needMs: number): Promise<void> {
-  const left = 60_000 - (Date.now() % 60_000);
-  if (left < needMs) await sleep(left + 50);
 }
 
 const mock = (i: number, extra: Record<string, unknown> = {}) =>
@@ -66,12 +61,13 @@ describe("Rate limits on real Redis and PostgreSQL 15", () => {
 
   test("When 200 concurrent requests from one key hit three replicas sharing Redis, then exactly the limit passes", async () => {
     const apps: TestApp[] = [];
-    for (let i = 0; i < 3; i++) apps.push(await startTestApp({ db, config: testConfig(appEnv()) }));
+    // One frozen instant for the three replicas: every request falls in one window, however long the burst takes.
+    const clock = new TestClock(inThisMinute());
+    for (let i = 0; i < 3; i++) apps.push(await startTestApp({ db, config: testConfig(appEnv()), clock: clock.now }));
     try {
       const user = await createUser(db, `burst-${randomBytes(3).toString("hex")}@example.com`, "enterprise");
       const key = (await createApiKey(db, user.id, { rateLimitPerMinute: 50 })).key;
       const clients = apps.map((app) => new OpenAI({ apiKey: key, baseURL: `${app.baseUrl}/v1`, maxRetries: 0 }));
-      await roomInThisMinute(20_000);
       const outcomes = await Promise.all(
         Array.from({ length: 200 }, (_, i) =>
           clients[i % 3]!.chat.completions.create(mock(i)).then(
@@ -88,11 +84,10 @@ describe("Rate limits on real Redis and PostgreSQL 15", () => {
   });
 
   test("When limited, then the 429 is OpenAI-shaped with retry-after and every response carries x-ratelimit headers", async () => {
-    const app = await startTestApp({ db, config: testConfig(appEnv()) });
+    const app = await startTestApp({ db, config: testConfig(appEnv()), clock: new TestClock(inThisMinute()).now });
     try {
       const user = await createUser(db, `headers-${randomBytes(3).toString("hex")}@example.com`, "free");
       const key = (await createApiKey(db, user.id)).key;
-      await roomInThisMinute(15_000);
       const client = new OpenAI({ apiKey: key, baseURL: `${app.baseUrl}/v1`, maxRetries: 0 });
       const first = await client.chat.completions.create(mock(0)).withResponse();
       expect(first.response.headers.get("x-ratelimit-limit-requests")).toBe("10");
@@ -114,11 +109,11 @@ describe("Rate limits on real Redis and PostgreSQL 15", () => {
   });
 
   test("When streamed, plain and aborted requests finish, then the token counter equals the tokens recorded", async () => {
-    const app = await startTestApp({ db, config: testConfig(appEnv()) });
+    const clock = new TestClock(inThisMinute());
+    const app = await startTestApp({ db, config: testConfig(appEnv()), clock: clock.now });
     try {
       const user = await createUser(db, `tokens-${randomBytes(3).toString("hex")}@example.com`, "free");
       const key = (await createApiKey(db, user.id)).key;
-      await roomInThisMinute(15_000);
       const client = new OpenAI({ apiKey: key, baseURL: `${app.baseUrl}/v1`, maxRetries: 0 });
       await client.chat.completions.create(mock(0, { max_tokens: 2000 }));
       const stream = await client.chat.completions.create({
@@ -142,7 +137,7 @@ describe("Rate limits on real Redis and PostgreSQL 15", () => {
         "select coalesce(sum(total_tokens), 0)::int as tokens from usage_logs where user_id = $1",
         [user.id],
       );
-      const minute = Math.floor(Date.now() / 60_000);
+      const minute = Math.floor(clock.now() / 60_000);
       const counted = Number(await redis.get(`rl:{${user.id}}:tm:${minute}`));
       expect(recorded!.tokens).toBeGreaterThan(0);
       expect(counted).toBe(recorded!.tokens);
@@ -230,11 +225,14 @@ describe("Rate limits on real Redis and PostgreSQL 15", () => {
     afterEach(stopRedis);
 
     test("When Redis dies with fail-open, then requests keep being served under per-replica limits, and Redis is used again when it returns", async () => {
-      const app = await startTestApp({ db, config: testConfig(appEnv({ REDIS_URL: `redis://127.0.0.1:${port}` })) });
+      const app = await startTestApp({
+        db,
+        config: testConfig(appEnv({ REDIS_URL: `redis://127.0.0.1:${port}` })),
+        clock: new TestClock(inThisMinute()).now,
+      });
       try {
         const user = await createUser(db, `open-${randomBytes(3).toString("hex")}@example.com`, "enterprise");
         const key = (await createApiKey(db, user.id, { rateLimitPerMinute: 5 })).key;
-        await roomInThisMinute(20_000);
         const client = new OpenAI({ apiKey: key, baseURL: `${app.baseUrl}/v1`, maxRetries: 0 });
         await client.chat.completions.create(mock(0));
         await stopRedis();
@@ -281,20 +279,18 @@ describe("Rate limits on real Redis and PostgreSQL 15", () => {
   });
 
   test("When the SDK is allowed to retry, then it waits for retry-after and succeeds in the next window", async () => {
-    const app = await startTestApp({ db, config: testConfig(appEnv()) });
+    // 5 s before a minute ends, running at real pace: retry-after is short, and the SDK really waits it out.
+    const clock = new TestClock(inThisMinute(55_000), true);
+    const app = await startTestApp({ db, config: testConfig(appEnv()), clock: clock.now });
     try {
       const user = await createUser(db, `retry-${randomBytes(3).toString("hex")}@example.com`, "enterprise");
       const key = (await createApiKey(db, user.id, { rateLimitPerMinute: 1 })).key;
-      // Start close to the end of a minute, so retry-after is short.
-      const left = 60_000 - (Date.now() % 60_000);
-      if (left > 3_000) await sleep(left - 2_500);
       const client = new OpenAI({ apiKey: key, baseURL: `${app.baseUrl}/v1`, maxRetries: 2 });
       await client.chat.completions.create(mock(0)).catch(() => {});
-      const started = Date.now();
-      const minuteEnd = Math.ceil(started / 60_000) * 60_000;
+      const minuteEnd = Math.ceil(clock.now() / 60_000) * 60_000;
       const { response } = await client.chat.completions.create(mock(1)).withResponse();
       expect(response.status).toBe(200);
-      expect(Date.now()).toBeGreaterThanOrEqual(minuteEnd);
+      expect(clock.now()).toBeGreaterThanOrEqual(minuteEnd);
     } finally {
       await app.close();
     }

@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { cpSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { Clock } from "../../src/clock";
 import { type Config, loadConfig } from "../../src/config";
 import type { Database } from "../../src/db";
 import { createApp, type HealthProbes } from "../../src/http";
@@ -52,11 +53,16 @@ export async function startTestApp(options: {
   probes?: HealthProbes;
   /** The vault's master keys (not part of Config); default: one key shared by every app of this test file. */
   vaultKeys?: VaultKeys;
+  /** The services' clock (rate-limit windows, outbox retries); default: the system clock. */
+  clock?: Clock;
 }): Promise<TestApp> {
   const captured = captureLogger();
   const config = options.config ?? testConfig();
   const logger = options.logger ?? captured.logger;
-  const services = createServices(config, options.db, logger, options.vaultKeys ?? TEST_VAULT_KEYS);
+  const services = createServices(config, options.db, logger, {
+    vaultKeys: options.vaultKeys ?? TEST_VAULT_KEYS,
+    clock: options.clock,
+  });
   await startServices(services);
   const app = createApp({ config, db: options.db, logger, services, probes: options.probes });
   const running = await listen(app, { host: "127.0.0.1", port: 0, requestTimeoutMs: config.http.requestTimeoutMs });

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { type Billing, MissingEmailError } from "../../billing";
+import type { Clock } from "../../clock";
 import type { Tiers } from "../../config";
 import type { Database } from "../../db";
 import { ApiError, InvalidRequestError, NotFoundError, UpstreamFailedError } from "../../errors";
@@ -91,12 +92,12 @@ export interface BillingRoutesDeps {
   tiers: Tiers;
   billing: Billing;
   logger: Logger;
-  /** Today's date for the usage report's defaults (tests pin it). */
-  now?: () => Date;
+  /** Today, for the usage report's defaults. */
+  clock: Clock;
 }
 
 /** The caller's plan, usage and Polar checkout/portal. */
-export function billingRoutes({ db, tiers, billing, logger, now = () => new Date() }: BillingRoutesDeps): ApiRouter {
+export function billingRoutes({ db, tiers, billing, logger, clock }: BillingRoutesDeps): ApiRouter {
   const api = new ApiRouter("Billing");
   const products = [...tiers.byPolarProduct].map(([id, tier]) => ({ id, tier: tier.name }));
 
@@ -111,7 +112,7 @@ export function billingRoutes({ db, tiers, billing, logger, now = () => new Date
     },
     async ({ query }, res) => {
       const { userId } = principalOf(res);
-      const today = now().toISOString().slice(0, 10);
+      const today = new Date(clock()).toISOString().slice(0, 10);
       const end = query.end ?? today;
       const start = query.start ?? `${end.slice(0, 7)}-01`;
       if (start > end)
