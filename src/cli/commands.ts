@@ -65,7 +65,8 @@ async function withDatabase<T>(
  */
 async function withAccounts<T>(fn: (accounts: Accounts, db: Database, config: Config) => Promise<T>): Promise<T> {
   return withDatabase(async (db, config) => {
-    const logger = createLogger({ level: "warn", format: "pretty" });
+    // Audit lines (JSON, on stderr so stdout stays the command's answer), as the API writes them.
+    const logger = createLogger({ level: "info", format: "json", stream: process.stderr });
     const shared = serverContext.getStore();
     const redis = shared || !config.redis.url ? undefined : new Redis(config.redis.url, { lazyConnect: true });
     const userChanges = shared?.userChanges ?? new UserChanges(redis, logger, { subscribe: false });

@@ -131,6 +131,7 @@ describe("CLI users and keys on PostgreSQL 15", () => {
     const credited = await runCli(["billing", "credit", "--user", "uma@example.com", "--usd", "25"], env);
     expect(credited.code).toBe(0);
     expect(credited.stdout).toContain("$25.00");
+    expect(credited.stderr).toMatch(/"action":"billing.credit".*"actor":"cli"/);
     const debited = await runCli(["billing", "credit", "--user", "uma@example.com", "--usd=-5.5"], env);
     expect(debited.code).toBe(0);
     const [row] = await db.query<{ balance: number }>(

@@ -1,7 +1,9 @@
+import { randomBytes } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ConfigError, loadConfig } from "../../src/config";
+import { vaultKeysFrom } from "../../src/vault";
 
 function problemsFor(env: Record<string, string>, configDir?: string): string[] {
   try {
@@ -88,6 +90,17 @@ describe("Configuration", () => {
     // memory nor rate limits, so a production migration or backup needs neither Qdrant nor Redis.
     expect(() => loadConfig({ NODE_ENV: "development" }, { server: true })).not.toThrow();
     expect(() => loadConfig({ NODE_ENV: "production" })).not.toThrow();
+  });
+
+  test("When master keys are set, then only the vault reads them: the Config handed to the web layer has none", () => {
+    const current = randomBytes(32).toString("base64");
+    const previous = randomBytes(32).toString("hex");
+    const env = { API_KEY_ENCRYPTION_KEY: current, API_KEY_ENCRYPTION_KEYS_PREVIOUS: ` ${previous} ,` };
+    const config = loadConfig(env);
+    const everything = JSON.stringify(config, (_k, v) => (v instanceof Map ? [...v] : v));
+    expect(everything).not.toContain(current);
+    expect(everything).not.toContain(previous);
+    expect(vaultKeysFrom(env)).toEqual({ currentKey: current, previousKeys: [previous] });
   });
 
   test("When the seed's variable names are set, then each lands in the typed config", () => {
