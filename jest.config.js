@@ -11,6 +11,7 @@ module.exports = {
   },
   // jose ships only ES modules; Jest's CommonJS sandbox needs them compiled like our own sources.
   transformIgnorePatterns: ["/node_modules/(?!(jose|@seriousme/openapi-schema-validator|stemmer)/)"],
-  testTimeout: 30_000,
+  // Timeouts catch hangs, not slowness: budgets hold with the CPU contended (the suite beside a second copy of itself).
+  testTimeout: 120_000,
   maxWorkers: 2,
 };

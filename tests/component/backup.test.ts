@@ -12,7 +12,7 @@ import { memoryCaller } from "../helpers/memory";
 import { createTestDatabase } from "../helpers/postgres";
 import { runCli } from "../helpers/processes";
 
-jest.setTimeout(120_000);
+jest.setTimeout(300_000);
 
 const COLLECTION = `perpetual_memory_${WORD_VECTORS_ID}`;
 const MASTER_KEY = randomBytes(32).toString("base64");

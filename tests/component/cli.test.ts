@@ -5,7 +5,7 @@ import { type FakeSupabaseAuth, startFakeSupabaseAuth } from "../fakes/supabase-
 import { createTestDatabase } from "../helpers/postgres";
 import { runCli } from "../helpers/processes";
 
-jest.setTimeout(60_000);
+jest.setTimeout(300_000);
 
 describe("CLI users and keys on PostgreSQL 15", () => {
   let database: { url: string; drop: () => Promise<void> };

@@ -3,6 +3,7 @@ import { type Database, migrate, openPglite } from "../../src/db";
 import { createApiKey, createUser } from "../../src/identity";
 import { type FakeOpenAiUpstream, startFakeOpenAiUpstream } from "../fakes/openai-upstream";
 import { startTestApp, type TestApp, testConfig } from "../helpers/app";
+import { eventually } from "../helpers/eventually";
 
 describe("Local mode with two vLLM-compatible servers", () => {
   let db: Database;
@@ -81,8 +82,11 @@ describe("Local mode with two vLLM-compatible servers", () => {
       }
     }
     expect(results).toEqual(Array.from({ length: 20 }, (_, i) => `Echo: s${i}`));
-    await new Promise((r) => setTimeout(r, 2_500));
     const pool = app.services.pool!;
+    // The health checks take the dead server out of the rotation.
+    await eventually(() => pool.backends.find((b) => b.url === first.url)?.healthy === false, {
+      what: "the dead server marked unhealthy",
+    });
     expect(pool.backends.find((b) => b.url === first.url)?.healthy).toBe(false);
     expect(pool.backends.find((b) => b.url === second.url)?.healthy).toBe(true);
 

@@ -8,7 +8,6 @@ import { jsonClient } from "../helpers/http";
 import { memoryCaller, memoryMessageOf } from "../helpers/memory";
 import { createTestDatabase } from "../helpers/postgres";
 
-jest.setTimeout(60_000);
 
 const COLLECTION = `perpetual_memory_${WORD_VECTORS_ID}`;
 

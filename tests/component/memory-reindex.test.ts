@@ -13,7 +13,7 @@ import { type FakeQdrant, startFakeQdrant } from "../fakes/qdrant-server";
 import { createTestDatabase } from "../helpers/postgres";
 import { runCli } from "../helpers/processes";
 
-jest.setTimeout(60_000);
+jest.setTimeout(300_000);
 
 const OLD = "perpetual_memory_old-model";
 const CURRENT = `perpetual_memory_${WORD_VECTORS_ID}`;

@@ -5,6 +5,7 @@ import { createApiKey, createUser } from "../../src/identity";
 import { type FakeOpenAiUpstream, startFakeOpenAiUpstream } from "../fakes/openai-upstream";
 import { startTestApp, type TestApp, testConfig } from "../helpers/app";
 import { inThisMinute, TestClock } from "../helpers/clock";
+import { eventually } from "../helpers/eventually";
 
 const METRICS_TOKEN = `metrics-${randomBytes(8).toString("hex")}`;
 
@@ -54,10 +55,14 @@ describe("Prometheus metrics after known traffic", () => {
     await client.chat.completions
       .create({ model: "gpt-4o", messages: [{ role: "user", content: "five" }] })
       .catch(() => {});
-    await new Promise((r) => setTimeout(r, 50));
-    const res = await fetch(`${app.baseUrl}/prometheus`, { headers: { authorization: `Bearer ${METRICS_TOKEN}` } });
-    expect(res.status).toBe(200);
-    text = await res.text();
+    // Request metrics are observed when each response finishes, which may be just after the client has it.
+    const scrape = async () => {
+      const res = await fetch(`${app.baseUrl}/prometheus`, { headers: { authorization: `Bearer ${METRICS_TOKEN}` } });
+      expect(res.status).toBe(200);
+      text = await res.text();
+      return (sample(text, 'perpetual_request_duration_seconds_count{endpoint="/v1/chat/completions"}') ?? 0) >= 6;
+    };
+    await eventually(scrape, { what: "the sixth request's metrics" });
   });
 
   afterAll(async () => {

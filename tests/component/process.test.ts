@@ -8,7 +8,7 @@ import { startFakeOpenAiUpstream } from "../fakes/openai-upstream";
 import { createTestDatabase } from "../helpers/postgres";
 import { collect, runCli, spawnEntry, waitForOutput } from "../helpers/processes";
 
-jest.setTimeout(60_000);
+jest.setTimeout(300_000);
 
 function freshDataDir(): string {
   return mkdtempSync(join(tmpdir(), "perpetual-proc-"));

@@ -4,6 +4,7 @@ import { type Database, migrate, openPostgres } from "../../src/db";
 import { createApiKey, createUser } from "../../src/identity";
 import { FAKE_USAGE, type FakeOpenAiUpstream, startFakeOpenAiUpstream } from "../fakes/openai-upstream";
 import { startTestApp, type TestApp, testConfig } from "../helpers/app";
+import { eventually } from "../helpers/eventually";
 import { createTestDatabase } from "../helpers/postgres";
 
 interface Caller {
@@ -381,13 +382,11 @@ describe("OpenAI-compatible proxy with the official openai SDK, on PostgreSQL 15
     // The SDK ends the iteration quietly when its own signal aborts.
     for await (const _chunk of stream) controller.abort();
     const requestId = response.headers.get("x-request-id")!;
-    for (let i = 0; i < 50 && (await usageRow(requestId)).length === 0; i++)
-      await new Promise((r) => setTimeout(r, 50));
+    await eventually(async () => (await usageRow(requestId)).length > 0, { what: "the usage row" });
     const rows = await usageRow(requestId);
     expect(rows).toHaveLength(1);
     expect(rows[0]).toMatchObject({ status_code: 499, error_code: "client_closed_request", stream: true });
-    for (let i = 0; i < 50 && upstream.abortedStreams() === abortedBefore; i++)
-      await new Promise((r) => setTimeout(r, 20));
+    await eventually(() => upstream.abortedStreams() > abortedBefore, { what: "the upstream call aborted" });
     expect(upstream.abortedStreams()).toBe(abortedBefore + 1);
   });
 

@@ -13,7 +13,7 @@ import { collect, waitForOutput } from "../helpers/processes";
 
 const { freePort } = require("../../scripts/services") as { freePort: () => Promise<number> };
 
-jest.setTimeout(60_000);
+jest.setTimeout(300_000);
 
 const ROOT = join(__dirname, "..", "..");
 const tool = (name: string) => (existsSync(`/usr/sbin/${name}`) ? `/usr/sbin/${name}` : name);

@@ -5,6 +5,9 @@ import { parseMasterKey } from "../../src/vault/master-keys";
 import { createTestDatabase } from "../helpers/postgres";
 import { runCli } from "../helpers/processes";
 
+// Each test runs the CLI as a process several times: slow on a busy machine, so a long budget.
+jest.setTimeout(300_000);
+
 const base64Key = () => randomBytes(32).toString("base64");
 
 describe("Vault rotation on PostgreSQL 15", () => {

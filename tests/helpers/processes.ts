@@ -44,7 +44,7 @@ export async function runCli(args: string[], env: Record<string, string>): Promi
 export async function waitForOutput(
   output: () => string,
   pattern: RegExp,
-  timeoutMs = 60_000,
+  timeoutMs = 180_000,
 ): Promise<RegExpMatchArray> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
