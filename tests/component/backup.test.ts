@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { libpqTarget, PERPETUAL_TABLES } from "../../src/backup";
 import { type Database, migrate, openPostgres } from "../../src/db";
 import { WORD_VECTORS_ID } from "../../src/memory/embedders/word-vectors";
+import { vaultKeysFrom } from "../../src/vault";
 import { type FakeOpenAiUpstream, startFakeOpenAiUpstream } from "../fakes/openai-upstream";
 import { type FakeQdrant, startFakeQdrant } from "../fakes/qdrant-server";
 import { startTestApp, testConfig } from "../helpers/app";
@@ -59,6 +60,7 @@ describe("Backup and restore (CLI, pg_dump/pg_restore on PostgreSQL 15, Qdrant s
     const app = await startTestApp({
       db: source.db,
       config: testConfig({ OPENAI_BASE_URL: upstream.url, ...envFor(source, sourceQdrant) }),
+      vaultKeys: vaultKeysFrom(envFor(source, sourceQdrant)),
     });
     const a = await memoryCaller(app, source.db, "alice@example.com");
     const b = await memoryCaller(app, source.db, "bob@example.com");
@@ -169,6 +171,7 @@ describe("Backup and restore (CLI, pg_dump/pg_restore on PostgreSQL 15, Qdrant s
       await startTestApp({
         db: restored.db,
         config: testConfig({ OPENAI_BASE_URL: upstream.url, ...envFor(restored, qdrant) }),
+        vaultKeys: vaultKeysFrom(envFor(restored, qdrant)),
       }),
     );
     // The memory that was still pending at backup time is written to the new Qdrant by the restored outbox.
