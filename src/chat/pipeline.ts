@@ -90,13 +90,15 @@ export interface ChatPipelineDeps {
 /**
  * POST /v1/chat/completions, in the order of the architecture:
  * (request context and authentication happen in the HTTP layer, before this)
- * 1. validate the request          2. route the model (404 before anything is counted)
+ * 1. validate the request          2. route the model (404 before anything is counted; mock_response → the mock
+ *    provider)                      (the guard's content rules run here too)
  * 3. limits: spend cap and prepaid balance (402), then reserve requests and a token estimate, settled to real
- *    usage when recorded
- * 4. recall memory into one system message (never fails the request: without memory on timeout or outage)
- * 5. resolve the target and call the provider (the user's own key, or a local vLLM server)
- * 6. record usage, cost and the exchange for memory write-back: journaled before the answer ends, written to
- *    PostgreSQL off the response path, never lost. Requests refused at 1–3 are recorded too (status, no tokens).
+ *    usage when recorded; a response-cache hit answers here
+ * 4. resolve the target: the user's provider key, still sealed (400 provider_key_missing before any recall)
+ * 5. recall memory into one system message (never fails the request: without memory on timeout or outage)
+ * 6. call the provider: the key is opened for this call only (or a local vLLM server is picked)
+ * 7. record usage, cost and the exchange for memory write-back: journaled before the answer ends, written to
+ *    PostgreSQL off the response path, never lost. Requests refused at 1–4 are recorded too (status, no tokens).
  */
 export class ChatPipeline {
   private inFlight = 0;
