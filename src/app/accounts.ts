@@ -89,7 +89,10 @@ export class Accounts {
     const settings = await this.deps.db.asUser(userId, (tx) => updateUserSettings(tx, userId, changes));
     if (!settings) throw new NotFoundError("This account no longer exists.", { code: "user_not_found" });
     // Every replica's cached lookup of this user carries the settings.
-    await this.changed({ user: userId }, "settings.update", userId, { response_cache: changes.responseCache });
+    await this.changed({ user: userId }, "settings.update", userId, {
+      response_cache: changes.responseCache,
+      memory_mode: changes.memoryMode,
+    });
     return settings;
   }
 

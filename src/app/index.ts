@@ -1,3 +1,3 @@
 export { Accounts, type AccountsDeps } from "./accounts";
 export type { Actor } from "./audit";
-export { UserData, type UserDataDeps } from "./user-data";
+export { UserData, type UserDataDeps, type UserExport } from "./user-data";

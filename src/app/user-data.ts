@@ -1,10 +1,31 @@
 import type { Database } from "../db";
 import { NotFoundError } from "../errors";
-import { deleteAccount, type UserChanges } from "../identity";
+import {
+  type AccountSummary,
+  type ApiKeyView,
+  accountSummary,
+  deleteAccount,
+  listApiKeys,
+  type UserChanges,
+  type UserSettings,
+  userSettings,
+} from "../identity";
 import type { Logger } from "../log";
-import type { MemoryService } from "../memory";
+import type { Memory, MemoryService } from "../memory";
 import type { ProviderKeys, ProviderKeyView } from "../provider-keys";
 import { announceChange } from "./audit";
+
+export interface UserExport {
+  account: AccountSummary;
+  settings: UserSettings;
+  apiKeys: ApiKeyView[];
+  providerKeys: ProviderKeyView[];
+  /** usage_logs rows, every column but the ids. */
+  usage: Record<string, unknown>[];
+  responses: Record<string, unknown>[];
+  memories: Memory[];
+  pendingMemories: Record<string, unknown>[];
+}
 
 export interface UserDataDeps {
   db: Database;
@@ -36,6 +57,52 @@ export class UserData {
       });
     }
     await announceChange(this.deps, { user: userId }, "provider_keys.remove", userId, { provider });
+  }
+
+  /**
+   * Everything Perpetual holds about the user (GDPR access and portability), read as the user (RLS): the account,
+   * settings, key metadata (never a key), every usage row, stored responses, memories and the exchanges still
+   * waiting to become memories.
+   */
+  async export(userId: string): Promise<UserExport | undefined> {
+    const held = await this.deps.db.asUser(userId, async (tx) => {
+      const account = await accountSummary(tx, userId);
+      if (!account) return undefined;
+      const rows = (sql: string) => tx.query<{ row: Record<string, unknown> }>(sql, [userId]);
+      return {
+        account,
+        settings: (await userSettings(tx, userId))!,
+        apiKeys: await listApiKeys(tx, userId),
+        usage: await rows(
+          "select to_jsonb(u) - 'id' - 'user_id' as row from usage_logs u where user_id = $1 order by created_at, id",
+        ),
+        responses: await rows(
+          `select jsonb_build_object('id', id, 'previous_response_id', previous_response_id,
+                    'created_at', created_at, 'response', response) as row
+             from responses where user_id = $1 order by created_at, id`,
+        ),
+        pendingMemories: await rows(
+          `select jsonb_build_object('request_id', request_id, 'conversation_id', conversation_id,
+                    'messages', messages, 'created_at', created_at) as row
+             from memory_outbox where user_id = $1 order by id`,
+        ),
+      };
+    });
+    if (!held) return undefined;
+    const memories: Memory[] = [];
+    for (let after: string | undefined, first = true; first || after; first = false) {
+      const page = await this.deps.memory.list(userId, { limit: 1000, after });
+      memories.push(...page.data);
+      after = page.next;
+    }
+    return {
+      ...held,
+      providerKeys: await this.deps.providerKeys.list(userId),
+      usage: held.usage.map((r) => r.row),
+      responses: held.responses.map((r) => r.row),
+      pendingMemories: held.pendingMemories.map((r) => r.row),
+      memories,
+    };
   }
 
   /** GDPR erasure, run as the user: the rows of every table, then the memories. Returns what was erased. */

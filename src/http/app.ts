@@ -4,6 +4,7 @@ import type { Database } from "../db";
 import { RedisCounters } from "../limits";
 import type { Logger } from "../log";
 import type { Services } from "../services";
+import { consoleRoutes } from "./console";
 import { errorHandler, notFoundHandler } from "./error-handler";
 import { guards } from "./guards";
 import { type HealthProbes, healthRoutes } from "./health";
@@ -84,6 +85,7 @@ export function createApp(deps: AppDeps): Express {
   catalog.mount(app, "/admin", adminRoutes({ db, tiers: config.tiers, ...deps.services }));
 
   app.use(catalog.routes());
+  app.use(consoleRoutes(config));
 
   app.use(notFoundHandler);
   app.use(errorHandler(logger, `${prefix}/messages`));

@@ -25,7 +25,7 @@ export function chatInputFrom(
     ...requestIdsOf(res),
     conversationId: conversationIdOf(req.get(CONVERSATION_HEADER), req.body),
     endpoint,
-    memory: memory.controlsFrom(header, principal.tier),
+    memory: memory.controlsFrom(header, principal.tier, principal.settings?.memoryMode),
     cache: chat.cacheControlsFrom(header, principal),
     clientAddress: req.ip,
     signal: clientGoneSignal(res),

@@ -1,4 +1,8 @@
 import type { CacheMode } from "../cache/response-cache";
+import type { Config } from "../config";
+
+type MemoryMode = Config["memory"]["defaultMode"];
+
 import type { Database, SqlExecutor } from "../db";
 import { generateApiKey, maskedApiKey } from "./api-key-format";
 
@@ -59,7 +63,8 @@ export const STANDING_COLUMNS = `
        then u.month_spend_usd else 0 end::float8 as month_spend_usd,
   u.current_balance_usd::float8 as balance_usd,
   u.subscription_tier,
-  u.response_cache`;
+  u.response_cache,
+  u.memory_mode`;
 
 export type StandingRow = {
   tier_in_force: string;
@@ -70,21 +75,24 @@ export type StandingRow = {
   subscription_tier: string | null;
   /** The user's own default for the response cache (null: the deployment's). */
   response_cache: CacheMode | null;
+  memory_mode: MemoryMode | null;
 };
 
 /** What a user sets for themselves (PATCH /v1/me/settings). */
 export interface UserSettings {
   /** The response cache's default for the user's requests; null: the deployment's RESPONSE_CACHE. */
   responseCache: CacheMode | null;
+  /** The memory mode of the user's requests without x-perpetual-memory; null: the deployment's default. */
+  memoryMode: MemoryMode | null;
 }
 
 /** Run as the user: RLS lets them read their row and update only the settings columns. */
 export async function userSettings(tx: SqlExecutor, userId: string): Promise<UserSettings | undefined> {
-  const [row] = await tx.query<{ response_cache: UserSettings["responseCache"] }>(
-    "select response_cache from users where id = $1",
+  const [row] = await tx.query<{ response_cache: CacheMode | null; memory_mode: MemoryMode | null }>(
+    "select response_cache, memory_mode from users where id = $1",
     [userId],
   );
-  return row && { responseCache: row.response_cache };
+  return row && { responseCache: row.response_cache, memoryMode: row.memory_mode };
 }
 
 export async function updateUserSettings(
@@ -94,6 +102,9 @@ export async function updateUserSettings(
 ): Promise<UserSettings | undefined> {
   if (changes.responseCache !== undefined) {
     await tx.query("update users set response_cache = $2 where id = $1", [userId, changes.responseCache]);
+  }
+  if (changes.memoryMode !== undefined) {
+    await tx.query("update users set memory_mode = $2 where id = $1", [userId, changes.memoryMode]);
   }
   return userSettings(tx, userId);
 }

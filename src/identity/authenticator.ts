@@ -130,7 +130,7 @@ export class Authenticator {
       apiKeyId: row.id,
       keyLimits: { requestsPerMinute: row.rate_limit_per_minute, requestsPerDay: row.rate_limit_per_day },
       spend: spendOf(row),
-      settings: { responseCache: row.response_cache },
+      settings: { responseCache: row.response_cache, memoryMode: row.memory_mode },
     };
     return { resolved: { principal }, validUntil };
   }
@@ -157,7 +157,7 @@ export class Authenticator {
       apiKeyId: null,
       keyLimits: { requestsPerMinute: null, requestsPerDay: null },
       spend: spendOf(standing),
-      settings: { responseCache: standing.response_cache },
+      settings: { responseCache: standing.response_cache, memoryMode: standing.memory_mode },
     };
     return { resolved: { principal }, validUntil: Math.min(identity.expiresAt * 1000, lapse(standing)) };
   }

@@ -35,6 +35,13 @@ const LIMIT_TEXT: Record<LimitName, string> = {
 };
 
 /** OpenAI's duration style in reset headers: "12s", "6m0s", "1h2m3s". */
+export interface Standing {
+  limits: Limits;
+  usage: Usage;
+  minuteResetMs: number;
+  dayResetMs: number;
+}
+
 export function formatReset(ms: number): string {
   const total = Math.max(1, Math.ceil(ms / 1000));
   const h = Math.floor(total / 3600);
@@ -70,6 +77,18 @@ export class RateLimiter {
       tokensPerDay: tier?.tokensPerDay ?? null,
       ...(apiKeyId && keyLimited ? { key: { id: apiKeyId, ...keyLimits } } : {}),
     };
+  }
+
+  /** The caller's limits and what they used in the current windows, counting nothing (GET /v1/me/limits). */
+  async standing(principal: Principal): Promise<Standing> {
+    const now = this.now();
+    const windows = windowsAt(now);
+    const limits = this.limitsFor(principal);
+    const keyId = limits.key?.id;
+    const usage = await this.options.store
+      .peek(principal.userId, keyId, windows)
+      .catch(() => this.fallback.peek(principal.userId, keyId, windows));
+    return { limits, usage, minuteResetMs: MINUTE_MS - (now % MINUTE_MS), dayResetMs: DAY_MS - (now % DAY_MS) };
   }
 
   async reserve(principal: Principal, estimate: number): Promise<Reservation> {

@@ -65,6 +65,26 @@ export class InProcessCounters implements CounterStore {
     return { blocked, usage };
   }
 
+  async peek(subject: string, keyId: string | undefined, windows: Windows): Promise<Usage> {
+    const read = (name: string) => {
+      const c = this.bySubject.get(name);
+      return {
+        minute: c && c.minute === windows.minute ? c : undefined,
+        day: c && c.day === windows.day ? c : undefined,
+      };
+    };
+    const c = read(subject);
+    const k = keyId ? read(`${subject}:key:${keyId}`) : { minute: undefined, day: undefined };
+    return {
+      requestsMinute: c.minute?.requestsMinute ?? 0,
+      requestsDay: c.day?.requestsDay ?? 0,
+      tokensMinute: c.minute?.tokensMinute ?? 0,
+      tokensDay: c.day?.tokensDay ?? 0,
+      keyRequestsMinute: k.minute?.requestsMinute ?? 0,
+      keyRequestsDay: k.day?.requestsDay ?? 0,
+    };
+  }
+
   async adjustTokens(subject: string, windows: Windows, delta: number) {
     const c = this.bySubject.get(subject);
     if (!c) return;

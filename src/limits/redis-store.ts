@@ -1,5 +1,5 @@
 import { Redis } from "ioredis";
-import type { CounterStore, LimitName, Limits, Windows } from "./types";
+import type { CounterStore, LimitName, Limits, Usage, Windows } from "./types";
 
 // One round trip checks the user's four limits and the key's two and, if none is exceeded, counts the request
 // and reserves tokens. A limit of -1 is not checked (and a key without limits is not counted). Keys share the
@@ -100,6 +100,18 @@ export class RedisCounters implements CounterStore {
         keyRequestsMinute: krm,
         keyRequestsDay: krd,
       },
+    };
+  }
+
+  async peek(subject: string, keyId: string | undefined, windows: Windows): Promise<Usage> {
+    const [rm, rd, tm, td, krm, krd] = (await this.redis.mget(...keysFor(subject, windows, keyId ?? "-"))).map(Number);
+    return {
+      requestsMinute: rm ?? 0,
+      requestsDay: rd ?? 0,
+      tokensMinute: tm ?? 0,
+      tokensDay: td ?? 0,
+      keyRequestsMinute: keyId ? (krm ?? 0) : 0,
+      keyRequestsDay: keyId ? (krd ?? 0) : 0,
     };
   }
 

@@ -55,6 +55,8 @@ export interface CounterStore {
   /** Moves the token reservation to the real count (delta may be negative; counters never go below 0), in the
    * windows it was made in; a window that has already ended is left alone. */
   adjustTokens(subject: string, windows: Windows, delta: number): Promise<void>;
+  /** The counters in these windows, without counting anything (the key's are 0 when keyId is undefined). */
+  peek(subject: string, keyId: string | undefined, windows: Windows): Promise<Usage>;
   /** Resolves when the store can answer, or after `timeoutMs` (requests then use the failure policy). */
   ready(timeoutMs: number): Promise<void>;
   close(): Promise<void>;

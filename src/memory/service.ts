@@ -54,9 +54,10 @@ export function memoryControls(
   header: (name: string) => string | undefined,
   defaults: Config["memory"],
   tierCeiling: number | null = null,
+  userMode: MemoryMode | null = null,
 ): MemoryControls {
   const ceiling = Math.min(tierCeiling ?? defaults.tokenBudget, defaults.tokenBudget);
-  const mode = header(MEMORY_HEADER)?.trim().toLowerCase() || defaults.defaultMode;
+  const mode = header(MEMORY_HEADER)?.trim().toLowerCase() || userMode || defaults.defaultMode;
   const scope = header(MEMORY_SCOPE_HEADER)?.trim().toLowerCase() || defaults.defaultScope;
   const budget = header(MEMORY_BUDGET_HEADER)?.trim();
   if (!["on", "off", "read-only", "write-only"].includes(mode)) {
@@ -146,9 +147,15 @@ export class MemoryService {
    * This request's controls: x-perpetual-memory, -scope and -budget headers over the configured defaults; the
    * budget within the caller's tier's ceiling.
    */
-  controlsFrom(header: (name: string) => string | undefined, tier?: string): MemoryControls {
+  /** The header's mode, else the user's own default (`userMode`), else MEMORY_DEFAULT_MODE. */
+  controlsFrom(
+    header: (name: string) => string | undefined,
+    tier?: string,
+    userMode: MemoryMode | null = null,
+  ): MemoryControls {
     const { settings, tiers } = this.deps;
-    return memoryControls(header, settings, tier === undefined ? null : tiers?.byName.get(tier)?.maxMemoryTokens);
+    const ceiling = tier === undefined ? null : tiers?.byName.get(tier)?.maxMemoryTokens;
+    return memoryControls(header, settings, ceiling, userMode);
   }
 
   /** The embedder memory uses (also the response cache's, for semantic matching). */

@@ -8,7 +8,6 @@ import { jsonClient } from "../helpers/http";
 import { memoryCaller, memoryMessageOf } from "../helpers/memory";
 import { createTestDatabase } from "../helpers/postgres";
 
-
 const COLLECTION = `perpetual_memory_${WORD_VECTORS_ID}`;
 
 describe("Persistent memory on Qdrant (test server), PostgreSQL 15, the openai SDK as client", () => {

@@ -192,13 +192,16 @@ describe("The per-user response cache, with the official openai SDK, on PostgreS
         headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
         body: body === undefined ? undefined : JSON.stringify(body),
       }).then(async (r) => ({ status: r.status, body: (await r.json()) as Record<string, unknown> }));
-    expect(await settings("GET")).toEqual({ status: 200, body: { object: "user.settings", response_cache: null } });
+    expect(await settings("GET")).toEqual({
+      status: 200,
+      body: { object: "user.settings", response_cache: null, memory_mode: null },
+    });
     const before = await client.chat.completions.create(ask("Default off?")).withResponse();
     expect(before.response.headers.get("x-perpetual-cache")).toBeNull();
 
     expect(await settings("PATCH", { response_cache: "exact" })).toEqual({
       status: 200,
-      body: { object: "user.settings", response_cache: "exact" },
+      body: { object: "user.settings", response_cache: "exact", memory_mode: null },
     });
     await client.chat.completions.create(ask("Cached by my setting"));
     const hit = await client.chat.completions.create(ask("Cached by my setting")).withResponse();

@@ -7,7 +7,6 @@ import { type FakeCollector, startFakeCollector } from "../fakes/otlp-collector"
 import { createTestDatabase } from "../helpers/postgres";
 import { collect, spawnEntry, waitForOutput } from "../helpers/processes";
 
-
 const SERVER = 2;
 const CLIENT = 3;
 

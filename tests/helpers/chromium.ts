@@ -34,3 +34,11 @@ export function renderedDom(url: string, budgetMs = 5000): Promise<string> {
     );
   });
 }
+
+/** Debian's chromium, driven through playwright-core (no browser download): for tests that click through a page. */
+export async function launchChromium(): Promise<import("playwright-core").Browser> {
+  const executablePath = spawnSync("sh", ["-c", "command -v chromium"], { encoding: "utf8" }).stdout.trim();
+  if (!executablePath) throw new Error("chromium is not installed: run the tests with `npm test`, which installs it");
+  const { chromium } = await import("playwright-core");
+  return chromium.launch({ executablePath, args: ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"] });
+}

@@ -18,6 +18,8 @@ import {
   DeletedAccount,
   DeletedProviderKey,
   list,
+  MemoryView,
+  memoryJson,
   ProviderKey,
   providerKeyJson,
   RevokedApiKey,
@@ -53,6 +55,8 @@ const newProviderKeySchema = z
   })
   .meta({ id: "NewProviderKey" });
 
+const MemoryModeSchema = z.enum(["on", "off", "read-only", "write-only"]);
+
 const settingsSchema = z
   .strictObject({
     response_cache: z
@@ -60,14 +64,42 @@ const settingsSchema = z
       .nullable()
       .optional()
       .meta({ description: "Default for requests without x-perpetual-cache; null: the deployment's RESPONSE_CACHE." }),
+    memory_mode: MemoryModeSchema.nullable()
+      .optional()
+      .meta({ description: "Default for requests without x-perpetual-memory; null: MEMORY_DEFAULT_MODE." }),
   })
   .meta({ id: "UserSettingsUpdate" });
 
 const Settings = z
-  .strictObject({ object: z.literal("user.settings"), response_cache: z.enum(["off", "exact", "semantic"]).nullable() })
+  .strictObject({
+    object: z.literal("user.settings"),
+    response_cache: z.enum(["off", "exact", "semantic"]).nullable(),
+    memory_mode: MemoryModeSchema.nullable(),
+  })
   .meta({ id: "UserSettings" });
 
-const settingsJson = (settings: UserSettings) => ({ object: "user.settings", response_cache: settings.responseCache });
+const UserExportView = z
+  .strictObject({
+    object: z.literal("user.export"),
+    exported_at: z.iso.datetime(),
+    account: Account,
+    settings: Settings,
+    api_keys: z.array(ApiKey),
+    provider_keys: z.array(ProviderKey),
+    usage: z.array(z.looseObject({})).meta({ description: "Every usage record (usage_logs), oldest first." }),
+    responses: z.array(z.looseObject({})).meta({ description: "Responses stored for /v1/responses." }),
+    memories: z.array(MemoryView),
+    pending_memories: z
+      .array(z.looseObject({}))
+      .meta({ description: "Exchanges recorded but not yet written to memory (the write-back outbox)." }),
+  })
+  .meta({ id: "UserExport" });
+
+const settingsJson = (settings: UserSettings) => ({
+  object: "user.settings",
+  response_cache: settings.responseCache,
+  memory_mode: settings.memoryMode,
+});
 
 export interface AccountRoutesDeps {
   db: Database;
@@ -103,7 +135,7 @@ export function accountRoutes({ db, accounts, userData, providerKeys }: AccountR
     {
       method: "get",
       path: "/me/settings",
-      summary: "The caller's own settings (the response cache's default for their requests)",
+      summary: "The caller's own settings (the defaults of their requests' response cache and memory mode)",
       access: "api_key",
       responses: { 200: { description: "The settings.", content: json(Settings) } },
       errors: [404],
@@ -127,8 +159,41 @@ export function accountRoutes({ db, accounts, userData, providerKeys }: AccountR
       errors: [404],
     },
     async ({ body }, res) => {
-      const changes = body.response_cache === undefined ? {} : { responseCache: body.response_cache };
+      const changes = {
+        ...(body.response_cache === undefined ? {} : { responseCache: body.response_cache }),
+        ...(body.memory_mode === undefined ? {} : { memoryMode: body.memory_mode }),
+      };
       res.json(settingsJson(await accounts.updateSettings(principalOf(res).userId, changes)));
+    },
+  );
+
+  api.route(
+    {
+      method: "get",
+      path: "/me/export",
+      summary: "Everything Perpetual holds about the caller, as one JSON document",
+      description:
+        "GDPR access and portability: the account, settings, API key and provider key metadata (never a key), " +
+        "every usage record, stored responses, memories, and exchanges still on their way into memory.",
+      access: "api_key",
+      responses: { 200: { description: "The export.", content: json(UserExportView) } },
+      errors: [404, 503],
+    },
+    async (_input, res) => {
+      const held = await userData.export(principalOf(res).userId);
+      if (!held) throw accountGone();
+      res.set("content-disposition", 'attachment; filename="perpetual-export.json"').json({
+        object: "user.export",
+        exported_at: new Date().toISOString(),
+        account: accountJson(held.account),
+        settings: settingsJson(held.settings),
+        api_keys: held.apiKeys.map(apiKeyJson),
+        provider_keys: held.providerKeys.map(providerKeyJson),
+        usage: held.usage,
+        responses: held.responses,
+        memories: held.memories.map(memoryJson),
+        pending_memories: held.pendingMemories,
+      });
     },
   );
 

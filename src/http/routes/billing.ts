@@ -5,6 +5,7 @@ import type { Tiers } from "../../config";
 import type { Database } from "../../db";
 import { ApiError, InvalidRequestError, NotFoundError, UpstreamFailedError } from "../../errors";
 import { findStanding } from "../../identity";
+import type { RateLimiter, Standing } from "../../limits";
 import type { Logger } from "../../log";
 import { usageByDayAndModel } from "../../usage/report";
 import { ApiRouter, json } from "../api-router";
@@ -87,18 +88,78 @@ async function fromPolar<T>(logger: Logger, work: Promise<T>): Promise<T> {
   }
 }
 
+const LimitView = z.strictObject({
+  limit: z.int().nullable().meta({ description: "null: no such limit on this tier" }),
+  used: z.int().nonnegative(),
+  remaining: z.int().nonnegative().nullable(),
+  resets_in_seconds: z.int().positive(),
+});
+const LimitsView = z
+  .strictObject({
+    object: z.literal("rate_limits"),
+    tier: z.string(),
+    requests_per_minute: LimitView,
+    requests_per_day: LimitView,
+    tokens_per_minute: LimitView,
+    tokens_per_day: LimitView,
+    api_key: z
+      .strictObject({ id: z.string(), requests_per_minute: LimitView, requests_per_day: LimitView })
+      .nullable()
+      .meta({ description: "The calling key's own limits, when it was created with some." }),
+  })
+  .meta({ id: "RateLimits" });
+
+function limitsJson(tier: string, { limits, usage, minuteResetMs, dayResetMs }: Standing) {
+  const view = (limit: number | null | undefined, used: number, resetMs: number) => ({
+    limit: limit ?? null,
+    used,
+    remaining: limit === null || limit === undefined ? null : Math.max(0, limit - used),
+    resets_in_seconds: Math.max(1, Math.ceil(resetMs / 1000)),
+  });
+  return {
+    object: "rate_limits",
+    tier,
+    requests_per_minute: view(limits.requestsPerMinute, usage.requestsMinute, minuteResetMs),
+    requests_per_day: view(limits.requestsPerDay, usage.requestsDay, dayResetMs),
+    tokens_per_minute: view(limits.tokensPerMinute, usage.tokensMinute, minuteResetMs),
+    tokens_per_day: view(limits.tokensPerDay, usage.tokensDay, dayResetMs),
+    api_key: limits.key
+      ? {
+          id: limits.key.id,
+          requests_per_minute: view(limits.key.requestsPerMinute, usage.keyRequestsMinute, minuteResetMs),
+          requests_per_day: view(limits.key.requestsPerDay, usage.keyRequestsDay, dayResetMs),
+        }
+      : null,
+  };
+}
+
 export interface BillingRoutesDeps {
   db: Database;
   tiers: Tiers;
   billing: Billing;
+  limiter: RateLimiter;
   logger: Logger;
   /** Today, for the usage report's defaults. */
   clock: Clock;
 }
 
 /** The caller's plan, usage and Polar checkout/portal. */
-export function billingRoutes({ db, tiers, billing, logger, clock }: BillingRoutesDeps): ApiRouter {
+export function billingRoutes({ db, tiers, billing, limiter, logger, clock }: BillingRoutesDeps): ApiRouter {
   const api = new ApiRouter("Billing");
+
+  api.route(
+    {
+      method: "get",
+      path: "/me/limits",
+      summary: "The caller's rate limits and what is left of them now (reading them counts nothing)",
+      access: "api_key",
+      responses: { 200: { description: "Limits, use and resets.", content: json(LimitsView) } },
+    },
+    async (_input, res) => {
+      const principal = principalOf(res);
+      res.json(limitsJson(principal.tier, await limiter.standing(principal)));
+    },
+  );
   const products = [...tiers.byPolarProduct].map(([id, tier]) => ({ id, tier: tier.name }));
 
   api.route(

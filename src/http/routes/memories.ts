@@ -1,10 +1,11 @@
 import { z } from "zod";
 import { ApiError, InvalidRequestError, NotFoundError, ServiceUnavailableError } from "../../errors";
-import { InvalidCursorError, type Memory, type MemoryService, REMEMBERED_CHARS } from "../../memory";
+import { InvalidCursorError, type MemoryService, REMEMBERED_CHARS } from "../../memory";
 import { idParams } from "../../validation";
 import { ApiRouter, json } from "../api-router";
 import { CONVERSATION_ID } from "../conversation";
 import { principalOf } from "../guards";
+import { MemoryView, memoryJson } from "./views";
 
 const conversationId = z
   .string()
@@ -86,19 +87,6 @@ const ImportResult = z
   })
   .meta({ id: "MemoryImportResult" });
 
-const MemoryView = z
-  .strictObject({
-    id: z.uuid(),
-    object: z.literal("memory"),
-    conversation_id: z.string().nullable(),
-    role: z.enum(["user", "assistant"]),
-    text: z.string(),
-    created_at: z.iso.datetime(),
-    model: z.string().nullable(),
-    request_id: z.string().meta({ description: "The request whose exchange this chunk came from." }),
-  })
-  .meta({ id: "Memory" });
-
 const MemoryPageView = z
   .strictObject({
     object: z.literal("list"),
@@ -130,17 +118,6 @@ const DeletedMemories = z
       .meta({ description: "Exchanges deleted before they were written into memory." }),
   })
   .meta({ id: "DeletedMemories" });
-
-const memoryJson = (m: Memory): z.output<typeof MemoryView> => ({
-  id: m.id,
-  object: "memory",
-  conversation_id: m.conversationId,
-  role: m.role,
-  text: m.text,
-  created_at: m.createdAt,
-  model: m.model,
-  request_id: m.requestId,
-});
 
 /** A store failure is the vector database being away: 503, never a 500. */
 async function fromStore<T>(work: Promise<T>): Promise<T> {

@@ -6,6 +6,7 @@ import type {
   Stats,
   User as UserRecord,
 } from "../../identity";
+import type { Memory } from "../../memory";
 import type { ProviderKeyView } from "../../provider-keys";
 
 /**
@@ -157,3 +158,27 @@ export const statsJson = (s: Stats): z.output<typeof ServiceStats> => ({
 });
 
 export const list = <T>(data: T[]) => ({ object: "list" as const, data });
+
+export const MemoryView = z
+  .strictObject({
+    id: z.uuid(),
+    object: z.literal("memory"),
+    conversation_id: z.string().nullable(),
+    role: z.enum(["user", "assistant"]),
+    text: z.string(),
+    created_at: z.iso.datetime(),
+    model: z.string().nullable(),
+    request_id: z.string().meta({ description: "The request whose exchange this chunk came from." }),
+  })
+  .meta({ id: "Memory" });
+
+export const memoryJson = (m: Memory): z.output<typeof MemoryView> => ({
+  id: m.id,
+  object: "memory",
+  conversation_id: m.conversationId,
+  role: m.role,
+  text: m.text,
+  created_at: m.createdAt,
+  model: m.model,
+  request_id: m.requestId,
+});
