@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import OpenAI from "openai";
@@ -5,6 +6,7 @@ import type { Browser, Page } from "playwright-core";
 import { type Database, migrate, openPglite } from "../../src/db";
 import { createApiKey, createUser } from "../../src/identity";
 import { type FakeOpenAiUpstream, startFakeOpenAiUpstream } from "../fakes/openai-upstream";
+import { type FakeSupabaseAuth, startFakeSupabaseAuth } from "../fakes/supabase-auth";
 import { startTestApp, type TestApp, testConfig } from "../helpers/app";
 import { launchChromium } from "../helpers/chromium";
 import { eventually } from "../helpers/eventually";
@@ -224,5 +226,66 @@ describe("The account console in headless Chromium", () => {
     await page.getByRole("button", { name: "Sign out" }).click();
     await page.getByLabel("Perpetual API key").waitFor();
     expect(await page.evaluate(() => sessionStorage.length)).toBe(0);
+  });
+});
+
+describe("The account console signing in through Supabase Auth", () => {
+  let db: Database;
+  let supabase: FakeSupabaseAuth;
+  let app: TestApp;
+  let browser: Browser;
+
+  beforeAll(async () => {
+    db = await openPglite();
+    await migrate(db);
+    supabase = await startFakeSupabaseAuth();
+    app = await startTestApp({
+      db,
+      config: testConfig({ SUPABASE_URL: supabase.url, SUPABASE_KEY: supabase.anonKey }),
+    });
+    browser = await launchChromium();
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await app.close();
+    await supabase.close();
+    await db.close();
+  });
+
+  test("When a user asks for an email link and follows it, then the Supabase session signs them in (tab-only storage)", async () => {
+    const page = await (await browser.newContext()).newPage();
+    await page.goto(`${app.baseUrl}/console`);
+    const csp = (await page.request.get(`${app.baseUrl}/console`)).headers()["content-security-policy"] ?? "";
+    expect(csp).toContain(`connect-src 'self' ${supabase.url}`);
+    await page.getByLabel("Or get a sign-in link by email").fill("sb-user@example.com");
+    await page.getByRole("button", { name: "Send link" }).click();
+    await page.locator("#notice", { hasText: "Check your email" }).waitFor();
+    expect(supabase.otpRequests).toEqual(["sb-user@example.com"]);
+
+    // The link (through Supabase's /verify) lands back on the console with the session in the fragment
+    // (Supabase's implicit flow): a new page load, as from another site.
+    const errors: string[] = [];
+    page.on("console", (m) => m.type() === "error" && errors.push(m.text()));
+    await page.goto("about:blank");
+    const token = await supabase.accessToken(randomUUID(), { email: "sb-user@example.com" });
+    const expiresAt = Math.floor(Date.now() / 1000) + 3600;
+    await page.goto(
+      `${app.baseUrl}/console#access_token=${token}&expires_in=3600&expires_at=${expiresAt}` +
+        "&refresh_token=rt-1&token_type=bearer&type=magiclink",
+    );
+    await page
+      .locator("#view-keys")
+      .waitFor()
+      .catch(async (error) => {
+        throw new Error(
+          `${error}\npage errors: ${errors.join("\n")}\nshown: ${await page.locator("#error").innerText()}`,
+        );
+      });
+    await page.getByRole("button", { name: "Account" }).click();
+    await page.locator("#account", { hasText: "sb-user@example.com" }).waitFor();
+    expect(page.url()).not.toContain("access_token");
+    expect(await page.evaluate<number>("localStorage.length")).toBe(0);
+    expect(await page.evaluate<string>("JSON.stringify(Object.keys(sessionStorage))")).toMatch(/auth-token/);
   });
 });

@@ -140,20 +140,24 @@ describe.each(ADAPTERS)("Row-level security on %s", (_name, open) => {
   });
 
   test("When user A changes their settings, then only the settings columns of their own row can change", async () => {
-    await db.asUser(a.userId, (tx) => tx.query("update users set response_cache = 'exact' where id = $1", [a.userId]));
+    await db.asUser(a.userId, (tx) =>
+      tx.query("update users set response_cache = 'exact', memory_mode = 'off' where id = $1", [a.userId]),
+    );
     const bRows = await db.asUser(a.userId, (tx) =>
-      tx.query("update users set response_cache = 'exact' where id = $1 returning 1", [b.userId]),
+      tx.query("update users set response_cache = 'exact', memory_mode = 'off' where id = $1 returning 1", [b.userId]),
     );
     expect(bRows).toHaveLength(0);
     await expect(
       db.asUser(a.userId, (tx) => tx.query("update users set tier = 'enterprise' where id = $1", [a.userId])),
     ).rejects.toThrow(/permission denied/);
-    const rows = await db.query<{ id: string; response_cache: string | null; tier: string }>(
-      "select id, response_cache, tier from users where id = any($1::uuid[])",
-      [[a.userId, b.userId]],
-    );
-    expect(rows.find((r) => r.id === a.userId)).toMatchObject({ response_cache: "exact" });
-    expect(rows.find((r) => r.id === b.userId)).toMatchObject({ response_cache: null });
+    const rows = await db.query<{
+      id: string;
+      response_cache: string | null;
+      memory_mode: string | null;
+      tier: string;
+    }>("select id, response_cache, memory_mode, tier from users where id = any($1::uuid[])", [[a.userId, b.userId]]);
+    expect(rows.find((r) => r.id === a.userId)).toMatchObject({ response_cache: "exact", memory_mode: "off" });
+    expect(rows.find((r) => r.id === b.userId)).toMatchObject({ response_cache: null, memory_mode: null });
     expect(rows.every((r) => r.tier !== "enterprise")).toBe(true);
   });
 

@@ -4,7 +4,8 @@ import { exportJWK, generateKeyPair, type JWK, SignJWT } from "jose";
 
 /**
  * A local stand-in for Supabase Auth (GoTrue) speaking its HTTP protocol: the JWKS discovery document, GET /user
- * for an access token, and POST /invite for the admin API, with GoTrue's error shape
+ * for an access token, POST /otp (email sign-in links) and POST /invite for the admin API, CORS for browsers,
+ * with GoTrue's error shape
  * {"code", "error_code", "msg"}. It signs ES256 access tokens like a project with asymmetric signing keys.
  */
 export interface FakeSupabaseAuth {
@@ -20,12 +21,21 @@ export interface FakeSupabaseAuth {
   /** Ends the user's sessions: their tokens still verify locally but /user refuses them. */
   revokeSessions(userId: string): void;
   invited: string[];
+  /** Emails a sign-in link (POST /otp) was asked for. */
+  otpRequests: string[];
   jwksRequests: () => number;
   close(): Promise<void>;
 }
 
+// Supabase answers browsers from any origin (supabase-js runs in pages served elsewhere).
+const CORS = {
+  "access-control-allow-origin": "*",
+  "access-control-allow-headers": "authorization, apikey, content-type, x-client-info, x-supabase-api-version",
+  "access-control-allow-methods": "GET, POST, PUT, DELETE, OPTIONS",
+};
+
 function send(res: ServerResponse, status: number, body: unknown) {
-  res.writeHead(status, { "content-type": "application/json" });
+  res.writeHead(status, { "content-type": "application/json", ...CORS });
   res.end(JSON.stringify(body));
 }
 
@@ -52,11 +62,16 @@ export async function startFakeSupabaseAuth(): Promise<FakeSupabaseAuth> {
   const jwtSecret = `legacy-secret-${randomUUID()}-${randomUUID()}`;
   const revoked = new Set<string>();
   const invited: string[] = [];
+  const otpRequests: string[] = [];
   let jwksRequests = 0;
   let url = "";
 
   const server: Server = createServer(async (req, res) => {
     const path = new URL(req.url ?? "/", "http://x").pathname;
+    if (req.method === "OPTIONS") {
+      res.writeHead(204, CORS);
+      return res.end();
+    }
     const apikey = req.headers.apikey;
     if (path === "/auth/v1/.well-known/jwks.json" && req.method === "GET") {
       jwksRequests++;
@@ -69,6 +84,15 @@ export async function startFakeSupabaseAuth(): Promise<FakeSupabaseAuth> {
       });
     }
     const bearer = /^Bearer (.+)$/.exec(req.headers.authorization ?? "")?.[1];
+    // Sign-in by email (magic link / OTP): GoTrue answers 200 with an empty object and mails the link.
+    if (path === "/auth/v1/otp" && req.method === "POST") {
+      const body = await readJson(req);
+      if (typeof body.email !== "string") {
+        return send(res, 400, { code: 400, error_code: "validation_failed", msg: "Email is required" });
+      }
+      otpRequests.push(body.email);
+      return send(res, 200, {});
+    }
     if (path === "/auth/v1/user" && req.method === "GET") {
       const claims = bearer ? decodePayload(bearer) : undefined;
       const sub = typeof claims?.sub === "string" ? claims.sub : undefined;
@@ -138,6 +162,7 @@ export async function startFakeSupabaseAuth(): Promise<FakeSupabaseAuth> {
     jwtSecret,
     publicJwk,
     invited,
+    otpRequests,
     jwksRequests: () => jwksRequests,
     async accessToken(userId, overrides = {}, header = {}) {
       return new SignJWT({ ...baseClaims(userId), ...overrides })
