@@ -52,6 +52,7 @@ async function showFirstSteps(db: Database, logger: Logger): Promise<void> {
   const [row] = await db.query<{ users: number }>("select count(*)::int as users from users");
   if (row?.users) return;
   logger.info(
-    "no users yet: create one (the server may keep running) with: npm run cli -- users create --email you@example.com",
+    "no users yet: create one (the server may keep running) with: npm run cli -- users create --email you@example.com" +
+      " — then sign in to the account console at /console with the key it prints",
   );
 }
