@@ -7,8 +7,9 @@ export type OutboxTable = "memory_outbox" | "billing_outbox";
 /**
  * A background worker over one outbox table: every `intervalMs` it runs `drainDue` (never twice at a time);
  * stop() waits for the run in progress. Subclasses claim rows with `claimDue` and put failures back with
- * `retryLater`; both schedule by the injected clock (rows are written with the database's now(), so a clock
- * that runs ahead, as tests use, only makes rows due sooner).
+ * `retryLater`. Times are the database's now() (rows are written with it, and replicas' clocks may differ from
+ * it), moved by how far the injected clock runs ahead of real time: nothing in production, and in tests a jump
+ * past a backoff instead of a wait.
  */
 export abstract class OutboxWorker {
   private timer: NodeJS.Timeout | undefined;
@@ -23,11 +24,11 @@ export abstract class OutboxWorker {
   protected claimDue<T extends Row>(columns: string, limit: number, leaseSeconds: number): Promise<T[]> {
     const { db, table } = this.outbox;
     return db.query<T>(
-      `update ${table} set attempts = attempts + 1, next_attempt_at = $3::timestamptz + make_interval(secs => $2)
-        where id in (select id from ${table} where next_attempt_at <= $3::timestamptz
+      `update ${table} set attempts = attempts + 1, next_attempt_at = now() + make_interval(secs => $2::float8 + $3::float8)
+        where id in (select id from ${table} where next_attempt_at <= now() + make_interval(secs => $3::float8)
                      order by id limit $1 for update skip locked)
         returning ${columns}`,
-      [limit, leaseSeconds, this.now()],
+      [limit, leaseSeconds, this.lead()],
     );
   }
 
@@ -38,15 +39,16 @@ export abstract class OutboxWorker {
     const message = String(error instanceof Error ? error.message : error).slice(0, 500);
     await db
       .query(
-        `update ${table} set next_attempt_at = $4::timestamptz + make_interval(secs => $2), last_error = $3
+        `update ${table} set next_attempt_at = now() + make_interval(secs => $2::float8 + $4::float8), last_error = $3
           where id = any($1::bigint[])`,
-        [ids, delaySeconds, message, this.now()],
+        [ids, delaySeconds, message, this.lead()],
       )
       .catch(() => {}); // the lease expires anyway, and the row is retried then
   }
 
-  private now(): Date {
-    return new Date(this.outbox.clock());
+  /** Seconds the injected clock runs ahead of real time (0 with the system clock). */
+  private lead(): number {
+    return (this.outbox.clock() - Date.now()) / 1000;
   }
 
   start(): void {
