@@ -22,20 +22,8 @@ export async function start(config: Config, telemetry: Telemetry | undefined): P
   await startServices(services);
   const app = createApp({ config, db, logger, services });
   const running = await listen(app, { ...config.http });
-  logger.info(`${config.appName} listening`, {
-    url: `http://${config.http.host}:${running.port}`,
-    mode: config.mode,
-    database: db.kind,
-    version: config.version,
-    tracing: telemetry ? config.telemetry.endpoint : "off",
-  });
-  // The embedded database is this process's: the CLI runs its commands in here while the server runs.
-  const stopCli =
-    db.kind === "pglite"
-      ? await serveCli(config.dataDir, { db, userChanges: services.userChanges }, runCli, logger)
-      : async () => {};
-  if (db.kind === "pglite") await showFirstSteps(db, logger);
-
+  let stopCli = async () => {};
+  // Installed before the server says it listens: a SIGTERM from the moment the port is open drains, never kills.
   onShutdownSignal(logger, async () => {
     await stopCli();
     services.chat.beginShutdown();
@@ -45,6 +33,18 @@ export async function start(config: Config, telemetry: Telemetry | undefined): P
     await telemetry?.shutdown().catch((error: unknown) => logger.warn("could not flush traces", { error }));
     logger.info("stopped");
   });
+  logger.info(`${config.appName} listening`, {
+    url: `http://${config.http.host}:${running.port}`,
+    mode: config.mode,
+    database: db.kind,
+    version: config.version,
+    tracing: telemetry ? config.telemetry.endpoint : "off",
+  });
+  if (db.kind === "pglite") {
+    // The embedded database is this process's: the CLI runs its commands in here while the server runs.
+    stopCli = await serveCli(config.dataDir, { db, userChanges: services.userChanges }, runCli, logger);
+    await showFirstSteps(db, logger);
+  }
 }
 
 /** A fresh embedded install has no user yet: say how to get one, without stopping the server. */
