@@ -42,4 +42,5 @@ HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
 # Exec form: node is PID 1 and receives SIGTERM itself; the server stops accepting, drains streams for up to
 # SHUTDOWN_TIMEOUT_SECONDS, flushes usage and exits.
 STOPSIGNAL SIGTERM
-ENTRYPOINT ["node", "dist/main.js"]
+# The V8 flags are scripts/node-runtime.js SERVER_NODE_FLAGS (a test keeps them equal).
+ENTRYPOINT ["node", "--max-semi-space-size=16", "dist/main.js"]

@@ -27,6 +27,9 @@ const services = require("../scripts/services") as {
   log(message: string): void;
 };
 
+// biome-ignore lint/style/noCommonJs: the server's V8 flags, shared with npm start (CommonJS)
+const runtime = require("../scripts/node-runtime") as { SERVER_NODE_FLAGS: string[] };
+
 const ROOT = join(__dirname, "..");
 const DURATION = Number(process.env.BENCH_SECONDS ?? 10);
 const USER_MEMORIES = Number(process.env.BENCH_USER_MEMORIES ?? 100_000);
@@ -168,7 +171,7 @@ async function main() {
     const port = await services.freePort();
     // BENCH_PROFILE=dir writes a V8 CPU profile of the server there (open it in Chrome DevTools).
     const profile = process.env.BENCH_PROFILE ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
-    const server = spawnNode([...profile, "dist/main.js"], {
+    const server = spawnNode([...profile, ...runtime.SERVER_NODE_FLAGS, "dist/main.js"], {
       NODE_ENV: "production",
       LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? "info",
       LOG_FORMAT: "json",

@@ -5,7 +5,7 @@
  */
 const { spawn, spawnSync } = require("node:child_process");
 const { delimiter, dirname, join } = require("node:path");
-const { supportedNode } = require("./node-runtime");
+const { supportedNode, SERVER_NODE_FLAGS } = require("./node-runtime");
 
 const node = supportedNode();
 const env = { ...process.env, PATH: `${dirname(node)}${delimiter}${process.env.PATH ?? ""}` };
@@ -13,6 +13,6 @@ const npm = process.platform === "win32" ? "npm.cmd" : "npm";
 const build = spawnSync(npm, ["run", "--silent", "build"], { stdio: "inherit", env });
 if (build.status !== 0) process.exit(build.status ?? 1);
 
-const server = spawn(node, [join(__dirname, "..", "dist", "main.js")], { stdio: "inherit", env });
+const server = spawn(node, [...SERVER_NODE_FLAGS, join(__dirname, "..", "dist", "main.js")], { stdio: "inherit", env });
 for (const signal of ["SIGTERM", "SIGINT"]) process.on(signal, () => server.kill(signal));
 server.on("exit", (code, signal) => process.exit(code ?? (signal ? 1 : 0)));

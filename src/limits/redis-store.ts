@@ -69,6 +69,9 @@ export class RedisCounters implements CounterStore {
       // Keep trying to reconnect, at most every 2 s.
       retryStrategy: (attempt) => Math.min(attempt * 100, 2_000),
       lazyConnect: false,
+      // Commands issued in the same tick (concurrent requests' checks and settlements) go out in one socket write:
+      // on loopback a write's TCP processing is charged to the writer, and it was ~9 % of the busy CPU.
+      enableAutoPipelining: true,
     });
     this.redis.on("error", onError);
     this.redis.defineCommand("perpetualTake", { numberOfKeys: 6, lua: TAKE });

@@ -11,14 +11,15 @@ import {
   rmSync,
 } from "node:fs";
 import { join } from "node:path";
-import { writeAll } from "../files";
+import { writeAllSync } from "../files";
 import type { Logger } from "../log";
 
 /**
  * The usage journal: every usage record is appended to a local file before its response ends, so a process kill
  * at any moment loses no usage row of an answered request; the batch writer confirms what reached PostgreSQL and
  * a segment whose records are all confirmed is deleted. Writes are group-committed (one write per event-loop turn
- * however many requests end in it) and fdatasync runs on a timer, never per request: a machine crash may lose
+ * however many requests end in it, made on the event loop: a page-cache copy of a few kB, cheaper than the thread
+ * pool's hand-off) and fdatasync runs on a timer (off the loop), never per request: a machine crash may lose
  * the records of the last sync interval, a process crash none.
  *
  * Files in `dir`: `usage-<process id>-<n>.journal` segments (NDJSON), and `usage-quarantine.ndjson` for lines that
@@ -159,7 +160,7 @@ export class UsageJournal<T> {
       const target = this.activeSegment();
       const text = `${entries.map((e) => e.line).join("\n")}\n`;
       try {
-        await writeAll(target.fd, Buffer.from(text, "utf8"));
+        writeAllSync(target.fd, Buffer.from(text, "utf8"));
         this.dirty = true;
         if (this.writeFailures > 0) this.options.logger.info("usage journal writable again");
         this.writeFailures = 0;

@@ -6,6 +6,8 @@ import { parse, parseAllDocuments } from "yaml";
 import { loadConfig } from "../../src/config";
 import { envSchema } from "../../src/config/env";
 
+const { SERVER_NODE_FLAGS } = require("../../scripts/node-runtime") as { SERVER_NODE_FLAGS: string[] };
+
 const ROOT = join(__dirname, "..", "..");
 const read = (path: string) => readFileSync(join(ROOT, path), "utf8");
 // biome-ignore lint/suspicious/noExplicitAny: manifests are arbitrary YAML, asserted field by field
@@ -37,7 +39,9 @@ describe("Dockerfile", () => {
     expect(runtime).toMatch(/DATA_DIR=\/data/);
     expect(runtime).toMatch(/^HEALTHCHECK .*\n?.*\/health/m);
     // Exec form: node is PID 1 and receives the signal (a shell form would swallow it).
-    expect(runtime).toMatch(/^ENTRYPOINT \["node", "dist\/main\.js"\]$/m);
+    // with the server's V8 flags, the same as npm start's.
+    const entrypoint = /^ENTRYPOINT (\[.*\])$/m.exec(runtime)?.[1];
+    expect(JSON.parse(entrypoint ?? "null")).toEqual(["node", ...SERVER_NODE_FLAGS, "dist/main.js"]);
   });
 
   test("When linted, then no secret is baked in and .dockerignore keeps secrets and state out of the context", () => {

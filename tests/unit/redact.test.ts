@@ -68,6 +68,28 @@ describe("Redaction", () => {
     expect(out).toContain("postgres://app:[REDACTED]@db:5432/x");
   });
 
+  test.each([
+    ["BEARER tok.en-value", "BEARER [REDACTED]"],
+    ["basic dXNlcjpwYXNz", "basic [REDACTED]"],
+    [`k=${openaiKey};`, "k=[REDACTED];"],
+    ["groq gsk_ABCDEFGHIJKLMNOPQRSTUV", "groq [REDACTED]"],
+    ["xai_ABCDEFGHIJKLMNOPQRSTUV rk_ABCDEFGHIJKLMNOPQRSTUV", "[REDACTED] [REDACTED]"],
+    ["REDIS://user:pw-123@host", "REDIS://user:[REDACTED]@host"],
+  ])("When text holds %s in any case or position, then the quick scan lets it through to redaction", (text, out) => {
+    expect(redactText(text)).toBe(out);
+  });
+
+  test("When text holds nothing secret-shaped, then it comes back as the same string", () => {
+    const plain = "request POST /v1/chat/completions req_0123456789abcdef 200 in 3.2 ms";
+    expect(redactText(plain)).toBe(plain);
+  });
+
+  test("When a key name is asked again, then the answer is the same as the first time", () => {
+    for (const key of ["api_key", "prompt_tokens", "api_key", "prompt_tokens"]) {
+      expect(isSecretKey(key)).toBe(key === "api_key");
+    }
+  });
+
   test("When an object is cyclic, then redaction terminates and leaves the input untouched", () => {
     const input: Record<string, unknown> = { api_key: openaiKey };
     input.self = input;
