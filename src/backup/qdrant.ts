@@ -1,7 +1,7 @@
 import { openAsBlob } from "node:fs";
 import { open } from "node:fs/promises";
 import { basename } from "node:path";
-import { QdrantClient } from "@qdrant/js-client-rest";
+import type { QdrantClient } from "@qdrant/js-client-rest";
 import { digest } from "./digest";
 
 export interface SavedSnapshot {
@@ -21,6 +21,7 @@ export class QdrantSnapshots {
   private readonly headers: Record<string, string>;
 
   constructor({ url, apiKey }: { url: string; apiKey?: string }) {
+    const { QdrantClient } = require("@qdrant/js-client-rest") as typeof import("@qdrant/js-client-rest");
     this.client = new QdrantClient({ url, apiKey, timeout: 600_000, checkCompatibility: false });
     this.baseUrl = url.replace(/\/+$/, "");
     this.headers = apiKey ? { "api-key": apiKey } : {};

@@ -1,4 +1,4 @@
-import { Polar } from "@polar-sh/sdk";
+import type { Polar } from "@polar-sh/sdk";
 import type { SDKOptions } from "@polar-sh/sdk/lib/config.js";
 import { PolarError } from "@polar-sh/sdk/models/errors/polarerror.js";
 
@@ -46,7 +46,9 @@ export class PolarGateway {
     const where: SDKOptions =
       server === "production" || server === "sandbox" ? { server } : { serverURL: server.replace(/\/+$/, "") };
     // Retries belong to the callers (the usage outbox backs off; an API caller can retry): none in the SDK.
-    this.polar = new Polar({ accessToken: settings.apiKey, ...where, timeoutMs: 15_000 });
+    // The SDK (about a thousand modules, ~70 MB resident) is loaded only by a deployment that bills through Polar.
+    const sdk = require("@polar-sh/sdk") as typeof import("@polar-sh/sdk");
+    this.polar = new sdk.Polar({ accessToken: settings.apiKey, ...where, timeoutMs: 15_000 });
   }
 
   async checkout(customer: BillingCustomer, productId: string): Promise<{ id: string; url: string }> {

@@ -1,7 +1,9 @@
-import { validateEvent, WebhookVerificationError } from "@polar-sh/sdk/webhooks";
 import type { Tiers } from "../config";
 import type { Database, SqlExecutor } from "../db";
 import type { Logger } from "../log";
+
+// The SDK's webhook module (~290 modules) is loaded by the first delivery, not at start.
+const polarWebhooks = () => require("@polar-sh/sdk/webhooks") as typeof import("@polar-sh/sdk/webhooks");
 
 /** What a delivery did: applied, ignored (an event or customer we do not act on) or a redelivery already applied. */
 export type WebhookOutcome = "applied" | "ignored" | "duplicate";
@@ -92,10 +94,10 @@ export class PolarWebhooks {
 
   private verifiedEvent(body: Buffer, headers: Record<string, string>): { type: string; parsed?: ParsedEvent } {
     try {
-      const parsed = validateEvent(body, headers, this.options.secret) as ParsedEvent;
+      const parsed = polarWebhooks().validateEvent(body, headers, this.options.secret) as ParsedEvent;
       return { type: parsed.type, parsed: HANDLED.has(parsed.type) ? parsed : undefined };
     } catch (error) {
-      if (error instanceof WebhookVerificationError) throw new WebhookRejectedError(error.message);
+      if (error instanceof polarWebhooks().WebhookVerificationError) throw new WebhookRejectedError(error.message);
       // Signed, but the SDK does not know or cannot read it: fine for a type we ignore, an error for one we use.
       const type = typeOf(body);
       if (HANDLED.has(type)) throw new WebhookMalformedError(`The ${type} payload does not parse.`);

@@ -1,4 +1,4 @@
-import OpenAI from "openai";
+import type OpenAI from "openai";
 import type { Embedder } from "./types";
 
 /**
@@ -19,7 +19,9 @@ export class OpenAiCompatibleEmbedder implements Embedder {
     },
   ) {
     this.id = options.model;
-    this.client = new OpenAI({
+    // The SDK (~230 modules, ~30 MB resident) only where this embedder is configured.
+    const sdk = require("openai") as typeof import("openai");
+    this.client = new sdk.default({
       apiKey: options.apiKey ?? "unused",
       baseURL: options.baseUrl,
       maxRetries: 2,
