@@ -1,14 +1,12 @@
+import { encode } from "gpt-tokenizer";
 import { textParts } from "./wire";
-
-// o200k_base's ranks are ~70 MB resident: loaded by the first estimate (most providers report usage).
-const tokenizer = () => require("gpt-tokenizer") as typeof import("gpt-tokenizer");
 
 /**
  * A tokenizer estimate (o200k_base, GPT-4o's encoding) for when a provider reports no usage. Marked as estimated
  * wherever it is stored; never used when the provider gives real numbers.
  */
 export function estimateTokens(text: string): number {
-  return text === "" ? 0 : tokenizer().encode(text).length;
+  return text === "" ? 0 : encode(text).length;
 }
 
 /** Roughly OpenAI's accounting: content tokens plus a few per message for the chat framing. */

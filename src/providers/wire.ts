@@ -18,3 +18,20 @@ export function textParts(content: unknown): string[] {
     .filter((part) => part && typeof part === "object" && (part as { type?: unknown }).type === "text")
     .map((part) => String((part as { text?: unknown }).text ?? ""));
 }
+
+// A provider's answer passed on unchanged is sent as the provider wrote it, not parsed and serialized again: a 9 MB
+// answer took ~60 ms of JSON.stringify on the event loop (docs/PROXY.md). Tied to the parsed object itself, so an
+// answer rebuilt or translated on the way (Anthropic's, the mock's, a cached one) has none and is serialized.
+const wireTexts = new WeakMap<object, string>();
+
+/** Parses a provider's JSON answer and remembers its text (JSON.parse's errors pass through). */
+export function parseWire<T>(text: string): T {
+  const value: unknown = JSON.parse(text);
+  if (typeof value === "object" && value !== null) wireTexts.set(value, text);
+  return value as T;
+}
+
+/** The JSON text to send for an answer: the provider's own when it came unchanged, else serialized. */
+export function jsonTextOf(value: object): string {
+  return wireTexts.get(value) ?? JSON.stringify(value);
+}

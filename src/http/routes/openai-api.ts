@@ -6,6 +6,7 @@ import type { Targets } from "../../chat/targets";
 import { NotFoundError } from "../../errors";
 import type { Logger } from "../../log";
 import type { MemoryService } from "../../memory";
+import { jsonTextOf } from "../../providers";
 import { ApiRouter, json } from "../api-router";
 import { chatInputFrom } from "../chat-input";
 import { clientGoneSignal } from "../client-signal";
@@ -69,7 +70,7 @@ export function openAiRoutes({ targets, chat, memory, logger }: OpenAiRoutesDeps
       const result = await chat.run(input);
       res.set(result.headers);
       if (!result.stream) {
-        res.json(result.completion);
+        res.type("application/json").send(jsonTextOf(result.completion));
         return;
       }
       await relay(res, result.chunks, input.signal, logger);
@@ -107,7 +108,7 @@ export function openAiRoutes({ targets, chat, memory, logger }: OpenAiRoutesDeps
       });
       res.set(result.headers);
       if (!result.stream) {
-        res.json(result.completion);
+        res.type("application/json").send(jsonTextOf(result.completion));
         return;
       }
       await relay(res, result.chunks, signal, logger);
@@ -133,7 +134,7 @@ export function openAiRoutes({ targets, chat, memory, logger }: OpenAiRoutesDeps
         endpoint: "/v1/embeddings",
         signal: clientGoneSignal(res),
       });
-      res.set(headers).json(response);
+      res.set(headers).type("application/json").send(jsonTextOf(response));
     },
   );
 

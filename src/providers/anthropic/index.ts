@@ -1,17 +1,14 @@
-import type Anthropic from "@anthropic-ai/sdk";
+import Anthropic from "@anthropic-ai/sdk";
 import { clientPerBaseUrl } from "../client-cache";
 import { toUpstreamError } from "../errors";
 import type { CallOptions, CallTarget, ProviderAdapter } from "../types";
 import type { ChatChunk } from "../wire";
 import { type AnthropicMessage, AnthropicToOpenAIStream, fromAnthropicMessage, toAnthropicRequest } from "./translate";
 
-// The SDK (~250 modules, ~20 MB resident) is loaded by the first call to an Anthropic model, not at start.
-const sdk = () => (require("@anthropic-ai/sdk") as typeof import("@anthropic-ai/sdk")).default;
-
 /** Anthropic's Messages API through the official SDK, presented in OpenAI's wire format. */
 export function anthropicAdapter(): ProviderAdapter {
   // The client's own key is a placeholder: the user's key goes in each request's headers.
-  const clients = clientPerBaseUrl((baseURL) => new (sdk())({ apiKey: "per-request", baseURL, maxRetries: 0 }));
+  const clients = clientPerBaseUrl((baseURL) => new Anthropic({ apiKey: "per-request", baseURL, maxRetries: 0 }));
   const clientFor = (target: CallTarget) => clients(target.baseUrl);
   const requestOptions = (target: CallTarget, options: CallOptions) => ({
     signal: options.signal,
@@ -30,7 +27,7 @@ export function anthropicAdapter(): ProviderAdapter {
         );
         return fromAnthropicMessage(message as unknown as AnthropicMessage, now());
       } catch (error) {
-        throw toUpstreamError(target, error, sdk());
+        throw toUpstreamError(target, error, Anthropic);
       }
     },
 
@@ -43,7 +40,7 @@ export function anthropicAdapter(): ProviderAdapter {
           requestOptions(target, options),
         );
       } catch (error) {
-        throw toUpstreamError(target, error, sdk());
+        throw toUpstreamError(target, error, Anthropic);
       }
       return translateStream(target, events, new AnthropicToOpenAIStream(now()));
     },
@@ -59,7 +56,7 @@ export function anthropicAdapter(): ProviderAdapter {
         );
         return counted.input_tokens;
       } catch (error) {
-        throw toUpstreamError(target, error, sdk());
+        throw toUpstreamError(target, error, Anthropic);
       }
     },
   };
@@ -73,6 +70,6 @@ async function* translateStream(
   try {
     for await (const event of events) yield* translator.translate(event as unknown as Record<string, unknown>);
   } catch (error) {
-    throw toUpstreamError(target, error, sdk(), true);
+    throw toUpstreamError(target, error, Anthropic, true);
   }
 }

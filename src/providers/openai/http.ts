@@ -1,6 +1,7 @@
 import { Agent, type Dispatcher, errors } from "undici";
 import { brokenStream, cleanUpstreamText, unreadableAnswer, upstreamTimeout, upstreamUnreachable } from "../errors";
 import { type CallOptions, type CallTarget, UpstreamError } from "../types";
+import { parseWire } from "../wire";
 
 /**
  * The OpenAI wire protocol over undici's pooled `request`: one keep-alive pool per upstream origin, the user's key in
@@ -30,7 +31,7 @@ export async function postJson<T>(target: CallTarget, path: string, body: unknow
     throw failure(target, error, options, "body");
   }
   try {
-    return JSON.parse(text) as T;
+    return parseWire<T>(text);
   } catch {
     throw unreadableAnswer(target.provider, false);
   }
