@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, renameSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { words } from "../text";
 import type { Embedder } from "./types";
@@ -72,24 +72,41 @@ export function ensureWordVectorCache(): string {
 
 function load(): WordVectors {
   if (loaded) return loaded;
-  const file = readFileSync(ensureWordVectorCache());
-  const count = file.readUInt32LE(0);
-  const dimensions = file.readUInt32LE(4);
-  const wordBytes = file.readUInt32LE(8);
-  const list = file
-    .subarray(12, 12 + wordBytes)
-    .toString("utf8")
-    .split("\n");
-  const start = 12 + wordBytes;
-  const vectors = new Float32Array(
-    file.buffer.slice(file.byteOffset + start, file.byteOffset + start + count * dimensions * 4),
-  );
+  // Read in three parts, the vectors straight into their own array: reading the whole file and copying the vectors
+  // out left a dead 40 MB buffer resident until the next full garbage collection.
+  const fd = openSync(ensureWordVectorCache(), "r");
+  let list: string[];
+  let vectors: Float32Array;
+  let count: number;
+  let dimensions: number;
+  try {
+    const header = Buffer.alloc(12);
+    readExactly(fd, header, 0);
+    count = header.readUInt32LE(0);
+    dimensions = header.readUInt32LE(4);
+    const wordBlock = Buffer.alloc(header.readUInt32LE(8));
+    readExactly(fd, wordBlock, 12);
+    list = wordBlock.toString("utf8").split("\n");
+    vectors = new Float32Array(count * dimensions);
+    readExactly(fd, new Uint8Array(vectors.buffer), 12 + wordBlock.length);
+  } finally {
+    closeSync(fd);
+  }
   // Zipf: p(rank r) ≈ 1 / (r · ln(1.78 · V)).
   const harmonic = Math.log(1.78 * count);
   const weights = new Float32Array(count);
   for (let r = 0; r < count; r++) weights[r] = SIF_A / (SIF_A + 1 / ((r + 1) * harmonic));
   loaded = { dimensions, index: new Map(list.map((w, i) => [w, i])), vectors, weights };
   return loaded;
+}
+
+/** Fills `into` from the file at `position`; a short file is an error (a cache cut by a crash while written). */
+function readExactly(fd: number, into: Uint8Array, position: number): void {
+  for (let done = 0; done < into.length; ) {
+    const read = readSync(fd, into, done, into.length - done, position + done);
+    if (read === 0) throw new Error("the word-vector cache is truncated; delete it to rebuild");
+    done += read;
+  }
 }
 
 export class WordVectorEmbedder implements Embedder {
