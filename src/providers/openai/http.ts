@@ -1,5 +1,6 @@
 import { Agent, type Dispatcher, errors } from "undici";
 import { brokenStream, cleanUpstreamText, unreadableAnswer, upstreamTimeout, upstreamUnreachable } from "../errors";
+import { jsonBody } from "../json-body";
 import { type CallOptions, type CallTarget, UpstreamError } from "../types";
 import { parseWire } from "../wire";
 
@@ -67,7 +68,7 @@ async function send(exchange: Exchange): Promise<Dispatcher.ResponseData> {
         "user-agent": USER_AGENT,
         authorization: `Bearer ${target.apiKey || "none"}`,
       },
-      body: JSON.stringify(exchange.body),
+      body: await jsonBody(exchange.body),
       signal: options.signal,
       // As with the SDK's `timeout`: how long the provider may take to start answering, and (here) to go silent.
       headersTimeout: options.timeoutMs,
