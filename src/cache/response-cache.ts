@@ -3,6 +3,7 @@ import { LRUCache } from "lru-cache";
 import { InvalidRequestError } from "../errors";
 import { isStopWord, terms } from "../memory/text";
 import type { ChatCompletion } from "../providers";
+import { jsonTextOf } from "../providers/wire";
 
 export type CacheMode = "off" | "exact" | "semantic";
 
@@ -127,7 +128,8 @@ export class ResponseCache {
     keys: CacheKeys,
     value: { completion: ChatCompletion; costUsd: number; provider: string; vector?: Float32Array },
   ): void {
-    const bytes = JSON.stringify(value.completion).length * 2 + (value.vector?.byteLength ?? 0) + 200;
+    // The parsed answer (~2 bytes a character) and, for an answer kept as the provider wrote it, that text as well.
+    const bytes = jsonTextOf(value.completion).length * 3 + (value.vector?.byteLength ?? 0) + 200;
     // An answer larger than a sixteenth of the cache would evict too much to be worth keeping.
     if (bytes > this.settings.maxBytes / 16) return;
     this.entries.set(keys.exact, { ...value, bytes, words: contentWords(keys.lastUserText) });
