@@ -20,8 +20,9 @@ export function textParts(content: unknown): string[] {
 }
 
 // A provider's answer passed on unchanged is sent as the provider wrote it, not parsed and serialized again: a 9 MB
-// answer took ~60 ms of JSON.stringify on the event loop (docs/PROXY.md). Tied to the parsed object itself, so an
-// answer rebuilt or translated on the way (Anthropic's, the mock's, a cached one) has none and is serialized.
+// answer took ~60 ms of JSON.stringify on the event loop (docs/PROXY.md). Tied to the parsed object itself (a cached
+// answer is that object, and keeps it), so an answer rebuilt or translated on the way (Anthropic's, the mock's) has
+// none and is serialized.
 const wireTexts = new WeakMap<object, string>();
 
 /** Parses a provider's JSON answer and remembers its text (JSON.parse's errors pass through). */
