@@ -33,6 +33,9 @@ export interface OpenAiRoutesDeps {
   logger: Logger;
 }
 
+/** A provider's answer as JSON: its own text when it passed through unchanged (providers/wire.ts). */
+const sendAnswer = (res: Response, answer: object) => res.type("application/json").send(jsonTextOf(answer));
+
 /** The OpenAI-compatible endpoints: thin adapters between HTTP and the chat pipeline. */
 export function openAiRoutes({ targets, chat, memory, logger }: OpenAiRoutesDeps): ApiRouter {
   const api = new ApiRouter("OpenAI-compatible");
@@ -70,7 +73,7 @@ export function openAiRoutes({ targets, chat, memory, logger }: OpenAiRoutesDeps
       const result = await chat.run(input);
       res.set(result.headers);
       if (!result.stream) {
-        res.type("application/json").send(jsonTextOf(result.completion));
+        sendAnswer(res, result.completion);
         return;
       }
       await relay(res, result.chunks, input.signal, logger);
@@ -108,7 +111,7 @@ export function openAiRoutes({ targets, chat, memory, logger }: OpenAiRoutesDeps
       });
       res.set(result.headers);
       if (!result.stream) {
-        res.type("application/json").send(jsonTextOf(result.completion));
+        sendAnswer(res, result.completion);
         return;
       }
       await relay(res, result.chunks, signal, logger);
@@ -134,7 +137,7 @@ export function openAiRoutes({ targets, chat, memory, logger }: OpenAiRoutesDeps
         endpoint: "/v1/embeddings",
         signal: clientGoneSignal(res),
       });
-      res.set(headers).type("application/json").send(jsonTextOf(response));
+      sendAnswer(res.set(headers), response);
     },
   );
 
