@@ -30,4 +30,6 @@ evaluate("held out", benignPrompts("heldout-benign.txt"), attackPrompts("heldout
 const long = `${"The quarterly report shows steady growth across regions. ".repeat(900)} Thanks!`;
 const started = performance.now();
 for (let i = 0; i < 100; i++) contentRulesMatching(long);
-console.log(`\ncheck of a 50,000-character request (its last 20,000 read): ${((performance.now() - started) / 100).toFixed(2)} ms`);
+console.log(
+  `\ncheck of a 50,000-character request (its last 20,000 read): ${((performance.now() - started) / 100).toFixed(2)} ms`,
+);

@@ -4,6 +4,7 @@
  * MemoryService.recall, the pipeline's own call (embed the query, hybrid search, dedupe, budget, format).
  * BENCH_MEMORIES scales the total (default 1,000,000; the heavy user keeps a tenth).
  */
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -105,6 +106,8 @@ async function main() {
   const heavy = await measure(() => heavyUser);
   const light = await measure(() => lightUsers[Math.floor(synthetic.random() * lightUsers.length)]!);
   await store.close();
+
+  const footprint = storeFootprint(dir);
   rmSync(dir, { recursive: true, force: true });
 
   const ms = (x: number) => `${x.toFixed(2)} ms`;
@@ -128,9 +131,36 @@ async function main() {
     // The store lives in a worker thread of this process: RSS counts it, this thread's heap does not.
     `Process RSS with the store open: ${Math.round(rssWithStore / 2 ** 20)} MB`,
   );
+  console.log(
+    `Reopened in a fresh process (log replayed) in ${footprint.seconds.toFixed(1)} s; the store's resident memory: ` +
+      `${Math.round(footprint.bytes / 2 ** 20)} MB, ${Math.round((footprint.bytes / 2 ** 20) * (1_000_000 / (loaded + 2 * exchanges)))} MB per million memories`,
+  );
 }
 
-main().catch((error) => {
+/**
+ * What the store itself holds: a fresh process's RSS before and after it opens (replays) the log, so neither the
+ * load generator's garbage nor memory a closed store's thread left to the allocator is counted.
+ */
+function storeFootprint(dir: string): { bytes: number; seconds: number } {
+  const child = spawnSync(process.execPath, [...process.execArgv, __filename, FOOTPRINT, dir], { encoding: "utf8" });
+  if (child.status !== 0) throw new Error(`the footprint process failed: ${child.stderr}`);
+  return JSON.parse(child.stdout.trim().split("\n").at(-1)!);
+}
+
+async function openAndMeasure(dir: string) {
+  const { dimensions } = new SyntheticMemories().embedder;
+  const rssBefore = process.memoryUsage().rss;
+  const started = performance.now();
+  const store = new EmbeddedMemoryStore(dir, "bench", dimensions);
+  await store.ready();
+  const seconds = (performance.now() - started) / 1000;
+  console.log(JSON.stringify({ bytes: process.memoryUsage().rss - rssBefore, seconds }));
+  await store.close();
+}
+
+const FOOTPRINT = "--footprint";
+const footprintDir = process.argv[process.argv.indexOf(FOOTPRINT) + 1];
+(process.argv.includes(FOOTPRINT) ? openAndMeasure(footprintDir!) : main()).catch((error) => {
   console.error(error);
   process.exit(1);
 });
