@@ -46,7 +46,8 @@ export class EmbeddedMemoryStore implements MemoryStore {
       upsert: async (memories) => {
         if (memories.length > 0) await this.call({ op: "upsert", userId, memories });
       },
-      search: (query) => this.call({ op: "search", userId, query }) as Promise<ScoredMemory[]>,
+      search: async (query) =>
+        JSON.parse((await this.call({ op: "search", userId, query })) as string) as ScoredMemory[],
       neighbours: (of) => this.call({ op: "neighbours", userId, of }) as Promise<Memory[][]>,
       list: (options) => this.call({ op: "list", userId, options }) as Promise<MemoryPage>,
       delete: (which) => this.call({ op: "delete", userId, which }) as Promise<number>,

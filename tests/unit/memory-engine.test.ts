@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { EmbeddedEngine } from "../../src/memory/embedded/engine";
 import { UserIndex } from "../../src/memory/embedded/user-index";
-import type { Memory, NewMemory } from "../../src/memory/store";
+import type { Memory, MemorySearch, NewMemory, ScoredMemory } from "../../src/memory/store";
 import { embedder, memoryChunk, searchFor } from "../helpers/memory";
 
 const ALICE = "00000000-0000-4000-8000-00000000000a";
@@ -18,16 +18,24 @@ function sentence(i: number): string {
 
 /** A UserIndex over memories kept in an array: a memory's "log place" is its position there. */
 function indexOver(memories: NewMemory[], invertedIndexAfter?: number) {
-  const kept: Memory[] = [];
+  const kept: string[] = [];
   const index = new UserIndex(embedder.dimensions, ({ offset }) => kept[offset]!, invertedIndexAfter);
   const put = (m: NewMemory) => {
-    index.put(m, m.dense, m.sparse, { offset: kept.push(m) - 1, length: 0, memoryAt: 0, memoryLength: 0 });
+    const { dense: _dense, sparse: _sparse, ...memory } = m;
+    index.put(m, m.dense, m.sparse, {
+      offset: kept.push(JSON.stringify(memory)) - 1,
+      length: 0,
+      memoryAt: 0,
+      memoryLength: 0,
+    });
   };
+  const search = (query: MemorySearch) =>
+    index.search(query).map(({ memoryJson, ...scored }) => ({ memory: JSON.parse(memoryJson) as Memory, ...scored }));
   for (const m of memories) put(m);
-  return { index, put };
+  return { index, put, search };
 }
 
-const summary = (hits: ReturnType<UserIndex["search"]>) =>
+const summary = (hits: ScoredMemory[]) =>
   hits.map((h) => [h.memory.id, h.score.toFixed(9), h.evidence.lexical.toFixed(9), h.evidence.dense.toFixed(6)]);
 
 describe("Embedded engine: the user index", () => {
@@ -35,9 +43,9 @@ describe("Embedded engine: the user index", () => {
     const memories = Array.from({ length: 300 }, (_, i) =>
       memoryChunk(sentence(i), `r${i}`, { conversationId: `c${i % 4}` }),
     );
-    const scanning = indexOver(memories).index;
-    const inverted = indexOver(memories, 0).index;
-    for (const index of [scanning, inverted]) {
+    const scanning = indexOver(memories);
+    const inverted = indexOver(memories, 0);
+    for (const { index } of [scanning, inverted]) {
       index.remove(index.matching({ conversationId: "c3" }));
       index.remove(index.matching({ ids: memories.slice(0, 20).map((m) => m.id) }));
     }
@@ -77,7 +85,7 @@ describe("Embedded engine: the user index", () => {
         createdAt: new Date(Date.UTC(2026, 0, 1, 0, 0, i)).toISOString(),
       }),
     );
-    const { index } = indexOver(memories);
+    const { index, search } = indexOver(memories);
     index.remove(index.matching({ ids: memories.filter((_, i) => i % 5 !== 0).map((m) => m.id) }));
     index.reclaimIfSparse();
     expect(index.live).toBe(20);
@@ -88,7 +96,7 @@ describe("Embedded engine: the user index", () => {
         .map((m) => m.text)
         .reverse(),
     );
-    const [hit] = index.search(searchFor(memories[45]!.text));
+    const [hit] = search(searchFor(memories[45]!.text));
     expect(hit!.memory.text).toBe(memories[45]!.text);
     // Write order is kept through the reclaim: the neighbours of note 45 are notes 40 and 50.
     expect(index.neighbours(memories[45]!.id).map((m) => m.text)).toEqual([memories[40]!.text, memories[50]!.text]);
@@ -148,7 +156,7 @@ describe("Embedded engine: the log", () => {
       const listed = reopened.list(ALICE, { limit: 1_000 }).data.map((m) => m.text);
       expect(listed.sort()).toEqual([...textOf.values()].sort());
       // Read back from where the compaction put it: the hit is one of the kept memories, with its own text.
-      const [hit] = reopened.search(ALICE, searchFor(memories[600]!.text));
+      const [hit] = JSON.parse(reopened.search(ALICE, searchFor(memories[600]!.text))) as ScoredMemory[];
       expect(hit!.memory.text).toBe(textOf.get(hit!.memory.id));
       expect(hit!.memory.text.endsWith(memories[600]!.text.split(": ")[1]!)).toBe(true);
       // Appends after a compaction land after the copied lines and are read back too.

@@ -1,5 +1,6 @@
 import { loadConfig } from "../../src/config";
 import { ApiError } from "../../src/errors";
+import { KERNELS_WASM } from "../../src/memory/embedded/kernels-wasm";
 import { SignCodes } from "../../src/memory/embedded/sign-codes";
 import { contextHits, memoryMessage, recallQuery, selectMemories, withNeighbours } from "../../src/memory/recall";
 import { memoryControls } from "../../src/memory/service";
@@ -165,30 +166,42 @@ describe("Memory budget per request", () => {
 });
 
 describe("Binary codes for large users", () => {
-  /** Codes `count` random vectors; of each noisy query's exact 10 nearest, the share `codes.nearest` keeps. */
+  /**
+   * Codes `count` random int8 vectors; of each noisy query's exact 10 nearest, the share among the `keep` that
+   * `codes.nearest` rescores and returns (all of them, best first), which must be in exact order.
+   */
   function nearestKept(dims: number, count: number, queries: number, keep: number, seed: number, alive?: Uint8Array) {
     const random = () => {
       seed = (seed * 16807) % 2147483647;
       return seed / 2147483647 - 0.5;
     };
-    const vectors = new Float32Array(count * dims).map(random);
-    const codes = new SignCodes(dims);
+    const vectors = new Int8Array(count * dims).map(() => Math.round(random() * 254));
+    const codes = new SignCodes(dims, keep);
     codes.rebuild(vectors, count, new Uint8Array(count).fill(1), count);
     let found = 0;
     const sizes = new Set<number>();
     for (let q = 0; q < queries; q++) {
-      const query = vectors.slice(q * dims, (q + 1) * dims).map((x) => x + random() * 0.5);
-      const exact = Array.from({ length: count }, (_, slot) => {
+      const query = Float32Array.from(vectors.subarray(q * dims, (q + 1) * dims), (x) => x + random() * 60);
+      const dotOf = (slot: number) => {
         let dot = 0;
         for (let d = 0; d < dims; d++) dot += vectors[slot * dims + d]! * query[d]!;
-        return [slot, dot] as const;
-      })
+        return dot;
+      };
+      const exact = Array.from({ length: count }, (_, slot) => [slot, dotOf(slot)] as const)
+        .filter(([slot]) => !alive || alive[slot] === 1)
         .sort((a, b) => b[1] - a[1])
         .slice(0, 10)
         .map(([slot]) => slot);
-      const candidates = new Set(codes.nearest(query, count, alive, keep));
-      sizes.add(candidates.size);
-      found += exact.filter((slot) => candidates.has(slot)).length;
+      const returned = codes.nearest(query, count, alive, keep);
+      if (alive) expect(returned.every((slot) => alive[slot] === 1)).toBe(true);
+      // Rescored in order, up to the kernel's rounding of the query to int16 (half a step per dimension).
+      const step = Math.max(...query.map(Math.abs)) / 8_191;
+      const rounding = dims * 127 * (step / 2);
+      for (let i = 1; i < returned.length; i++) {
+        expect(dotOf(returned[i - 1]!)).toBeGreaterThanOrEqual(dotOf(returned[i]!) - rounding);
+      }
+      sizes.add(returned.length);
+      found += exact.filter((slot) => returned.includes(slot)).length;
     }
     return { share: found / (queries * 10), sizes: [...sizes] };
   }
@@ -199,9 +212,21 @@ describe("Binary codes for large users", () => {
     expect(share).toBeGreaterThan(0.9);
   });
 
+  test("When some slots are dead, then none of them comes back and the live nearest still do", () => {
+    const alive = new Uint8Array(20_000).map((_, slot) => (slot % 3 === 0 ? 0 : 1));
+    const { share, sizes } = nearestKept(100, 20_000, 10, 1_000, 5, alive);
+    expect(sizes).toEqual([1_000]);
+    expect(share).toBeGreaterThan(0.85);
+  });
+
   test("When vectors have more dimensions than a byte can count (1,536), then as many candidates as asked for come back and the exact nearest are among them", () => {
     const { share, sizes } = nearestKept(1536, 3_000, 10, 600, 11);
     expect(sizes).toEqual([600]); // never more than asked for: the rescoring cost is bounded
     expect(share).toBeGreaterThan(0.9);
+  });
+
+  test("When the kernels are compiled from kernels.wat, then they are the bytes the store loads", async () => {
+    const { compileKernels } = require("../../scripts/build-kernels") as { compileKernels(): Promise<string> };
+    expect(await compileKernels()).toBe(KERNELS_WASM);
   });
 });

@@ -13,7 +13,7 @@ import {
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { writeAll, writeAllSync } from "../../files";
-import type { Memory, MemoryDeletion, MemoryPage, MemorySearch, NewMemory, ScoredMemory } from "../store";
+import type { Memory, MemoryDeletion, MemoryPage, MemorySearch, NewMemory } from "../store";
 import { type LogPlace, UserIndex } from "./user-index";
 
 /**
@@ -37,11 +37,11 @@ export class EmbeddedEngine {
   private queued: number[] = [];
   private waiting: { resolve(): void; reject(error: Error): void }[] = [];
   private flushing: Promise<void> | undefined;
-  private readonly reader = ({ offset, memoryAt, memoryLength }: LogPlace): Memory => {
+  /** A memory's JSON (as plain() wrote it: exactly a Memory's fields), from the queue or the file. */
+  private readonly reader = ({ offset, memoryAt, memoryLength }: LogPlace): string => {
     const line = this.unwritten.get(offset);
-    if (line !== undefined) return plain((JSON.parse(line) as PutRecord).m);
-    // Written by plain(): exactly a Memory's fields.
-    return JSON.parse(this.readText(offset + memoryAt, memoryLength)) as Memory;
+    if (line !== undefined) return JSON.stringify((JSON.parse(line) as PutRecord).m);
+    return this.readText(offset + memoryAt, memoryLength);
   };
   /** Reused by reads of memories (most are a few hundred bytes). */
   private scratch = Buffer.allocUnsafe(64 << 10);
@@ -90,8 +90,14 @@ export class EmbeddedEngine {
     await durable;
   }
 
-  search(userId: string, query: MemorySearch): ScoredMemory[] {
-    return this.users.get(userId)?.search(query) ?? [];
+  /** The results as one JSON text of ScoredMemory[] (see ScoredText): parsed once, by the caller. */
+  search(userId: string, query: MemorySearch): string {
+    const results = this.users.get(userId)?.search(query) ?? [];
+    const items = results.map(
+      ({ memoryJson, score, evidence }) =>
+        `{"memory":${memoryJson},"score":${JSON.stringify(score)},"evidence":${JSON.stringify(evidence)}}`,
+    );
+    return `[${items.join(",")}]`;
   }
 
   neighbours(userId: string, of: readonly Memory[]): Memory[][] {

@@ -2,6 +2,7 @@ import type { SparseVector } from "../sparse";
 import {
   coverageIdf,
   decodeCursor,
+  type Evidence,
   fuseRankings,
   idf,
   isAfterCursor,
@@ -12,13 +13,23 @@ import {
   PREFETCH_LIMIT,
   pageOf,
   relevantOnly,
-  type ScoredMemory,
 } from "../store";
 import { SignCodes } from "./sign-codes";
 import { Postings, QueryTerms, quantizeWeight, resized, termKey, WEIGHT_SCALE } from "./terms";
+import { TopK } from "./top-k";
 
-/** Reads a memory back from the log: the index keeps where its line is, not its text. */
-export type MemoryReader = (place: LogPlace) => Memory;
+/** Reads a memory's JSON back from the log: the index keeps where its line is, not its text. */
+export type MemoryReader = (place: LogPlace) => string;
+
+/**
+ * A search result with its memory as the JSON text the log holds: the store's thread hands results over as one
+ * string, so a memory is neither parsed there nor copied object by object to the server's thread.
+ */
+export interface ScoredText {
+  memoryJson: string;
+  score: number;
+  evidence: Evidence;
+}
 
 /**
  * Where a memory's line is in the log (`offset`, `length`, in bytes), and where in it the memory's own JSON is (the
@@ -132,7 +143,7 @@ export class UserIndex {
     });
   }
 
-  search(query: MemorySearch): ScoredMemory[] {
+  search(query: MemorySearch): ScoredText[] {
     let conversation = -1;
     if (query.conversationId !== undefined) {
       const known = this.conversations.get(query.conversationId);
@@ -159,7 +170,7 @@ export class UserIndex {
       this.covered[slot] = 0;
     }
     return relevantOnly(scored, query.minRelevance).map(({ slot, score, evidence }) => ({
-      memory: this.memoryAt(slot),
+      memoryJson: this.read(this.placeOf(slot)),
       score,
       evidence,
     }));
@@ -393,8 +404,8 @@ export class UserIndex {
 
   /** Keeps the binary codes current: built past EXACT_SCAN_LIMIT, rebuilt (new mean) each time the index doubles. */
   private encode(slot: number): void {
-    if (!this.codes && this.live <= EXACT_SCAN_LIMIT) return;
-    this.codes ??= new SignCodes(this.dimensions);
+    if (!this.codes && (this.live <= EXACT_SCAN_LIMIT || !SignCodes.supports(this.dimensions))) return;
+    this.codes ??= new SignCodes(this.dimensions, RESCORE_CANDIDATES);
     if (this.live > 2 * this.codes.builtAt) {
       this.codes.rebuild(this.vectors, this.slots, this.alive, this.live);
     } else {
@@ -403,7 +414,7 @@ export class UserIndex {
   }
 
   private memoryAt(slot: number): Memory {
-    return this.read(this.placeOf(slot));
+    return JSON.parse(this.read(this.placeOf(slot))) as Memory;
   }
 
   private placeOf(slot: number): LogPlace {
@@ -522,7 +533,7 @@ export class UserIndex {
       return top.slotsBestFirst();
     }
     const scaled = query.map((x) => x * QUANTIZATION_SCALE);
-    return this.denseTopOf(query, this.codes.nearest(scaled, slots, alive, RESCORE_CANDIDATES));
+    return this.codes.nearest(scaled, slots, alive, PREFETCH_LIMIT);
   }
 
   /** The nearest of the given slots, scored exactly. */
@@ -612,37 +623,4 @@ function dot(vectors: Int8Array, base: number, query: Float32Array, dims: number
   }
   for (; d < dims; d++) s0 += vectors[base + d]! * query[d]!;
   return s0 + s1 + s2 + s3;
-}
-
-/**
- * The k best (slot, score) pairs seen, kept sorted; cheap while k is small compared with the input. Equal scores
- * rank the earlier slot first, so the result does not depend on the order slots are offered in.
- */
-class TopK {
-  private readonly slots: number[] = [];
-  private readonly scores: number[] = [];
-
-  constructor(private readonly k: number) {}
-
-  offer(slot: number, score: number): void {
-    const n = this.scores.length;
-    if (n === this.k && !this.before(slot, score, n - 1)) return;
-    let i = n === this.k ? n - 1 : n;
-    while (i > 0 && this.before(slot, score, i - 1)) {
-      this.scores[i] = this.scores[i - 1]!;
-      this.slots[i] = this.slots[i - 1]!;
-      i--;
-    }
-    this.scores[i] = score;
-    this.slots[i] = slot;
-  }
-
-  slotsBestFirst(): number[] {
-    return this.slots.slice();
-  }
-
-  private before(slot: number, score: number, i: number): boolean {
-    const other = this.scores[i]!;
-    return score > other || (score === other && slot < this.slots[i]!);
-  }
 }
