@@ -12,6 +12,7 @@ import {
 } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { LRUCache } from "lru-cache";
 import { writeAll, writeAllSync } from "../../files";
 import type { Memory, MemoryDeletion, MemoryPage, MemorySearch, NewMemory } from "../store";
 import { type LogPlace, UserIndex } from "./user-index";
@@ -37,11 +38,24 @@ export class EmbeddedEngine {
   private queued: number[] = [];
   private waiting: { resolve(): void; reject(error: Error): void }[] = [];
   private flushing: Promise<void> | undefined;
-  /** A memory's JSON (as plain() wrote it: exactly a Memory's fields), from the queue or the file. */
+  /**
+   * Memories read back lately, by log offset: what recall returns recurs (a user's strong matches come back for
+   * every question on their topic), and a hit saves a pread and a UTF-8 decode. Bounded in characters.
+   */
+  private readonly recent = new LRUCache<number, string>({
+    maxSize: RECENT_MEMORY_CHARS,
+    sizeCalculation: (text) => text.length,
+  });
+  /** A memory's JSON (as plain() wrote it: exactly a Memory's fields), from the queue, the cache or the file. */
   private readonly reader = ({ offset, memoryAt, memoryLength }: LogPlace): string => {
     const line = this.unwritten.get(offset);
     if (line !== undefined) return JSON.stringify((JSON.parse(line) as PutRecord).m);
-    return this.readText(offset + memoryAt, memoryLength);
+    let text = this.recent.get(offset);
+    if (text === undefined) {
+      text = this.readText(offset + memoryAt, memoryLength);
+      this.recent.set(offset, text);
+    }
+    return text;
   };
   /** Reused by reads of memories (most are a few hundred bytes). */
   private scratch = Buffer.allocUnsafe(64 << 10);
@@ -238,6 +252,7 @@ export class EmbeddedEngine {
     renameSync(partial, this.path);
     closeSync(this.fd!);
     this.fd = openSync(this.path, "a+", 0o600);
+    this.recent.clear(); // keyed by the old offsets
     this.logLines = lines;
   }
 
@@ -262,6 +277,8 @@ export class EmbeddedEngine {
 }
 
 const fdatasyncAsync = promisify(fdatasync);
+/** ~16 MB of recently read memories (UTF-16 in V8), however many memories the store holds. */
+const RECENT_MEMORY_CHARS = 8 << 20;
 
 /**
  * Where a put line's memory JSON is: after its `"m":` key, up to its `,"d":"` key. Neither sequence can occur

@@ -475,21 +475,32 @@ export class UserIndex {
       mass += coverWeight[i]!;
     }
     const touched: number[] = [];
-    const add = (slot: number, i: number, weight: number) => {
-      if (rankWeight[i] === 0 && coverWeight[i] === 0) return; // (a zero-weight query term) would touch twice
-      if (scores[slot] === 0 && covered[slot] === 0) touched.push(slot);
-      scores[slot]! += rankWeight[i]! * weight;
-      covered[slot]! += coverWeight[i]!;
-    };
     if (lists) {
+      // The hot loop at 100k memories (posting lists of common words run to tens of thousands): kept flat.
       for (let i = 0; i < count; i++) {
-        const list = lists[i];
-        if (!list || list.live === 0) continue;
-        const { slots, weights } = list;
-        for (let j = 0; j < list.length; j++) add(slots[j]!, i, weights[j]!);
+        const list: Postings | undefined = lists[i];
+        const rank = rankWeight[i]!;
+        const cover = coverWeight[i]!;
+        if (!list || list.live === 0 || (rank === 0 && cover === 0)) continue;
+        const slots: Int32Array = list.slots;
+        const weights: Uint16Array = list.weights;
+        for (let j = 0, length = list.length; j < length; j++) {
+          const slot = slots[j]!;
+          const score = scores[slot]!;
+          if (score === 0 && covered[slot] === 0) touched.push(slot);
+          scores[slot] = score + rank * weights[j]!;
+          covered[slot]! += cover;
+        }
       }
     } else {
-      for (let k = 0; k < matches!.length; k += 3) add(matches![k]!, matches![k + 1]!, matches![k + 2]!);
+      for (let k = 0; k < matches!.length; k += 3) {
+        const slot = matches![k]!;
+        const i = matches![k + 1]!;
+        if (rankWeight[i] === 0 && coverWeight[i] === 0) continue; // a zero-weight query term would touch twice
+        if (scores[slot] === 0 && covered[slot] === 0) touched.push(slot);
+        scores[slot]! += rankWeight[i]! * matches![k + 2]!;
+        covered[slot]! += coverWeight[i]!;
+      }
     }
     const top = new TopK(PREFETCH_LIMIT);
     for (const slot of touched) {
