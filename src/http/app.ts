@@ -8,6 +8,7 @@ import { consoleRoutes } from "./console";
 import { errorHandler, notFoundHandler } from "./error-handler";
 import { guards } from "./guards";
 import { type HealthProbes, healthRoutes } from "./health";
+import { jsonBodies } from "./json-body";
 import { metricsRoutes, observeRequests } from "./metrics";
 import { ApiCatalog } from "./openapi";
 import { requestContext } from "./request-context";
@@ -38,9 +39,9 @@ export function createApp(deps: AppDeps): Express {
   if (config.http.trustProxy !== undefined) app.set("trust proxy", config.http.trustProxy);
   app.use(requestContext(logger));
   app.use(observeRequests(deps.services.metrics));
-  // Polar's webhook signature covers the exact bytes: that one route gets the raw body (express.json then skips it).
+  // Polar's webhook signature covers the exact bytes: that one route gets the raw body (jsonBodies then skips it).
   app.use(`${config.http.apiPrefix}${WEBHOOK_PATH}`, express.raw({ type: () => true, limit: "1mb" }));
-  app.use(express.json({ limit: config.http.maxBodyBytes }));
+  app.use(jsonBodies(config.http.maxBodyBytes));
   const { pool } = deps.services;
   const { memory } = deps.services;
   const probes: HealthProbes = {

@@ -1,5 +1,6 @@
 import { join } from "node:path";
-import { Worker } from "node:worker_threads";
+import type { Worker } from "node:worker_threads";
+import { startThread } from "../threads";
 import type { EngineCall, EngineReply, EngineSettings } from "./embedded/protocol";
 import {
   InvalidCursorError,
@@ -76,7 +77,7 @@ export class EmbeddedMemoryStore implements MemoryStore {
 
   private thread(): Worker {
     if (this.worker) return this.worker;
-    const worker = startEngineThread(this.settings);
+    const worker = startThread(join(__dirname, "embedded", "worker"), this.settings);
     worker.unref();
     worker.on("message", (reply: EngineReply) => {
       const waiting = this.pending.get(reply.id);
@@ -97,12 +98,4 @@ export class EmbeddedMemoryStore implements MemoryStore {
     this.worker = worker;
     return worker;
   }
-}
-
-/** Compiled: the .js beside this file. From TypeScript sources (tests, `tsx`): the .ts, through tsx's require hook. */
-function startEngineThread(settings: EngineSettings): Worker {
-  const script = join(__dirname, "embedded", `worker${__filename.endsWith(".ts") ? ".ts" : ".js"}`);
-  if (script.endsWith(".js")) return new Worker(script, { workerData: settings });
-  const bootstrap = `require(${JSON.stringify(require.resolve("tsx/cjs"))}); require(${JSON.stringify(script)});`;
-  return new Worker(bootstrap, { eval: true, workerData: settings });
 }

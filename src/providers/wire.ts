@@ -1,4 +1,5 @@
 import type OpenAI from "openai";
+import { parseJson } from "../json/parse";
 
 /** OpenAI wire types (snake_case, as on the wire). Requests may carry fields we pass through untouched. */
 export type ChatRequest = OpenAI.Chat.ChatCompletionCreateParams & Record<string, unknown>;
@@ -25,9 +26,12 @@ export function textParts(content: unknown): string[] {
 // none and is serialized.
 const wireTexts = new WeakMap<object, string>();
 
-/** Parses a provider's JSON answer and remembers its text (JSON.parse's errors pass through). */
-export function parseWire<T>(text: string): T {
-  const value: unknown = JSON.parse(text);
+/**
+ * Parses a provider's JSON answer (a large one in the JSON thread, see json/parse.ts) and remembers its text;
+ * rejects with a SyntaxError when it is not JSON.
+ */
+export async function parseWire<T>(text: string): Promise<T> {
+  const value: unknown = await parseJson(text);
   if (typeof value === "object" && value !== null) wireTexts.set(value, text);
   return value as T;
 }

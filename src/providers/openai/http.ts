@@ -32,7 +32,7 @@ export async function postJson<T>(target: CallTarget, path: string, body: unknow
     throw failure(target, error, options, "body");
   }
   try {
-    return parseWire<T>(text);
+    return await parseWire<T>(text);
   } catch {
     throw unreadableAnswer(target.provider, false);
   }
