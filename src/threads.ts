@@ -11,3 +11,74 @@ export function startThread(modulePath: string, workerData?: unknown): Worker {
   const bootstrap = `require(${JSON.stringify(require.resolve("tsx/cjs"))}); require(${JSON.stringify(script)});`;
   return new Worker(bootstrap, { eval: true, workerData });
 }
+
+/** What a thread served by ThreadClient posts back for each call. */
+export type ThreadReply =
+  | { id: number; ok: true; value: unknown }
+  | { id: number; ok: false; name: string; message: string };
+
+/**
+ * Calls to a worker thread, each answered by id: the thread starts on the first call (and again on the next call
+ * after it dies), keeps the process alive only while a call is pending, and takes every pending call down with it
+ * when it stops (they reject; none hangs).
+ */
+export class ThreadClient {
+  private thread: Worker | undefined;
+  private readonly pending = new Map<number, { resolve(value: unknown): void; reject(error: Error): void }>();
+  private nextId = 1;
+
+  constructor(
+    private readonly options: {
+      modulePath: string;
+      workerData?: unknown;
+      /** Names the thread in the error calls get when it stops. */
+      name: string;
+      /** The error a failed reply rejects with. */
+      errorOf: (reply: { name: string; message: string }) => Error;
+    },
+  ) {}
+
+  /** Whether the thread is running (it is started by a call). */
+  get running(): boolean {
+    return this.thread !== undefined;
+  }
+
+  call(message: object, transfer: ArrayBuffer[] = []): Promise<unknown> {
+    const thread = this.start();
+    const id = this.nextId++;
+    if (this.pending.size === 0) thread.ref();
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      thread.postMessage({ ...message, id }, transfer);
+    });
+  }
+
+  /** Stops the thread; calls still pending reject. */
+  async terminate(): Promise<void> {
+    await this.thread?.terminate();
+  }
+
+  private start(): Worker {
+    if (this.thread) return this.thread;
+    const thread = startThread(this.options.modulePath, this.options.workerData);
+    thread.unref();
+    thread.on("message", (reply: ThreadReply) => {
+      const waiting = this.pending.get(reply.id);
+      if (!waiting) return;
+      this.pending.delete(reply.id);
+      if (this.pending.size === 0) thread.unref();
+      if (reply.ok) waiting.resolve(reply.value);
+      else waiting.reject(this.options.errorOf(reply));
+    });
+    const stopped = (error: Error) => {
+      if (this.thread !== thread) return;
+      this.thread = undefined;
+      for (const waiting of this.pending.values()) waiting.reject(error);
+      this.pending.clear();
+    };
+    thread.on("error", stopped);
+    thread.on("exit", (code) => stopped(new Error(`the ${this.options.name} stopped (exit code ${code})`)));
+    this.thread = thread;
+    return thread;
+  }
+}

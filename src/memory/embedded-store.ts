@@ -1,7 +1,6 @@
 import { join } from "node:path";
-import type { Worker } from "node:worker_threads";
-import { startThread } from "../threads";
-import type { EngineCall, EngineReply, EngineSettings } from "./embedded/protocol";
+import { ThreadClient } from "../threads";
+import type { EngineCall } from "./embedded/protocol";
 import {
   InvalidCursorError,
   type Memory,
@@ -19,14 +18,16 @@ import {
  */
 export class EmbeddedMemoryStore implements MemoryStore {
   readonly kind = "embedded" as const;
-  private worker: Worker | undefined;
-  private readonly pending = new Map<number, { resolve(value: unknown): void; reject(error: Error): void }>();
-  private nextId = 1;
+  private readonly thread: ThreadClient;
   private opened = false;
-  private readonly settings: EngineSettings;
 
   constructor(dataDir: string, collection: string, dimensions: number) {
-    this.settings = { dataDir, collection, dimensions };
+    this.thread = new ThreadClient({
+      modulePath: join(__dirname, "embedded", "worker"),
+      workerData: { dataDir, collection, dimensions },
+      name: "embedded memory store's thread",
+      errorOf: (reply) => (reply.name === "InvalidCursorError" ? new InvalidCursorError() : new Error(reply.message)),
+    });
   }
 
   async ready(): Promise<void> {
@@ -35,7 +36,7 @@ export class EmbeddedMemoryStore implements MemoryStore {
   }
 
   async connected(): Promise<boolean> {
-    return this.opened && this.worker !== undefined;
+    return this.opened && this.thread.running;
   }
 
   siblings(prefix: string): Promise<string[]> {
@@ -56,46 +57,13 @@ export class EmbeddedMemoryStore implements MemoryStore {
   }
 
   async close(): Promise<void> {
-    const worker = this.worker;
-    if (!worker) return;
+    if (!this.thread.running) return;
     await this.call({ op: "close" }).catch(() => {});
-    this.worker = undefined;
     this.opened = false;
-    await worker.terminate();
+    await this.thread.terminate();
   }
 
   private call(call: EngineCall): Promise<unknown> {
-    const worker = this.thread();
-    const id = this.nextId++;
-    // Referenced only while a call is pending: an idle store never keeps the process alive.
-    if (this.pending.size === 0) worker.ref();
-    return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      worker.postMessage({ ...call, id });
-    });
-  }
-
-  private thread(): Worker {
-    if (this.worker) return this.worker;
-    const worker = startThread(join(__dirname, "embedded", "worker"), this.settings);
-    worker.unref();
-    worker.on("message", (reply: EngineReply) => {
-      const waiting = this.pending.get(reply.id);
-      if (!waiting) return;
-      this.pending.delete(reply.id);
-      if (this.pending.size === 0) worker.unref();
-      if (reply.ok) waiting.resolve(reply.value);
-      else waiting.reject(reply.name === "InvalidCursorError" ? new InvalidCursorError() : new Error(reply.message));
-    });
-    const stopped = (error: Error) => {
-      if (this.worker !== worker) return;
-      this.worker = undefined;
-      for (const waiting of this.pending.values()) waiting.reject(error);
-      this.pending.clear();
-    };
-    worker.on("error", stopped);
-    worker.on("exit", (code) => stopped(new Error(`the embedded memory store's thread stopped (exit code ${code})`)));
-    this.worker = worker;
-    return worker;
+    return this.thread.call(call);
   }
 }

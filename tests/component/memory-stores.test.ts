@@ -208,7 +208,7 @@ describe.each(stores)("Memory store contract: %s", (_kind, open) => {
   });
 });
 // The embedded store only forwards calls to its thread: each carries the user id (see embedded/protocol.ts).
-const internals = ["call", "thread"];
+const internals = ["call"];
 
 describe("Qdrant adapter requests", () => {
   test("When the adapter starts and is used, then collection, indexes and every query follow the design, and all requests match Qdrant's OpenAPI document", async () => {

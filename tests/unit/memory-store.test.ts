@@ -61,7 +61,7 @@ describe("Embedded memory store", () => {
     const alice = store.forUser(ALICE);
     await alice.upsert([memory("I grow tomatoes", "r1")]);
     // Fault injection: the thread is private; terminating it is what a crash inside it looks like from outside.
-    const thread = (store as unknown as { worker: { terminate(): Promise<number> } }).worker;
+    const thread = (store as unknown as { thread: { terminate(): Promise<void> } }).thread;
     const inFlight = alice.search(searchFor("tomatoes", "c1"));
     await thread.terminate();
     // Answered before the thread stopped, or failed with the thread: either way it settles.

@@ -19,7 +19,3 @@ export type EngineCall =
   | { op: "delete"; userId: string; which: MemoryDeletion };
 
 export type EngineRequest = EngineCall & { id: number };
-
-export type EngineReply =
-  | { id: number; ok: true; value: unknown }
-  | { id: number; ok: false; name: string; message: string };

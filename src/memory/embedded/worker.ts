@@ -1,6 +1,7 @@
 import { parentPort, workerData } from "node:worker_threads";
+import type { ThreadReply } from "../../threads";
 import { EmbeddedEngine } from "./engine";
-import type { EngineReply, EngineRequest, EngineSettings } from "./protocol";
+import type { EngineRequest, EngineSettings } from "./protocol";
 
 /** The embedded store's thread: opens (replays) the log once, then answers calls in the order they arrive. */
 const settings = workerData as EngineSettings;
@@ -11,7 +12,7 @@ opened.catch(() => {});
 
 const port = parentPort!;
 port.on("message", async (request: EngineRequest) => {
-  let reply: EngineReply;
+  let reply: ThreadReply;
   try {
     await opened;
     reply = { id: request.id, ok: true, value: await run(request) };
