@@ -1,5 +1,5 @@
 import express, { type RequestHandler } from "express";
-import { parseJson } from "../json/parse";
+import { decoderFor, parseJson } from "../json/parse";
 
 /**
  * express.json's behaviour — media type, size limit, gzip/deflate, utf-* charsets, strict top-level object or array,
@@ -39,15 +39,7 @@ const charsetOf = (contentType = "") =>
   (/;\s*charset\s*=\s*"?([^";\s]+)/i.exec(contentType)?.[1] ?? "utf-8").toLowerCase();
 
 /** RFC 7159 section 8.1, as body-parser asserts it: a utf-* charset (and one this runtime decodes). */
-function decodable(charset: string): boolean {
-  if (!charset.startsWith("utf-")) return false;
-  try {
-    new TextDecoder(charset);
-    return true;
-  } catch {
-    return false;
-  }
-}
+const decodable = (charset: string) => charset.startsWith("utf-") && decoderFor(charset) !== undefined;
 
 const notJson = () => bodyError(400, "The request body is not a JSON object or array.", "entity.parse.failed");
 

@@ -1,4 +1,5 @@
 import { join } from "node:path";
+import { TextDecoder } from "node:util";
 import { ThreadClient } from "../threads";
 
 /**
@@ -22,13 +23,31 @@ export interface ParseRequest {
 export function parseJson(source: string | Uint8Array, encoding = "utf-8"): Promise<unknown> {
   if (source.length < OFF_THREAD_BYTES) {
     try {
-      const text = typeof source === "string" ? source : new TextDecoder(encoding).decode(source);
+      const text = typeof source === "string" ? source : decoderFor(encoding)!.decode(source);
       return Promise.resolve(JSON.parse(text));
     } catch (error) {
       return Promise.reject(error);
     }
   }
   return parseInThread(source, encoding);
+}
+
+const decoders = new Map<string, TextDecoder | undefined>();
+
+/**
+ * The decoder for a charset label (strips a byte-order mark, as body-parser does), or undefined when this runtime
+ * has none. One per label, reused: bodies are decoded on every request.
+ */
+export function decoderFor(label: string): TextDecoder | undefined {
+  if (!decoders.has(label)) {
+    let decoder: TextDecoder | undefined;
+    try {
+      decoder = new TextDecoder(label);
+    } catch {}
+    if (decoders.size < 64) decoders.set(label, decoder); // labels come from clients: the cache is bounded
+    return decoder;
+  }
+  return decoders.get(label);
 }
 
 const jsonThread = new ThreadClient({

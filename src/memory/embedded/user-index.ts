@@ -1,4 +1,4 @@
-import type { SparseVector } from "../sparse";
+import { type SparseVector, termId } from "../sparse";
 import {
   coverageIdf,
   decodeCursor,
@@ -64,12 +64,8 @@ const QUANTIZATION_SCALE = 127;
 /** The conversation key of memories written without a conversation id. */
 const NO_CONVERSATION = "\u0000";
 
-/** A 32-bit hash of an id (FNV-1a): the index keeps ids as these, and confirms a match by reading the memory. */
-function hashOf(text: string): number {
-  let hash = 0x811c9dc5;
-  for (let i = 0; i < text.length; i++) hash = Math.imul(hash ^ text.charCodeAt(i), 0x01000193);
-  return hash | 0;
-}
+/** A 32-bit hash of an id (BM25's FNV-1a, as int32): the index keeps ids as these and confirms a match by reading. */
+const hashOf = (text: string) => termId(text) | 0;
 
 /**
  * One user's memories, held in columns of typed arrays indexed by slot (insertion order; dead slots are skipped and
@@ -151,7 +147,7 @@ export class UserIndex {
       conversation = known;
     }
     const dense =
-      conversation < 0 ? this.denseTop(query.dense) : this.denseTopOf(query.dense, this.slotsOf(conversation));
+      conversation < 0 ? this.denseTop(query.dense) : this.denseTopOf(query.dense, this.liveSlots(conversation));
     const terms = new QueryTerms(query.sparse, query.focus ?? query.sparse);
     const { ranking, touched, mass } = this.lexical(terms, conversation);
     const dims = this.dimensions;
@@ -201,7 +197,7 @@ export class UserIndex {
     if (conversationId === undefined) slots = this.liveSlots();
     else {
       const known = this.conversations.get(conversationId);
-      slots = known === undefined ? [] : this.slotsOf(known);
+      slots = known === undefined ? [] : this.liveSlots(known);
     }
     const created = this.created;
     slots.sort((a, b) => created[b]! - created[a]!);
@@ -235,7 +231,7 @@ export class UserIndex {
     }
     if ("conversationId" in which) {
       const known = this.conversations.get(which.conversationId);
-      return known === undefined ? [] : this.slotsOf(known);
+      return known === undefined ? [] : this.liveSlots(known);
     }
     if ("requestId" in which) {
       const hash = hashOf(which.requestId);
@@ -432,17 +428,11 @@ export class UserIndex {
     return undefined;
   }
 
-  private liveSlots(): number[] {
-    const out: number[] = [];
-    for (let slot = 0; slot < this.slots; slot++) if (this.alive[slot] === 1) out.push(slot);
-    return out;
-  }
-
-  /** The live slots of one conversation (a conversation-scoped search scans only these). */
-  private slotsOf(conversation: number): number[] {
+  /** The live slots, or those of one conversation (a conversation-scoped search scans only these). */
+  private liveSlots(conversation = -1): number[] {
     const out: number[] = [];
     for (let slot = 0; slot < this.slots; slot++) {
-      if (this.alive[slot] === 1 && this.conversationOf[slot] === conversation) out.push(slot);
+      if (this.alive[slot] === 1 && (conversation < 0 || this.conversationOf[slot] === conversation)) out.push(slot);
     }
     return out;
   }
