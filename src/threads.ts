@@ -1,15 +1,15 @@
-import { Worker } from "node:worker_threads";
+import { type ResourceLimits, Worker } from "node:worker_threads";
 
 /**
  * Starts a worker thread from a module of this source tree, given its path without extension: the compiled .js
  * beside the caller, or (from TypeScript sources: tests, `tsx`) the .ts through tsx's require hook.
  */
-export function startThread(modulePath: string, workerData?: unknown): Worker {
+export function startThread(modulePath: string, workerData?: unknown, resourceLimits?: ResourceLimits): Worker {
   const fromSources = __filename.endsWith(".ts");
   const script = `${modulePath}${fromSources ? ".ts" : ".js"}`;
-  if (!fromSources) return new Worker(script, { workerData });
+  if (!fromSources) return new Worker(script, { workerData, resourceLimits });
   const bootstrap = `require(${JSON.stringify(require.resolve("tsx/cjs"))}); require(${JSON.stringify(script)});`;
-  return new Worker(bootstrap, { eval: true, workerData });
+  return new Worker(bootstrap, { eval: true, workerData, resourceLimits });
 }
 
 /** What a thread served by ThreadClient posts back for each call. */
@@ -31,6 +31,8 @@ export class ThreadClient {
     private readonly options: {
       modulePath: string;
       workerData?: unknown;
+      /** The thread's V8 limits (default: Node's). */
+      resourceLimits?: ResourceLimits;
       /** Names the thread in the error calls get when it stops. */
       name: string;
       /** The error a failed reply rejects with. */
@@ -60,7 +62,7 @@ export class ThreadClient {
 
   private start(): Worker {
     if (this.thread) return this.thread;
-    const thread = startThread(this.options.modulePath, this.options.workerData);
+    const thread = startThread(this.options.modulePath, this.options.workerData, this.options.resourceLimits);
     thread.unref();
     thread.on("message", (reply: ThreadReply) => {
       const waiting = this.pending.get(reply.id);

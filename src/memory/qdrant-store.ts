@@ -1,6 +1,7 @@
 import type { QdrantClient } from "@qdrant/js-client-rest";
 import type { SparseVector } from "./sparse";
 import {
+  contextHits,
   coverageIdf,
   decodeCursor,
   fuseRankings,
@@ -11,12 +12,14 @@ import {
   type MemorySearch,
   type MemoryStore,
   type NewMemory,
+  NO_EVIDENCE,
   PREFETCH_LIMIT,
   pageOf,
   queryCoverage,
   relevantOnly,
   type ScoredMemory,
   type UserMemories,
+  withNeighbours,
 } from "./store";
 
 type Filter = { must: object[] };
@@ -105,6 +108,32 @@ export class QdrantMemoryStore implements MemoryStore {
     const tenant = { key: "user_id", match: { value: userId } };
     const filter = (...more: object[]): Filter => ({ must: [tenant, ...more] });
     const { client, collection } = this;
+    const neighbours = async (of: readonly Memory[]): Promise<Memory[][]> => {
+      if (of.length === 0) return [];
+      // Per memory, the nearest earlier and later point of its conversation by created_at, in one batch call
+      // (a start_from bound is inclusive: the memory itself and same-instant points come back and are skipped).
+      const searches = of.flatMap((m) =>
+        (["desc", "asc"] as const).map((direction) => ({
+          query: { order_by: { key: "created_at", direction, start_from: m.createdAt } },
+          filter: filter(
+            m.conversationId === null
+              ? { is_null: { key: "conversation_id" } }
+              : { key: "conversation_id", match: { value: m.conversationId } },
+          ),
+          limit: 3,
+          with_payload: true,
+        })),
+      );
+      const results = await client.queryBatch(collection, { searches });
+      return of.map((m, i) =>
+        [results[2 * i]!, results[2 * i + 1]!].flatMap(({ points }) => {
+          const next = points
+            .map((p) => fromPayload(String(p.id), p.payload))
+            .find((n) => n.id !== m.id && n.createdAt !== m.createdAt);
+          return next ? [next] : [];
+        }),
+      );
+    };
     return {
       upsert: async (memories) => {
         if (memories.length === 0) return;
@@ -155,34 +184,15 @@ export class QdrantMemoryStore implements MemoryStore {
               },
             };
           });
-        return relevantOnly(ranked, query.minRelevance);
+        const kept = relevantOnly(ranked, query.minRelevance);
+        const hits = query.contextFrom === undefined ? [] : contextHits(kept, query.contextFrom);
+        if (hits.length === 0) return kept;
+        // The context around the best hits: a second call, only when a hit clears the gate.
+        const around = await neighbours(hits.map((h) => h.memory));
+        const scored = around.map((ms) => ms.map((memory) => ({ memory, score: 0, evidence: NO_EVIDENCE })));
+        return withNeighbours(kept, hits, scored, (r) => r.memory.id);
       },
-      neighbours: async (of): Promise<Memory[][]> => {
-        if (of.length === 0) return [];
-        // Per memory, the nearest earlier and later point of its conversation by created_at, in one batch call
-        // (a start_from bound is inclusive: the memory itself and same-instant points come back and are skipped).
-        const searches = of.flatMap((m) =>
-          (["desc", "asc"] as const).map((direction) => ({
-            query: { order_by: { key: "created_at", direction, start_from: m.createdAt } },
-            filter: filter(
-              m.conversationId === null
-                ? { is_null: { key: "conversation_id" } }
-                : { key: "conversation_id", match: { value: m.conversationId } },
-            ),
-            limit: 3,
-            with_payload: true,
-          })),
-        );
-        const results = await client.queryBatch(collection, { searches });
-        return of.map((m, i) =>
-          [results[2 * i]!, results[2 * i + 1]!].flatMap(({ points }) => {
-            const next = points
-              .map((p) => fromPayload(String(p.id), p.payload))
-              .find((n) => n.id !== m.id && n.createdAt !== m.createdAt);
-            return next ? [next] : [];
-          }),
-        );
-      },
+      neighbours,
       list: async ({ conversationId, limit, after }): Promise<MemoryPage> => {
         const cursor = after === undefined ? undefined : decodeCursor(after);
         const conversation =

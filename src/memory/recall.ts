@@ -54,45 +54,6 @@ const normalize = (text: string) => text.toLowerCase().replace(/\s+/g, " ").trim
 const RECENCY_WEIGHT = 0.15;
 const RECENCY_HALF_LIFE_DAYS = 30;
 
-/** How many of the most relevant hits bring the turns written just before and after them into the candidates. */
-const CONTEXT_HITS = 2;
-/** A neighbour ranks just after its hit: the hit's evidence, scaled by this. */
-const NEIGHBOUR_SHARE = 0.85;
-
-/** The hits whose neighbours recall fetches: the most relevant that clear the gate (none when none does). */
-export function contextHits(candidates: readonly ScoredMemory[], minRelevance: number): Memory[] {
-  return candidates
-    .filter((c) => relevanceOf(c.evidence) >= minRelevance)
-    .sort((a, b) => relevanceOf(b.evidence) - relevanceOf(a.evidence))
-    .slice(0, CONTEXT_HITS)
-    .map((c) => c.memory);
-}
-
-/**
- * The candidates plus each hit's neighbours (aligned with `hits`), ranked just after their hit: the answer to a
- * question is often the turn after the one that matches it (+3 points of LoCoMo evidence at 1,000 tokens).
- */
-export function withNeighbours(
-  candidates: readonly ScoredMemory[],
-  hits: readonly Memory[],
-  neighbours: readonly Memory[][],
-): ScoredMemory[] {
-  const byId = new Map(candidates.map((c) => [c.memory.id, c]));
-  hits.forEach((hit, i) => {
-    const from = byId.get(hit.id)!;
-    for (const memory of neighbours[i] ?? []) {
-      const evidence = {
-        lexical: from.evidence.lexical * NEIGHBOUR_SHARE,
-        dense: from.evidence.dense * NEIGHBOUR_SHARE,
-      };
-      const known = byId.get(memory.id);
-      if (known && relevanceOf(known.evidence) >= relevanceOf(evidence)) continue;
-      byId.set(memory.id, { memory, score: from.score, evidence });
-    }
-  });
-  return [...byId.values()];
-}
-
 export interface Selection {
   /** Oldest first. */
   chosen: Memory[];

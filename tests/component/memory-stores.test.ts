@@ -167,6 +167,34 @@ describe.each(stores)("Memory store contract: %s", (_kind, open) => {
     expect(bobAround!.every((m) => m.text.startsWith("Bob"))).toBe(true);
   });
 
+  test("When a search sets contextFrom, then the turns around its best hits come with it, ranked just after their hit, and only when a hit reaches it", async () => {
+    const alice = store.forUser(ALICE);
+    const at = (minute: number) => `2026-01-01T10:${String(minute).padStart(2, "0")}:00.000Z`;
+    await alice.upsert([
+      memory("Which hiking boots did you buy?", "h-s1", { index: 0, conversationId: "s1", createdAt: at(1) }),
+      memory("Other chat in between", "h-s2", { index: 0, conversationId: "s2", createdAt: at(2) }),
+      memory("The leather ones from the outlet", "h-s1", { index: 1, conversationId: "s1", createdAt: at(3) }),
+    ]);
+    await store
+      .forUser(BOB)
+      .upsert([memory("Bob's reply in his s1", "bob", { conversationId: "s1", createdAt: at(2) })]);
+    const relevance = (hit: { evidence: { lexical: number; dense: number } }) =>
+      hit.evidence.lexical + hit.evidence.dense;
+    const [hit] = await alice.search(search("hiking boots"));
+    expect(hit!.memory.text).toBe("Which hiking boots did you buy?");
+    const gate = relevance(hit!);
+    const widened = await alice.search({ ...search("hiking boots"), minRelevance: gate, contextFrom: gate });
+    expect(widened.map((r) => r.memory.text)).toEqual([
+      "Which hiking boots did you buy?",
+      "The leather ones from the outlet",
+    ]);
+    expect(widened[1]!.score).toBe(hit!.score);
+    expect(relevance(widened[1]!)).toBeCloseTo(0.85 * gate, 6);
+    // No hit reaches the context gate: the results alone.
+    const alone = await alice.search({ ...search("hiking boots"), minRelevance: gate, contextFrom: gate + 0.01 });
+    expect(alone.map((r) => r.memory.text)).toEqual(["Which hiking boots did you buy?"]);
+  });
+
   test("When memories are listed, then pages are newest first, continue with the cursor even across equal timestamps and deletions", async () => {
     const alice = store.forUser(ALICE);
     const at = (day: number) => `2026-01-0${day}T00:00:00.000Z`;

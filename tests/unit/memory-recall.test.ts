@@ -2,9 +2,9 @@ import { loadConfig } from "../../src/config";
 import { ApiError } from "../../src/errors";
 import { KERNELS_WASM } from "../../src/memory/embedded/kernels-wasm";
 import { SignCodes } from "../../src/memory/embedded/sign-codes";
-import { contextHits, memoryMessage, recallQuery, selectMemories, withNeighbours } from "../../src/memory/recall";
+import { memoryMessage, recallQuery, selectMemories } from "../../src/memory/recall";
 import { memoryControls } from "../../src/memory/service";
-import type { Memory, ScoredMemory } from "../../src/memory/store";
+import { contextHits, type Memory, type ScoredMemory, withNeighbours } from "../../src/memory/store";
 import { approximateTokens } from "../../src/memory/text";
 
 const at = (day: number, minute = 0) => new Date(Date.UTC(2026, 0, day, 9, minute)).toISOString();
@@ -99,9 +99,9 @@ describe("Recall selection", () => {
       scored("A weaker match", 0.5, at(4), "c2", { lexical: 0.2, dense: 0.8 }),
     ];
     const hits = contextHits(candidates, 1.1);
-    expect(hits.map((m) => m.text)).toEqual(["Where do you keep the spare key?"]);
-    const answer = scored("Under the blue flowerpot by the door", 0, at(3, 2)).memory;
-    const widened = withNeighbours(candidates, hits, [[answer]]);
+    expect(hits.map((h) => h.memory.text)).toEqual(["Where do you keep the spare key?"]);
+    const answer = scored("Under the blue flowerpot by the door", 0, at(3, 2));
+    const widened = withNeighbours(candidates, hits, [[answer]], (c) => c.memory.id);
     const order = [...widened].sort(
       (a, b) => b.evidence.lexical + b.evidence.dense - (a.evidence.lexical + a.evidence.dense),
     );

@@ -1,5 +1,6 @@
 import { type SparseVector, termId } from "../sparse";
 import {
+  contextHits,
   coverageIdf,
   decodeCursor,
   type Evidence,
@@ -10,9 +11,11 @@ import {
   type MemoryDeletion,
   type MemoryPage,
   type MemorySearch,
+  NO_EVIDENCE,
   PREFETCH_LIMIT,
   pageOf,
   relevantOnly,
+  withNeighbours,
 } from "../store";
 import { SignCodes } from "./sign-codes";
 import { Postings, QueryTerms, quantizeWeight, resized, termKey, WEIGHT_SCALE } from "./terms";
@@ -91,7 +94,7 @@ export class UserIndex {
   /** Slot s's terms are termIds[termStart[s] .. termStart[s + 1]), with their BM25 document weights (quantized). */
   private termStart = new Int32Array(1);
   private termIds = new Int32Array(0);
-  private termWeights = new Uint16Array(0);
+  private termWeights = new Uint8Array(0);
   private readonly slotsById = new SlotsByHash((slot) => this.idHashes[slot]!);
   /** Conversation id → the number `conversationOf` holds for it (and `conversationIds` maps back). */
   private conversations = new Map<string, number>();
@@ -100,9 +103,8 @@ export class UserIndex {
   private inverted: Map<number, Postings> | undefined;
   /** Binary codes for a fast first pass once the user has more memories than an exact scan serves quickly. */
   private codes: SignCodes | undefined;
-  /** Per-slot accumulators of a search (BM25 score, coverage), zeroed again after each. */
+  /** Per-slot BM25 accumulator of a search, zeroed again after each. */
   private scores = new Float64Array(0);
-  private covered = new Float64Array(0);
 
   constructor(
     private readonly dimensions: number,
@@ -149,7 +151,7 @@ export class UserIndex {
     const dense =
       conversation < 0 ? this.denseTop(query.dense) : this.denseTopOf(query.dense, this.liveSlots(conversation));
     const terms = new QueryTerms(query.sparse, query.focus ?? query.sparse);
-    const { ranking, touched, mass } = this.lexical(terms, conversation);
+    const { ranking, touched, coverWeight, mass } = this.lexical(terms, conversation);
     const dims = this.dimensions;
     // Evidence first, the memories themselves (read from the log) only for what is returned.
     const scored = [...fuseRankings(dense, ranking)]
@@ -158,32 +160,38 @@ export class UserIndex {
       .map(([slot, score]) => {
         // Recomputed rather than looked up in the dense ranking: 200 dot products cost less than the lookups.
         const cosine = dot(this.vectors, slot * dims, query.dense, dims);
-        const lexical = mass > 0 ? this.covered[slot]! / mass : 0;
+        const lexical = mass > 0 ? this.coverage(slot, terms, coverWeight) / mass : 0;
         return { slot, score, evidence: { lexical, dense: cosine / QUANTIZATION_SCALE } };
       });
-    for (const slot of touched) {
-      this.scores[slot] = 0;
-      this.covered[slot] = 0;
+    for (const slot of touched) this.scores[slot] = 0;
+    let kept = relevantOnly(scored, query.minRelevance);
+    if (query.contextFrom !== undefined) {
+      const hits = contextHits(kept, query.contextFrom);
+      const around = hits.map((hit) =>
+        this.neighbourSlots(hit.slot).map((slot) => ({ slot, score: 0, evidence: NO_EVIDENCE })),
+      );
+      kept = withNeighbours(kept, hits, around, (r) => r.slot);
     }
-    return relevantOnly(scored, query.minRelevance).map(({ slot, score, evidence }) => ({
-      memoryJson: this.read(this.placeOf(slot)),
-      score,
-      evidence,
-    }));
+    return kept.map(({ slot, score, evidence }) => ({ memoryJson: this.read(this.placeOf(slot)), score, evidence }));
   }
 
   /** The live memories written just before and just after this one in its conversation. */
   neighbours(id: string): Memory[] {
     const slot = this.slotOf(id);
-    if (slot === undefined) return [];
-    // Slots are in write order: the nearest live slot of the same conversation on each side (a conversation's turns
-    // are written together, so the walk is short).
+    return slot === undefined ? [] : this.neighbourSlots(slot).map((other) => this.memoryAt(other));
+  }
+
+  /**
+   * Slots are in write order: the nearest live slot of the same conversation on each side (a conversation's turns
+   * are written together, so the walk is short).
+   */
+  private neighbourSlots(slot: number): number[] {
     const conversation = this.conversationOf[slot]!;
-    const found: Memory[] = [];
+    const found: number[] = [];
     for (const step of [-1, 1]) {
       for (let other = slot + step; other >= 0 && other < this.slots; other += step) {
         if (this.alive[other] === 1 && this.conversationOf[other] === conversation) {
-          found.push(this.memoryAt(other));
+          found.push(other);
           break;
         }
       }
@@ -282,7 +290,7 @@ export class UserIndex {
     this.live = 0;
     this.resize(0);
     this.termIds = new Int32Array(0);
-    this.termWeights = new Uint16Array(0);
+    this.termWeights = new Uint8Array(0);
     this.slotsById.clear();
     this.conversations = new Map();
     this.conversationIds = [];
@@ -438,16 +446,13 @@ export class UserIndex {
   }
 
   /**
-   * BM25 over the user's memories (IDF from their own document frequencies) and, per memory, the coverage sum of
-   * its query terms' weights (`covered`, divided by `mass` gives the lexical evidence; see queryCoverage). Small
-   * users' stored terms are scanned; large users' posting lists are walked. The caller zeroes `touched`.
+   * BM25 over the user's memories (IDF from their own document frequencies), and each query term's weight in the
+   * coverage evidence (`coverWeight`, summing to `mass`; see queryCoverage). Small users' stored terms are scanned;
+   * large users' posting lists are walked. The caller zeroes `touched`.
    */
   private lexical(terms: QueryTerms, conversation: number) {
-    if (this.scores.length < this.slots) {
-      this.scores = new Float64Array(this.slots + (this.slots >> 2));
-      this.covered = new Float64Array(this.scores.length);
-    }
-    const { scores, covered } = this;
+    if (this.scores.length < this.slots) this.scores = new Float64Array(this.slots + (this.slots >> 2));
+    const { scores } = this;
     const count = terms.ids.length;
     const frequency = new Float64Array(count);
     const lists = this.inverted ? terms.ids.map((term) => this.inverted!.get(term)) : undefined;
@@ -464,44 +469,51 @@ export class UserIndex {
       coverWeight[i] = coverageIdf(this.live, frequency[i]!) * terms.focus[i]!;
       mass += coverWeight[i]!;
     }
+    // Every stored weight is positive (quantizeWeight), so a slot's first match is the one that finds its score 0.
     const touched: number[] = [];
     if (lists) {
-      // The hot loop at 100k memories (posting lists of common words run to tens of thousands): kept flat.
+      // The hot loop at 100k memories (posting lists of common words run to tens of thousands): kept flat, one
+      // accumulator; the coverage evidence is computed afterwards for the few candidates that are returned.
       for (let i = 0; i < count; i++) {
         const list: Postings | undefined = lists[i];
         const rank = rankWeight[i]!;
-        const cover = coverWeight[i]!;
-        if (!list || list.live === 0 || (rank === 0 && cover === 0)) continue;
+        if (!list || list.live === 0 || rank === 0) continue;
         const slots: Int32Array = list.slots;
-        const weights: Uint16Array = list.weights;
+        const weights: Uint8Array = list.weights;
         for (let j = 0, length = list.length; j < length; j++) {
           const slot = slots[j]!;
           const score = scores[slot]!;
-          if (score === 0 && covered[slot] === 0) touched.push(slot);
+          if (score === 0) touched.push(slot);
           scores[slot] = score + rank * weights[j]!;
-          covered[slot]! += cover;
         }
       }
     } else {
       for (let k = 0; k < matches!.length; k += 3) {
         const slot = matches![k]!;
-        const i = matches![k + 1]!;
-        if (rankWeight[i] === 0 && coverWeight[i] === 0) continue; // a zero-weight query term would touch twice
-        if (scores[slot] === 0 && covered[slot] === 0) touched.push(slot);
-        scores[slot]! += rankWeight[i]! * matches![k + 2]!;
-        covered[slot]! += coverWeight[i]!;
+        const rank = rankWeight[matches![k + 1]!]!;
+        if (rank === 0) continue;
+        if (scores[slot] === 0) touched.push(slot);
+        scores[slot]! += rank * matches![k + 2]!;
       }
     }
     const top = new TopK(PREFETCH_LIMIT);
     for (const slot of touched) {
-      if (
-        scores[slot]! > 0 &&
-        this.alive[slot] === 1 &&
-        (conversation < 0 || this.conversationOf[slot] === conversation)
-      )
+      if (this.alive[slot] === 1 && (conversation < 0 || this.conversationOf[slot] === conversation))
         top.offer(slot, scores[slot]!);
     }
-    return { ranking: top.slotsBestFirst(), touched, mass };
+    return { ranking: top.slotsBestFirst(), touched, coverWeight, mass };
+  }
+
+  /** The coverage sum of a memory: the weights of the query terms among its stored terms, in query order. */
+  private coverage(slot: number, terms: QueryTerms, coverWeight: Float64Array): number {
+    const held = new Uint8Array(coverWeight.length);
+    for (let j = this.termStart[slot]!, end = this.termStart[slot + 1]!; j < end; j++) {
+      const i = terms.indexOf(this.termIds[j]!);
+      if (i >= 0) held[i] = 1;
+    }
+    let sum = 0;
+    for (let i = 0; i < held.length; i++) if (held[i] === 1) sum += coverWeight[i]!;
+    return sum;
   }
 
   /** Scans the live slots' terms for the query's: (slot, term position, weight) triples, and frequencies. */
