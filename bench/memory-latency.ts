@@ -72,7 +72,7 @@ async function main() {
     metrics: createMetrics({ usagePending: () => 0 }),
     settings: config.memory,
   });
-  const controls = { mode: "on" as const, scope: "user" as const };
+  const controls = { mode: "on" as const, scope: "user" as const, budgetTokens: config.memory.tokenBudget };
 
   async function measure(users: () => string) {
     const times: number[] = [];

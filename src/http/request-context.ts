@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { NextFunction, Request, Response } from "express";
-import { addLogContext, type Logger, withLogContext } from "../log";
+import { addLogContext, type Logger, logRequest, withLogContext } from "../log";
 
 // A caller's id is echoed back only if it is short and plain; anything else is replaced, never reflected.
 const ACCEPTABLE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -46,7 +46,7 @@ export function requestContext(logger: Logger) {
       if (logged) return;
       logged = true;
       const aborted = !res.writableFinished;
-      logger.info("request", {
+      logRequest(logger, {
         ...ids,
         method: req.method,
         path: req.path,

@@ -1,4 +1,4 @@
-import { isSecretKey, redact, redactText } from "../../src/log";
+import { isSecretKey, logRequest, redact, redactText, withLogContext } from "../../src/log";
 import { captureLogger } from "../helpers/logs";
 
 const bearer = "sk-perp-9fK2mQ8xLz4TqW7nR1vB3cY6hJ0dE5aS";
@@ -96,5 +96,30 @@ describe("Redaction", () => {
     const out = redact(input) as Record<string, unknown>;
     expect(out.self).toBe("[Circular]");
     expect(input.api_key).toBe(openaiKey);
+  });
+
+  test("When a request line is logged, then it is the line logger.info would print (context, redaction, level), once the turn ends", async () => {
+    const { logger, lines } = captureLogger("info");
+    const fields = { method: "GET", path: `/v1/keys/${openaiKey}`, status: 200, latency_ms: 1.5, user_id: undefined };
+    withLogContext({ request_id: "req_1", user_id: "u1" }, () => {
+      logRequest(logger, fields);
+      logger.info("request", fields);
+    });
+    expect(lines).toHaveLength(1); // winston's line; the fast line waits for the end of this turn
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(lines).toHaveLength(2);
+    const [slow, fast] = lines.map((line) => {
+      const { timestamp, ...rest } = JSON.parse(line) as Record<string, unknown>;
+      expect(typeof timestamp).toBe("string");
+      return rest;
+    });
+    expect(fast).toEqual(slow);
+    expect(fast).toMatchObject({ level: "info", message: "request", request_id: "req_1" });
+    expect(lines.join("\n")).not.toContain(openaiKey);
+    // Below info nothing is written.
+    const quiet = captureLogger("warn");
+    logRequest(quiet.logger, fields);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(quiet.lines).toEqual([]);
   });
 });

@@ -70,8 +70,7 @@ export class QueryTerms {
  */
 const MAX_DOCUMENT_WEIGHT = 2.2;
 export const WEIGHT_SCALE = 255 / MAX_DOCUMENT_WEIGHT;
-/** At least 1 for any weight: a search finds a memory's first matching term by its score still being 0. */
-export const quantizeWeight = (weight: number) => Math.min(255, Math.max(1, Math.round(weight * WEIGHT_SCALE)));
+export const quantizeWeight = (weight: number) => Math.min(255, Math.max(0, Math.round(weight * WEIGHT_SCALE)));
 
 /** The slots holding one term, with the term's weight in each; `live` counts the live ones (document frequency). */
 export class Postings {

@@ -103,7 +103,7 @@ export class UserIndex {
   private inverted: Map<number, Postings> | undefined;
   /** Binary codes for a fast first pass once the user has more memories than an exact scan serves quickly. */
   private codes: SignCodes | undefined;
-  /** Per-slot BM25 accumulator of a search, zeroed again after each. */
+  /** Per-slot BM25 accumulator of a search, all zero between searches. */
   private scores = new Float64Array(0);
 
   constructor(
@@ -151,7 +151,7 @@ export class UserIndex {
     const dense =
       conversation < 0 ? this.denseTop(query.dense) : this.denseTopOf(query.dense, this.liveSlots(conversation));
     const terms = new QueryTerms(query.sparse, query.focus ?? query.sparse);
-    const { ranking, touched, coverWeight, mass } = this.lexical(terms, conversation);
+    const { ranking, coverWeight, mass } = this.lexical(terms, conversation);
     const dims = this.dimensions;
     // Evidence first, the memories themselves (read from the log) only for what is returned.
     const scored = [...fuseRankings(dense, ranking)]
@@ -163,7 +163,6 @@ export class UserIndex {
         const lexical = mass > 0 ? this.coverage(slot, terms, coverWeight) / mass : 0;
         return { slot, score, evidence: { lexical, dense: cosine / QUANTIZATION_SCALE } };
       });
-    for (const slot of touched) this.scores[slot] = 0;
     let kept = relevantOnly(scored, query.minRelevance);
     if (query.contextFrom !== undefined) {
       const hits = contextHits(kept, query.contextFrom);
@@ -448,7 +447,7 @@ export class UserIndex {
   /**
    * BM25 over the user's memories (IDF from their own document frequencies), and each query term's weight in the
    * coverage evidence (`coverWeight`, summing to `mass`; see queryCoverage). Small users' stored terms are scanned;
-   * large users' posting lists are walked. The caller zeroes `touched`.
+   * large users' posting lists are walked.
    */
   private lexical(terms: QueryTerms, conversation: number) {
     if (this.scores.length < this.slots) this.scores = new Float64Array(this.slots + (this.slots >> 2));
@@ -469,8 +468,6 @@ export class UserIndex {
       coverWeight[i] = coverageIdf(this.live, frequency[i]!) * terms.focus[i]!;
       mass += coverWeight[i]!;
     }
-    // Every stored weight is positive (quantizeWeight), so a slot's first match is the one that finds its score 0.
-    const touched: number[] = [];
     if (lists) {
       // The hot loop at 100k memories (posting lists of common words run to tens of thousands): kept flat, one
       // accumulator; the coverage evidence is computed afterwards for the few candidates that are returned.
@@ -480,39 +477,32 @@ export class UserIndex {
         if (!list || list.live === 0 || rank === 0) continue;
         const slots: Int32Array = list.slots;
         const weights: Uint8Array = list.weights;
-        for (let j = 0, length = list.length; j < length; j++) {
-          const slot = slots[j]!;
-          const score = scores[slot]!;
-          if (score === 0) touched.push(slot);
-          scores[slot] = score + rank * weights[j]!;
-        }
+        for (let j = 0, length = list.length; j < length; j++) scores[slots[j]!]! += rank * weights[j]!;
       }
     } else {
-      for (let k = 0; k < matches!.length; k += 3) {
-        const slot = matches![k]!;
-        const rank = rankWeight[matches![k + 1]!]!;
-        if (rank === 0) continue;
-        if (scores[slot] === 0) touched.push(slot);
-        scores[slot]! += rank * matches![k + 2]!;
-      }
+      for (let k = 0; k < matches!.length; k += 3)
+        scores[matches![k]!]! += rankWeight[matches![k + 1]!]! * matches![k + 2]!;
     }
+    // One sequential pass picks the best and zeroes the accumulator for the next search: cheaper than keeping a list
+    // of the touched slots (tens of thousands at 100k memories) and visiting them twice at random.
     const top = new TopK(PREFETCH_LIMIT);
-    for (const slot of touched) {
-      if (this.alive[slot] === 1 && (conversation < 0 || this.conversationOf[slot] === conversation))
-        top.offer(slot, scores[slot]!);
+    const { alive, conversationOf } = this;
+    for (let slot = 0; slot < this.slots; slot++) {
+      const score = scores[slot]!;
+      if (score === 0) continue;
+      scores[slot] = 0;
+      if (alive[slot] === 1 && (conversation < 0 || conversationOf[slot] === conversation)) top.offer(slot, score);
     }
-    return { ranking: top.slotsBestFirst(), touched, coverWeight, mass };
+    return { ranking: top.slotsBestFirst(), coverWeight, mass };
   }
 
-  /** The coverage sum of a memory: the weights of the query terms among its stored terms, in query order. */
+  /** The coverage sum of a memory: the weights of the query terms among its stored terms (each stored once). */
   private coverage(slot: number, terms: QueryTerms, coverWeight: Float64Array): number {
-    const held = new Uint8Array(coverWeight.length);
+    let sum = 0;
     for (let j = this.termStart[slot]!, end = this.termStart[slot + 1]!; j < end; j++) {
       const i = terms.indexOf(this.termIds[j]!);
-      if (i >= 0) held[i] = 1;
+      if (i >= 0) sum += coverWeight[i]!;
     }
-    let sum = 0;
-    for (let i = 0; i < held.length; i++) if (held[i] === 1) sum += coverWeight[i]!;
     return sum;
   }
 
