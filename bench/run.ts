@@ -286,6 +286,7 @@ async function main() {
     const passthroughStreams = await streams(passthrough, {}, "slow-stream");
     const concurrent = await streams(perpetual, memoryOff, "openai/slow-stream");
     const memory = rssMb(server.child.pid!);
+    const heap = await serverHeap(`http://127.0.0.1:${port}/metrics`);
     const results = {
       date: new Date().toISOString(),
       wiring,
@@ -306,6 +307,7 @@ async function main() {
       huge_request: hugeRequest,
       server_rss_mb: memory.rss,
       server_peak_rss_mb: memory.peak,
+      server_heap: heap,
       targets: {
         off_to_passthrough: 0.5,
         on_to_off: 0.8,
@@ -335,6 +337,19 @@ async function main() {
 }
 
 const round = (n: number) => Math.round(n * 100) / 100;
+
+/** What the server's main thread holds after the bench (its own metrics): V8 heap reserved and used, and memory
+ * outside the heap (Buffers, typed arrays), in MB — the rest of its RSS is code, threads and the allocator's slack. */
+async function serverHeap(metricsUrl: string) {
+  const text = await fetch(metricsUrl).then((r) => r.text());
+  const mb = (name: string) =>
+    Math.round(Number(new RegExp(`^perpetual_${name} (\\S+)`, "m").exec(text)?.[1] ?? Number.NaN) / 2 ** 20);
+  return {
+    heap_total_mb: mb("nodejs_heap_size_total_bytes"),
+    heap_used_mb: mb("nodejs_heap_size_used_bytes"),
+    external_mb: mb("nodejs_external_memory_bytes"),
+  };
+}
 
 const pacedAgent = new Agent({ keepAliveTimeout: 30_000, connections: 16 });
 
