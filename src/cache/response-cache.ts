@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import { LRUCache } from "lru-cache";
 import { InvalidRequestError } from "../errors";
 import { isStopWord, terms } from "../memory/text";
@@ -165,7 +165,7 @@ function contentWords(text: string): string {
 /** Cached turns compared per scope at most: bounds a semantic lookup's work. */
 const SEMANTIC_CANDIDATES = 50;
 
-const digest = (text: string) => createHash("sha256").update(text).digest("base64url");
+const digest = (text: string) => hash("sha256", text, "base64url");
 
 /** Canonical JSON (keys sorted, transport fields dropped, text trimmed): equal requests hash equally. */
 function normalised(body: Record<string, unknown>): string {

@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import { LRUCache } from "lru-cache";
 import { RefreshingCache } from "../cache/refreshing-cache";
 import type { Tiers } from "../config";
@@ -75,7 +75,7 @@ export class Authenticator {
   async authenticate(authorization: string | undefined): Promise<Principal> {
     const token = bearerToken(authorization);
     if (!token) throw missingCredentials();
-    const cacheKey = createHash("sha256").update(token).digest("base64url");
+    const cacheKey = hash("sha256", token, "base64url"); // one-shot: no Hash object per request
     const resolved = await this.cache.get(cacheKey, async () => {
       const { resolved, validUntil } = await this.resolve(token);
       return { value: resolved, validUntil };
