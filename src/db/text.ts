@@ -9,8 +9,14 @@ export function storableText(text: string): string {
   return UNSTORABLE.test(text) ? text.replace(UNSTORABLE_ALL, "\uFFFD") : text;
 }
 
+// JSON.stringify writes NUL and unpaired surrogates (only those) as \u0000 and \udXXX escapes, so JSON without such an
+// escape needs no cleaning (an escaped backslash before "u0000" is a false alarm, cleaned the slow way, harmlessly).
+const UNSTORABLE_ESCAPE = /\\u(?:0000|d[89a-f])/i;
+
 /** JSON for a jsonb parameter, every string in it made storable. */
 export function storableJson(value: unknown): string {
+  const json = JSON.stringify(value);
+  if (json === undefined || !UNSTORABLE_ESCAPE.test(json)) return json;
   return JSON.stringify(value, (_key, v: unknown) => (typeof v === "string" ? storableText(v) : v));
 }
 
