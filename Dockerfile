@@ -21,10 +21,12 @@ RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 
 # --- runtime ----------------------------------------------------------------------------------------------------
 FROM node:${NODE_VERSION}-bookworm-slim AS runtime
+# MALLOC_MMAP_THRESHOLD_ is scripts/node-runtime.js SERVER_ENV (a test keeps them equal).
 ENV NODE_ENV=production \
     API_HOST=0.0.0.0 \
     DATA_DIR=/data \
-    LOG_FORMAT=json
+    LOG_FORMAT=json \
+    MALLOC_MMAP_THRESHOLD_=131072
 WORKDIR /app
 COPY --from=deps --chown=root:root /app/node_modules ./node_modules
 COPY --from=build --chown=root:root /app/node_modules/.cache/perpetual ./node_modules/.cache/perpetual

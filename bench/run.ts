@@ -28,7 +28,10 @@ const services = require("../scripts/services") as {
 };
 
 // biome-ignore lint/style/noCommonJs: the server's V8 flags, shared with npm start (CommonJS)
-const runtime = require("../scripts/node-runtime") as { SERVER_NODE_FLAGS: string[] };
+const runtime = require("../scripts/node-runtime") as {
+  SERVER_NODE_FLAGS: string[];
+  SERVER_ENV: Record<string, string>;
+};
 
 const ROOT = join(__dirname, "..");
 const DURATION = Number(process.env.BENCH_SECONDS ?? 10);
@@ -172,6 +175,7 @@ async function main() {
     // BENCH_PROFILE=dir writes a V8 CPU profile of the server there (open it in Chrome DevTools).
     const profile = process.env.BENCH_PROFILE ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
     const server = spawnNode([...profile, ...runtime.SERVER_NODE_FLAGS, "dist/main.js"], {
+      ...runtime.SERVER_ENV,
       NODE_ENV: "production",
       LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? "info",
       LOG_FORMAT: "json",

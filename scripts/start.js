@@ -5,10 +5,10 @@
  */
 const { spawn, spawnSync } = require("node:child_process");
 const { delimiter, dirname, join } = require("node:path");
-const { supportedNode, SERVER_NODE_FLAGS } = require("./node-runtime");
+const { supportedNode, SERVER_NODE_FLAGS, SERVER_ENV } = require("./node-runtime");
 
 const node = supportedNode();
-const env = { ...process.env, PATH: `${dirname(node)}${delimiter}${process.env.PATH ?? ""}` };
+const env = { ...SERVER_ENV, ...process.env, PATH: `${dirname(node)}${delimiter}${process.env.PATH ?? ""}` };
 const npm = process.platform === "win32" ? "npm.cmd" : "npm";
 const build = spawnSync(npm, ["run", "--silent", "build"], { stdio: "inherit", env });
 if (build.status !== 0) process.exit(build.status ?? 1);

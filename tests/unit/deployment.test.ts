@@ -6,7 +6,10 @@ import { parse, parseAllDocuments } from "yaml";
 import { loadConfig } from "../../src/config";
 import { envSchema } from "../../src/config/env";
 
-const { SERVER_NODE_FLAGS } = require("../../scripts/node-runtime") as { SERVER_NODE_FLAGS: string[] };
+const { SERVER_NODE_FLAGS, SERVER_ENV } = require("../../scripts/node-runtime") as {
+  SERVER_NODE_FLAGS: string[];
+  SERVER_ENV: Record<string, string>;
+};
 
 const ROOT = join(__dirname, "..", "..");
 const read = (path: string) => readFileSync(join(ROOT, path), "utf8");
@@ -42,6 +45,8 @@ describe("Dockerfile", () => {
     // with the server's V8 flags, the same as npm start's.
     const entrypoint = /^ENTRYPOINT (\[.*\])$/m.exec(runtime)?.[1];
     expect(JSON.parse(entrypoint ?? "null")).toEqual(["node", ...SERVER_NODE_FLAGS, "dist/main.js"]);
+    // and the server's environment (the allocator's settings), the same as npm start's.
+    for (const [name, value] of Object.entries(SERVER_ENV)) expect(runtime).toContain(`${name}=${value}`);
   });
 
   test("When linted, then no secret is baked in and .dockerignore keeps secrets and state out of the context", () => {
