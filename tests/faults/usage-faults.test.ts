@@ -193,7 +193,7 @@ describe("The fault suite, on PostgreSQL 15", () => {
     }
   });
 
-  test("When PostgreSQL terminates the server's connections under load, then the process lives on and answers 200 or 503 only", async () => {
+  test("When PostgreSQL terminates the server's connections under load, then the process lives on and answers 200 or 503 only (or 429 past the tier's limit)", async () => {
     const caller = await newCaller();
     const env = { ...baseEnv(mkdtempSync(join(tmpdir(), "fault-terminate-")), database.url) };
     // Every request looks its key up in the database: terminations hit reads and transactions alike.
@@ -223,7 +223,9 @@ describe("The fault suite, on PostgreSQL 15", () => {
       });
       expect(terminated).toBeGreaterThan(0);
       if (server.child.exitCode !== null) throw new Error(`the server died:\n${server.output().slice(-3_000)}`);
-      expect([...statuses.keys()].filter((s) => s !== 200 && s !== 503)).toEqual([]);
+      // 429 is the tier's own limit (1,000 requests a minute), which a fast enough server reaches within the 3 s of
+      // load: an answer, not a fault. Anything else (500, a dropped connection) would be one.
+      expect([...statuses.keys()].filter((s) => s !== 200 && s !== 503 && s !== 429)).toEqual([]);
       expect(chats.networkErrors + accounts.networkErrors).toBe(0);
       expect((await fetch(`${server.base}/v1/api-keys`, { headers })).status).toBe(200);
       const rows = await rowsByClientId(caller.userId, chats.ok.length);
