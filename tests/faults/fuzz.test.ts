@@ -11,6 +11,8 @@ import { join } from "node:path";
 import fc from "fast-check";
 import { type Database, migrate, openPostgres } from "../../src/db";
 import { createApiKey, createUser } from "../../src/identity";
+import { type FakeAnthropicUpstream, startFakeAnthropicUpstream } from "../fakes/anthropic-upstream";
+import { type FakeOpenAiUpstream, startFakeOpenAiUpstream } from "../fakes/openai-upstream";
 import { createTestDatabase } from "../helpers/postgres";
 import { type ServerProcess, startServerProcess } from "../helpers/processes";
 
@@ -93,8 +95,15 @@ describe("Generated bad requests across every route", () => {
   let server: ServerProcess;
   let operations: Operation[];
   let userKey: string;
+  let openai: FakeOpenAiUpstream;
+  let anthropic: FakeAnthropicUpstream;
 
   beforeAll(async () => {
+    // A generated body can store a provider key for openai or anthropic (POST /v1/provider-keys/add accepts any
+    // printable key): later calls then reach that provider. Here it is a local fake that answers as the provider
+    // would; with no network, the real host would be unreachable, and a 502 would be the right answer to that.
+    openai = await startFakeOpenAiUpstream({ record: false });
+    anthropic = await startFakeAnthropicUpstream();
     database = await createTestDatabase();
     db = openPostgres({ url: database.url, poolSize: 2 });
     await migrate(db);
@@ -105,6 +114,8 @@ describe("Generated bad requests across every route", () => {
       DATA_DIR: mkdtempSync(join(tmpdir(), "fuzz-")),
       ADMIN_API_KEY: ADMIN_KEY,
       API_KEY_ENCRYPTION_KEY: randomBytes(32).toString("base64"),
+      OPENAI_BASE_URL: openai.url,
+      ANTHROPIC_BASE_URL: anthropic.url,
     });
     const document = (await (await fetch(`${server.base}/openapi.json`)).json()) as {
       paths: Record<string, Record<string, unknown>>;
@@ -122,6 +133,7 @@ describe("Generated bad requests across every route", () => {
     await server.finished;
     await db.close();
     await database.drop();
+    await Promise.all([openai.close(), anthropic.close()]);
   });
 
   test(`When ${RUNS} generated bad requests arrive, then none answers 5xx and every error has the API's shape`, async () => {
