@@ -270,8 +270,7 @@ async function main() {
     });
     const cachePaced = await pacedLoad(perpetual, cacheHeaders, questions[3]!);
     const lookups = await fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.text());
-    const counted = (outcome: string) =>
-      Number(new RegExp(`perpetual_cache_lookups_total\\{outcome="${outcome}"\\} (\\d+)`).exec(lookups)?.[1] ?? 0);
+    const counted = (outcome: string) => metricValue(lookups, `perpetual_cache_lookups_total{outcome="${outcome}"}`, 0);
     const responseCache = {
       hit_rps: Math.round(cacheMax.requests.average),
       hit_to_memory_off: ratio(cacheMax.requests.average, (rows[0] as { memory_off_rps: number }).memory_off_rps),
@@ -346,13 +345,18 @@ const round = (n: number) => Math.round(n * 100) / 100;
  * outside the heap (Buffers, typed arrays), in MB — the rest of its RSS is code, threads and the allocator's slack. */
 async function serverHeap(metricsUrl: string) {
   const text = await fetch(metricsUrl).then((r) => r.text());
-  const mb = (name: string) =>
-    Math.round(Number(new RegExp(`^perpetual_${name} (\\S+)`, "m").exec(text)?.[1] ?? Number.NaN) / 2 ** 20);
+  const mb = (name: string) => Math.round(metricValue(text, `perpetual_${name}`) / 2 ** 20);
   return {
     heap_total_mb: mb("nodejs_heap_size_total_bytes"),
     heap_used_mb: mb("nodejs_heap_size_used_bytes"),
     external_mb: mb("nodejs_external_memory_bytes"),
   };
+}
+
+/** A sample's value in Prometheus text exposition (`series` as written, labels included), else `absent`. */
+function metricValue(text: string, series: string, absent = Number.NaN): number {
+  const line = text.split("\n").find((l) => l.startsWith(`${series} `));
+  return line === undefined ? absent : Number(line.slice(series.length + 1));
 }
 
 const pacedAgent = new Agent({ keepAliveTimeout: 30_000, connections: 16 });
