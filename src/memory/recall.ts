@@ -50,6 +50,22 @@ const remembered = (text: string) => clip(text.trim(), REMEMBERED_CHARS).trim();
 
 const normalize = (text: string) => text.toLowerCase().replace(/\s+/g, " ").trim();
 
+/** Whether a memory's text is in the (normalized) text the client sent. Most are not, and their first words show
+ * it: the whole text is normalized only when they are found (recall weighs up to 200 candidates). The start is cut
+ * at a space, so its words lowercase as they do in the whole text. */
+function isIn(sentText: string, text: string): boolean {
+  const space = text.lastIndexOf(" ", HEAD_CHARS);
+  if (space > 0 && !sentText.includes(normalize(text.slice(0, space)))) return false;
+  return sentText.includes(normalize(text));
+}
+const HEAD_CHARS = 48;
+
+interface Ranked {
+  memory: Memory;
+  group: string;
+  score: number;
+}
+
 /** Recency: a mild boost that halves every 30 days and never outweighs relevance. */
 const RECENCY_WEIGHT = 0.15;
 const RECENCY_HALF_LIFE_DAYS = 30;
@@ -77,24 +93,22 @@ export function selectMemories(
   if (!candidates.some((c) => relevanceOf(c.evidence) >= minRelevance)) {
     return { chosen: [], tokens: 0, irrelevant: candidates.length > 0 };
   }
-  const relevant = candidates.filter((c) => relevanceOf(c.evidence) >= candidateFloor(minRelevance));
+  const floor = candidateFloor(minRelevance);
   const sentText = normalize(clip(sent.map((m) => textOf(m.content)).join("\n"), SENT_TEXT_CHARS, "end"));
-  const ranked = relevant
-    .filter((c) => !sentText.includes(normalize(c.memory.text)))
-    .map((c) => {
-      const ageDays = Math.max(0, (now - Date.parse(c.memory.createdAt)) / 86_400_000);
-      return {
-        memory: c.memory,
-        score: relevanceOf(c.evidence) * (1 + RECENCY_WEIGHT * 0.5 ** (ageDays / RECENCY_HALF_LIFE_DAYS)),
-      };
-    })
-    .sort((a, b) => b.score - a.score);
+  const ranked: Ranked[] = [];
+  for (const { memory, evidence } of candidates) {
+    const relevance = relevanceOf(evidence);
+    if (relevance < floor || isIn(sentText, memory.text)) continue;
+    const ageDays = Math.max(0, (now - Date.parse(memory.createdAt)) / 86_400_000);
+    const score = relevance * (1 + RECENCY_WEIGHT * 0.5 ** (ageDays / RECENCY_HALF_LIFE_DAYS));
+    ranked.push({ memory, group: groupOf(memory), score });
+  }
+  ranked.sort((a, b) => b.score - a.score);
   boostByGroup(ranked);
   const chosen: Memory[] = [];
   const groups = new Set<string>();
   let used = approximateTokens(HEADER);
-  for (const { memory } of ranked) {
-    const group = groupOf(memory);
+  for (const { memory, group } of ranked) {
     const cost = approximateTokens(formatLine(memory)) + 1 + (groups.has(group) ? 0 : GROUP_HEADER_TOKENS);
     if (used + cost > budgetTokens) continue;
     chosen.push(memory);
@@ -121,14 +135,14 @@ const HEADER =
  * What a question needs often sits in several turns of one conversation on one day (LoCoMo's multi-hop items), so
  * each memory gains the mean of its group's three best scores: +2 to 3 points of evidence recall in bench:memory.
  */
-function boostByGroup(ranked: { memory: Memory; score: number }[]): void {
+function boostByGroup(ranked: Ranked[]): void {
   const best = new Map<string, number[]>();
-  for (const r of ranked) {
-    const scores = best.get(groupOf(r.memory)) ?? [];
-    if (scores.length < 3) scores.push(r.score);
-    best.set(groupOf(r.memory), scores);
+  for (const { group, score } of ranked) {
+    const scores = best.get(group);
+    if (!scores) best.set(group, [score]);
+    else if (scores.length < 3) scores.push(score);
   }
-  for (const r of ranked) r.score += best.get(groupOf(r.memory))!.reduce((a, b) => a + b, 0) / 3;
+  for (const r of ranked) r.score += best.get(r.group)!.reduce((a, b) => a + b, 0) / 3;
   ranked.sort((a, b) => b.score - a.score);
 }
 

@@ -101,6 +101,37 @@ describe("Embedded engine: the user index", () => {
     // Write order is kept through the reclaim: the neighbours of note 45 are notes 40 and 50.
     expect(index.neighbours(memories[45]!.id).map((m) => m.text)).toEqual([memories[40]!.text, memories[50]!.text]);
   });
+
+  test("When conversations interleave and memories are written, replaced, deleted and reclaimed, then each memory's neighbours are the nearest live turns of its own conversation in write order", () => {
+    let seed = 7;
+    const random = (n: number) => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+      return seed % n;
+    };
+    const { index, put } = indexOver([]);
+    // The reference: live memories in write order (a replaced memory moves to the end, as it is written again).
+    let written: NewMemory[] = [];
+    for (let step = 0; step < 600; step++) {
+      const action = random(10);
+      if (action < 6 || written.length === 0) {
+        const i = random(400);
+        const memory = memoryChunk(`turn ${i} ${sentence(i)}`, `r${i}`, { conversationId: `c${random(3)}` });
+        written = written.filter((m) => m.id !== memory.id).concat(memory);
+        put(memory);
+      } else {
+        const gone = written.filter(() => random(4) === 0).map((m) => m.id);
+        written = written.filter((m) => !gone.includes(m.id));
+        index.remove(index.matching({ ids: gone }));
+        index.reclaimIfSparse();
+      }
+      for (const memory of written) {
+        const same = written.filter((m) => m.conversationId === memory.conversationId);
+        const at = same.indexOf(memory);
+        const expected = [same[at - 1], same[at + 1]].filter((m) => m !== undefined).map((m) => m.text);
+        expect(index.neighbours(memory.id).map((m) => m.text)).toEqual(expected);
+      }
+    }
+  });
 });
 
 describe("Embedded engine: the log", () => {

@@ -41,6 +41,16 @@ describe("Recall selection", () => {
     expect(approximateTokens(memoryMessage(chosen).content)).toBeLessThanOrEqual(120);
   });
 
+  test("When a long memory's text was sent with other case and spacing, then it is dropped; one that only starts the same is kept", () => {
+    const sentence = "Our trip to Σάμος starts on the third of June and we fly from Lisbon at noon";
+    const candidates = [
+      scored(sentence, 0.9, at(3)),
+      scored(`${sentence.slice(0, 60)} and we come back by boat in July`, 0.9, at(4)),
+    ];
+    const sent = [{ role: "user", content: `Plans:\n${sentence.toUpperCase().replaceAll(" ", "  \n")}. Thoughts?` }];
+    expect(pick(candidates, sent, 1_000, now).chosen.map((m) => m.createdAt)).toEqual([at(4)]);
+  });
+
   test("When memories share a conversation and a day, then they share one dated heading and are boosted together", () => {
     const candidates = [
       scored("lone strong match", 1.0, at(5), "c9"),

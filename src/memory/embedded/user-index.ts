@@ -91,6 +91,12 @@ export class UserIndex {
   /** Milliseconds since the epoch of `createdAt` (listing order). */
   private created = new Float64Array(0);
   private conversationOf = new Int32Array(0);
+  /** The live slots written just before and just after this one in its conversation (-1: none): a doubly linked
+   * list per conversation, so a hit's neighbours are found in O(1) however the conversations interleave. */
+  private previousInConversation = new Int32Array(0);
+  private nextInConversation = new Int32Array(0);
+  /** Conversation number → its last live slot (-1 once none is left). */
+  private lastOfConversation: number[] = [];
   /** Slot s's terms are termIds[termStart[s] .. termStart[s + 1]), with their BM25 document weights (quantized). */
   private termStart = new Int32Array(1);
   private termIds = new Int32Array(0);
@@ -180,22 +186,11 @@ export class UserIndex {
     return slot === undefined ? [] : this.neighbourSlots(slot).map((other) => this.memoryAt(other));
   }
 
-  /**
-   * Slots are in write order: the nearest live slot of the same conversation on each side (a conversation's turns
-   * are written together, so the walk is short).
-   */
+  /** The live slots of the same conversation written just before and just after this one. */
   private neighbourSlots(slot: number): number[] {
-    const conversation = this.conversationOf[slot]!;
-    const found: number[] = [];
-    for (const step of [-1, 1]) {
-      for (let other = slot + step; other >= 0 && other < this.slots; other += step) {
-        if (this.alive[other] === 1 && this.conversationOf[other] === conversation) {
-          found.push(other);
-          break;
-        }
-      }
-    }
-    return found;
+    const previous = this.previousInConversation[slot]!;
+    const next = this.nextInConversation[slot]!;
+    return previous < 0 ? (next < 0 ? [] : [next]) : next < 0 ? [previous] : [previous, next];
   }
 
   list({ conversationId, limit, after }: { conversationId?: string; limit: number; after?: string }): MemoryPage {
@@ -255,6 +250,7 @@ export class UserIndex {
       if (this.alive[slot] !== 1) continue;
       this.alive[slot] = 0;
       this.live--;
+      this.unlink(slot);
       this.slotsById.delete(this.idHashes[slot]!, slot);
       if (this.inverted) {
         for (let j = this.termStart[slot]!; j < this.termStart[slot + 1]!; j++) {
@@ -262,6 +258,15 @@ export class UserIndex {
         }
       }
     }
+  }
+
+  /** Takes a slot out of its conversation's list. */
+  private unlink(slot: number): void {
+    const previous = this.previousInConversation[slot]!;
+    const next = this.nextInConversation[slot]!;
+    if (previous >= 0) this.nextInConversation[previous] = next;
+    if (next >= 0) this.previousInConversation[next] = previous;
+    else this.lastOfConversation[this.conversationOf[slot]!] = previous;
   }
 
   /** Drops dead slots once they are half of them: every column is rebuilt from the live slots. */
@@ -293,6 +298,7 @@ export class UserIndex {
     this.slotsById.clear();
     this.conversations = new Map();
     this.conversationIds = [];
+    this.lastOfConversation = [];
     this.inverted = undefined;
     this.codes = undefined;
     for (let from = 0; from < oldSlots; from++) {
@@ -359,6 +365,8 @@ export class UserIndex {
     this.requestHashes = resized(this.requestHashes, size);
     this.created = resized(this.created, size);
     this.conversationOf = resized(this.conversationOf, size);
+    this.previousInConversation = resized(this.previousInConversation, size);
+    this.nextInConversation = resized(this.nextInConversation, size);
     this.vectors = resized(this.vectors, size * this.dimensions);
     this.termStart = resized(this.termStart, size + 1);
   }
@@ -379,8 +387,15 @@ export class UserIndex {
     if (conversation === undefined) {
       conversation = this.conversationIds.push(fields.conversation) - 1;
       this.conversations.set(fields.conversation, conversation);
+      this.lastOfConversation.push(-1);
     }
     this.conversationOf[slot] = conversation;
+    // Slots are filled in increasing order, so the new slot is its conversation's last.
+    const previous = this.lastOfConversation[conversation]!;
+    this.previousInConversation[slot] = previous;
+    this.nextInConversation[slot] = -1;
+    if (previous >= 0) this.nextInConversation[previous] = slot;
+    this.lastOfConversation[conversation] = slot;
     this.alive[slot] = 1;
     this.slotsById.add(fields.idHash, slot);
     this.live++;
