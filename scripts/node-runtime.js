@@ -44,9 +44,10 @@ function supportedNode() {
 /**
  * V8 flags of the server process (npm start, the image's ENTRYPOINT, npm run bench). A young generation capped at
  * 16 MB per semi-space: on a large machine V8 grows it to 64 MB, ~150 MB of resident memory under load for no
- * measured throughput (docs/PROXY.md).
+ * measured throughput (docs/PROXY.md). The gc extension, for one full collection once a busy spell is over
+ * (src/idle-collector.ts): V8 alone leaves a quiet process's heap as large as its last burst left it.
  */
-const SERVER_NODE_FLAGS = ["--max-semi-space-size=16"];
+const SERVER_NODE_FLAGS = ["--max-semi-space-size=16", "--expose-gc"];
 
 /**
  * Environment of the server process (npm start, the image, npm run bench); a value the operator sets wins. glibc

@@ -8,6 +8,7 @@ import type { Config } from "./config";
 import type { Database } from "./db";
 import { Guard } from "./guard";
 import { Authenticator, JwtVerifier, supabaseAuth, UserChanges } from "./identity";
+import { IdleCollector } from "./idle-collector";
 import { type CounterStore, InProcessCounters, RateLimiter, RedisCounters } from "./limits";
 import { VllmPool } from "./local/pool";
 import type { Logger } from "./log";
@@ -29,6 +30,8 @@ export interface Services {
   counters: CounterStore;
   chat: ChatPipeline;
   metrics: Metrics;
+  /** Counts requests begun and in flight; start() (the server process) collects the heap once they stop. */
+  idle: IdleCollector;
   /** Recall, write-back outbox and the memory API. start() opens the store; stop() on shutdown. */
   memory: MemoryService;
   /** Local mode only: the vLLM servers (start() runs the first health check). */
@@ -138,6 +141,7 @@ export function createServices(
     chat,
     pool,
     metrics,
+    idle: new IdleCollector(),
     memory,
     userChanges,
     billing,
@@ -161,5 +165,6 @@ export async function stopServices(services: Services): Promise<void> {
   await services.memory.stop();
   await services.billing.outbox?.stop();
   services.userChanges.close();
+  services.idle.stop();
   await services.counters.close();
 }

@@ -1,4 +1,5 @@
-import { type ResourceLimits, Worker } from "node:worker_threads";
+import { parentPort, type ResourceLimits, Worker } from "node:worker_threads";
+import { IdleCollector } from "./idle-collector";
 
 /**
  * Starts a worker thread from a module of this source tree, given its path without extension: the compiled .js
@@ -16,6 +17,27 @@ function startThread(modulePath: string, workerData?: unknown, resourceLimits?: 
 export type ThreadReply =
   | { id: number; ok: true; value: unknown }
   | { id: number; ok: false; name: string; message: string };
+
+/**
+ * The thread's side of ThreadClient: answers each call with what `run` returns (or throws), in arrival order, and
+ * collects the thread's heap once calls stop coming (IdleCollector).
+ */
+export function serveCalls<Call extends { id: number }>(run: (call: Call) => unknown | Promise<unknown>): void {
+  const port = parentPort!;
+  const idle = new IdleCollector().start();
+  port.on("message", async (call: Call) => {
+    idle.begin();
+    let reply: ThreadReply;
+    try {
+      reply = { id: call.id, ok: true, value: await run(call) };
+    } catch (error) {
+      const e = error instanceof Error ? error : new Error(String(error));
+      reply = { id: call.id, ok: false, name: e.name, message: e.message };
+    }
+    idle.end();
+    port.postMessage(reply);
+  });
+}
 
 /**
  * Calls to a worker thread, each answered by id: the thread starts on the first call (and again on the next call

@@ -38,7 +38,7 @@ export function createApp(deps: AppDeps): Express {
 
   if (config.http.trustProxy !== undefined) app.set("trust proxy", config.http.trustProxy);
   app.use(requestContext(logger));
-  app.use(observeRequests(deps.services.metrics));
+  app.use(observeRequests(deps.services.metrics, deps.services.idle));
   // Polar's webhook signature covers the exact bytes: that one route gets the raw body (jsonBodies then skips it).
   app.use(`${config.http.apiPrefix}${WEBHOOK_PATH}`, express.raw({ type: () => true, limit: "1mb" }));
   app.use(jsonBodies(config.http.maxBodyBytes));

@@ -1,4 +1,5 @@
 import type { NextFunction, Request, Response } from "express";
+import type { IdleCollector } from "../idle-collector";
 import type { Metrics } from "../metrics";
 import { ApiRouter } from "./api-router";
 
@@ -15,15 +16,17 @@ function endpointOf(req: Request): string {
 }
 
 /** Counts every request once it is finished or abandoned: rate, duration, errors, in flight. */
-export function observeRequests(metrics: Metrics) {
+export function observeRequests(metrics: Metrics, activity: Pick<IdleCollector, "begin" | "end">) {
   return (req: Request, res: Response, next: NextFunction) => {
     const stopTimer = metrics.requestDuration.startTimer();
     metrics.inFlight.inc();
+    activity.begin();
     let done = false;
     const finish = () => {
       if (done) return;
       done = true;
       metrics.inFlight.dec();
+      activity.end();
       const endpoint = endpointOf(req);
       const status = res.writableFinished ? res.statusCode : 499;
       stopTimer({ endpoint });

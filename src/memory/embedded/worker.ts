@@ -1,5 +1,5 @@
-import { parentPort, workerData } from "node:worker_threads";
-import type { ThreadReply } from "../../threads";
+import { workerData } from "node:worker_threads";
+import { serveCalls } from "../../threads";
 import { EmbeddedEngine } from "./engine";
 import type { EngineRequest, EngineSettings } from "./protocol";
 
@@ -10,17 +10,9 @@ const opened = engine.open();
 // An open that fails is reported on every call (the store answers "unavailable"), not as an unhandled rejection.
 opened.catch(() => {});
 
-const port = parentPort!;
-port.on("message", async (request: EngineRequest) => {
-  let reply: ThreadReply;
-  try {
-    await opened;
-    reply = { id: request.id, ok: true, value: await run(request) };
-  } catch (error) {
-    const e = error instanceof Error ? error : new Error(String(error));
-    reply = { id: request.id, ok: false, name: e.name, message: e.message };
-  }
-  port.postMessage(reply);
+serveCalls(async (request: EngineRequest) => {
+  await opened;
+  return run(request);
 });
 
 function run(request: EngineRequest): unknown | Promise<unknown> {
