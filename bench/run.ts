@@ -37,6 +37,8 @@ const ROOT = join(__dirname, "..");
 const DURATION = Number(process.env.BENCH_SECONDS ?? 10);
 const USER_MEMORIES = Number(process.env.BENCH_USER_MEMORIES ?? 100_000);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Long enough for the server's idle collection: two of its 2 s checks and the collection itself. */
+const QUIET_MS = 6_000;
 
 function spawnNode(args: string[], env: Record<string, string>): { child: ChildProcess; output: () => string } {
   const { NODE_OPTIONS: _ignored, ...inherited } = process.env;
@@ -193,6 +195,9 @@ async function main() {
     });
     children.push(server.child);
     await waitForHealth(`http://127.0.0.1:${port}/health`, server.output);
+    // Idle: started (the store's log replayed) and left quiet long enough for its idle collection.
+    await sleep(QUIET_MS);
+    const idle = rssMb(server.child.pid!);
     const perpetual = `http://127.0.0.1:${port}/v1/chat/completions`;
     const direct = `${upstreamUrl}/chat/completions`;
     const passthrough = `${passthroughUrl}/chat/completions`;
@@ -290,6 +295,9 @@ async function main() {
     const concurrent = await streams(perpetual, memoryOff, "openai/slow-stream");
     const memory = rssMb(server.child.pid!);
     const heap = await serverHeap(`http://127.0.0.1:${port}/metrics`);
+    // Then quiet: what a server gives back once the traffic stops (src/idle-collector.ts).
+    await sleep(QUIET_MS);
+    const quiet = rssMb(server.child.pid!);
     const results = {
       date: new Date().toISOString(),
       wiring,
@@ -310,6 +318,8 @@ async function main() {
       huge_request: hugeRequest,
       server_rss_mb: memory.rss,
       server_peak_rss_mb: memory.peak,
+      server_rss_quiet_mb: quiet.rss,
+      server_rss_idle_at_start_mb: idle.rss,
       server_heap: heap,
       targets: {
         off_to_passthrough: 0.5,
@@ -320,11 +330,19 @@ async function main() {
         p99_to_passthrough: 2,
         health_during_huge_request_ms: 100,
         rss_mb: 250,
+        idle_rss_mb: 150,
       },
     };
     console.table(rows);
     console.table([
-      { ...results.concurrent_streams, server_rss_mb: memory.rss, server_peak_rss_mb: memory.peak, wiring },
+      {
+        ...results.concurrent_streams,
+        server_rss_mb: memory.rss,
+        server_peak_rss_mb: memory.peak,
+        server_rss_quiet_mb: quiet.rss,
+        server_rss_idle_at_start_mb: idle.rss,
+        wiring,
+      },
     ]);
     console.table([responseCache]);
     console.table([hugeRequest]);
