@@ -63,7 +63,6 @@ const INVERTED_INDEX_LIMIT = 5_000;
  * Rank changes are negligible for ranking; the log keeps the vectors as written.
  */
 const QUANTIZATION_SCALE = 127;
-const quantize = (x: number | undefined) => Math.max(-127, Math.min(127, Math.round((x ?? 0) * QUANTIZATION_SCALE)));
 
 /** The conversation key of memories written without a conversation id. */
 const NO_CONVERSATION = "\u0000";
@@ -120,50 +119,32 @@ export class UserIndex {
     private readonly invertedIndexAfter = INVERTED_INDEX_LIMIT,
   ) {}
 
-  /**
-   * Indexes a memory whose line is at `place`; one with the same id is replaced. The same text said again (same id,
-   * conversation, vector and terms) is refreshed where it is, with its new date, request and line: no dead slot,
-   * posting or code is left behind by a user who repeats themselves, and it keeps its place among its conversation's
-   * turns.
-   */
+  /** Indexes a memory whose line is at `place`; one with the same id is replaced. */
   put(memory: Memory, dense: Float32Array, sparse: SparseVector, place: LogPlace): void {
-    const conversation = memory.conversationId ?? NO_CONVERSATION;
     const existing = this.slotOf(memory.id);
     if (existing !== undefined) {
-      if (
-        this.conversationIds[this.conversationOf[existing]!] === conversation &&
-        this.holds(existing, dense, sparse)
-      ) {
-        this.setFields(existing, place, memory);
-        return;
-      }
       this.remove([existing]);
       this.reclaimIfSparse();
     }
     const slot = this.claimSlot(sparse.indices.length);
     const base = slot * this.dimensions;
-    for (let d = 0; d < this.dimensions; d++) this.vectors[base + d] = quantize(dense[d]);
+    for (let d = 0; d < this.dimensions; d++) {
+      this.vectors[base + d] = Math.max(-127, Math.min(127, Math.round((dense[d] ?? 0) * QUANTIZATION_SCALE)));
+    }
     const from = this.termStart[slot]!;
     for (let i = 0; i < sparse.indices.length; i++) {
       this.termIds[from + i] = termKey(sparse.indices[i]!);
       this.termWeights[from + i] = quantizeWeight(sparse.values[i]!);
     }
     this.termStart[slot + 1] = from + sparse.indices.length;
-    this.setFields(slot, place, memory);
-    this.fill(slot, hashOf(memory.id), conversation);
-  }
-
-  /** Whether a slot holds this vector and these terms, as stored (quantized). */
-  private holds(slot: number, dense: Float32Array, sparse: SparseVector): boolean {
-    const base = slot * this.dimensions;
-    for (let d = 0; d < this.dimensions; d++) if (this.vectors[base + d] !== quantize(dense[d])) return false;
-    const from = this.termStart[slot]!;
-    if (this.termStart[slot + 1]! - from !== sparse.indices.length) return false;
-    for (let i = 0; i < sparse.indices.length; i++) {
-      if (this.termIds[from + i] !== termKey(sparse.indices[i]!)) return false;
-      if (this.termWeights[from + i] !== quantizeWeight(sparse.values[i]!)) return false;
-    }
-    return true;
+    const created = Date.parse(memory.createdAt);
+    this.fill(slot, {
+      ...place,
+      idHash: hashOf(memory.id),
+      requestHash: hashOf(memory.requestId),
+      created: Number.isNaN(created) ? 0 : created,
+      conversation: memory.conversationId ?? NO_CONVERSATION,
+    });
   }
 
   search(query: MemorySearch): ScoredText[] {
@@ -330,15 +311,16 @@ export class UserIndex {
       this.termIds.set(old.termIds.subarray(termFrom, termFrom + count), start);
       this.termWeights.set(old.termWeights.subarray(termFrom, termFrom + count), start);
       this.termStart[slot + 1] = start + count;
-      this.setPlace(slot, {
+      this.fill(slot, {
         offset: old.offsets[from]!,
         length: old.lengths[from]!,
         memoryAt: old.memoryStarts[from]!,
         memoryLength: old.memoryLengths[from]!,
+        idHash: old.idHashes[from]!,
+        requestHash: old.requestHashes[from]!,
+        created: old.created[from]!,
+        conversation: oldConversationIds[old.conversationOf[from]!]!,
       });
-      this.requestHashes[slot] = old.requestHashes[from]!;
-      this.created[slot] = old.created[from]!;
-      this.fill(slot, old.idHashes[from]!, oldConversationIds[old.conversationOf[from]!]!);
     }
   }
 
@@ -389,28 +371,22 @@ export class UserIndex {
     this.termStart = resized(this.termStart, size + 1);
   }
 
-  /** Where a slot's line is, and the fields of its memory that searches and listings read. */
-  private setFields(slot: number, place: LogPlace, memory: Pick<Memory, "requestId" | "createdAt">): void {
-    this.setPlace(slot, place);
-    this.requestHashes[slot] = hashOf(memory.requestId);
-    const created = Date.parse(memory.createdAt);
-    this.created[slot] = Number.isNaN(created) ? 0 : created;
-  }
-
-  private setPlace(slot: number, place: LogPlace): void {
-    this.offsets[slot] = place.offset;
-    this.lengths[slot] = place.length;
-    this.memoryStarts[slot] = place.memoryAt;
-    this.memoryLengths[slot] = place.memoryLength;
-  }
-
-  /** Completes a claimed slot whose vector, terms and fields are written: its id, conversation, postings and code. */
-  private fill(slot: number, idHash: number, conversationKey: string): void {
-    this.idHashes[slot] = idHash;
-    let conversation = this.conversations.get(conversationKey);
+  /** Completes a claimed slot whose vector and terms are written: its fields, conversation, postings and code. */
+  private fill(
+    slot: number,
+    fields: LogPlace & { idHash: number; requestHash: number; created: number; conversation: string },
+  ): void {
+    this.offsets[slot] = fields.offset;
+    this.lengths[slot] = fields.length;
+    this.memoryStarts[slot] = fields.memoryAt;
+    this.memoryLengths[slot] = fields.memoryLength;
+    this.idHashes[slot] = fields.idHash;
+    this.requestHashes[slot] = fields.requestHash;
+    this.created[slot] = fields.created;
+    let conversation = this.conversations.get(fields.conversation);
     if (conversation === undefined) {
-      conversation = this.conversationIds.push(conversationKey) - 1;
-      this.conversations.set(conversationKey, conversation);
+      conversation = this.conversationIds.push(fields.conversation) - 1;
+      this.conversations.set(fields.conversation, conversation);
       this.lastOfConversation.push(-1);
     }
     this.conversationOf[slot] = conversation;
@@ -421,7 +397,7 @@ export class UserIndex {
     if (previous >= 0) this.nextInConversation[previous] = slot;
     this.lastOfConversation[conversation] = slot;
     this.alive[slot] = 1;
-    this.slotsById.add(idHash, slot);
+    this.slotsById.add(fields.idHash, slot);
     this.live++;
     if (this.inverted) this.post(slot);
     else if (this.live > this.invertedIndexAfter) {
