@@ -4,16 +4,22 @@
  */
 export type CollectGarbage = (options: { type: "major"; execution: "async"; flavor: "last-resort" }) => unknown;
 
+import { getHeapStatistics } from "node:v8";
+
 /** How long a thread must have had nothing to do before its heap is collected: two checks this far apart. */
 const QUIET_PERIOD_MS = 2_000;
+/** How much the heap must have grown since the last collection to be worth one (a health probe's few kilobytes
+ * every few seconds are not). */
+const WORTH_COLLECTING_BYTES = 16 * 2 ** 20;
 
 /**
  * Gives a thread's heap back once a busy spell is over. V8 collects the old generation when allocation pushes it to
  * a limit, so after a burst the heap stays as large as the burst left it for as long as the process is quiet, most
  * of it garbage (after the bench's warm-up load: 209 MB used, 61 MB of it live). When a whole check period passes
  * with no work begun and none in flight, after some, this runs one full collection, and V8 shrinks the heap and
- * returns its pages. Never while work is in flight (a pause would land on it), never twice without new work.
- * Needs `--expose-gc` (SERVER_NODE_FLAGS); without it, it does nothing.
+ * returns its pages. Never while work is in flight (a pause would land on it), never twice without new work, and only
+ * once the heap has grown by WORTH_COLLECTING_BYTES since the last one. Needs `--expose-gc` (SERVER_NODE_FLAGS);
+ * without it, it does nothing.
  */
 export class IdleCollector {
   private begun = 0;
@@ -22,8 +28,13 @@ export class IdleCollector {
   /** Owed from the start: loading the application leaves garbage too. */
   private owed = true;
   private timer: NodeJS.Timeout | undefined;
+  /** Heap in use after the last collection (none yet: 0). */
+  private collectedTo = 0;
 
-  constructor(private readonly collect: CollectGarbage | undefined = exposedGc()) {}
+  constructor(
+    private readonly collect: CollectGarbage | undefined = exposedGc(),
+    private readonly heapUsed: () => number = () => getHeapStatistics().used_heap_size,
+  ) {}
 
   /** A unit of work (a request, a call to a thread) begins; `end` when it is over. */
   begin(): void {
@@ -42,9 +53,11 @@ export class IdleCollector {
       this.owed = true;
       return false;
     }
-    if (!this.owed || !this.collect) return false;
+    if (!this.owed || !this.collect || this.heapUsed() - this.collectedTo < WORTH_COLLECTING_BYTES) return false;
     this.owed = false;
-    this.collect({ type: "major", execution: "async", flavor: "last-resort" });
+    Promise.resolve(this.collect({ type: "major", execution: "async", flavor: "last-resort" })).then(() => {
+      this.collectedTo = this.heapUsed();
+    });
     return true;
   }
 

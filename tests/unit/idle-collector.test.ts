@@ -8,7 +8,10 @@ const { SERVER_NODE_FLAGS } = require("../../scripts/node-runtime") as { SERVER_
 describe("Idle collector", () => {
   test("When work stops, then one full collection runs after a quiet check period; never while work is in flight, never twice without new work", () => {
     const runs: unknown[] = [];
-    const idle = new IdleCollector((options) => runs.push(options));
+    const idle = new IdleCollector(
+      (options) => runs.push(options),
+      () => 100 * 2 ** 20,
+    );
     // Loading the application leaves garbage: the first quiet check collects it.
     expect(idle.check()).toBe(true);
     expect(idle.check()).toBe(false);
@@ -25,6 +28,34 @@ describe("Idle collector", () => {
     }
     expect([idle.check(), idle.check()]).toEqual([true, false]);
     expect(runs).toEqual(Array(3).fill({ type: "major", execution: "async", flavor: "last-resort" }));
+  });
+
+  test("When the heap has barely grown since the last collection (health probes on a quiet server), then none runs", async () => {
+    let heap = 60 * 2 ** 20;
+    let runs = 0;
+    const idle = new IdleCollector(
+      async () => {
+        runs++;
+        heap = 50 * 2 ** 20; // what the collection leaves
+      },
+      () => heap,
+    );
+    expect(idle.check()).toBe(true);
+    await Promise.resolve();
+    // A probe every period: a few kilobytes each time.
+    for (let probe = 0; probe < 10; probe++) {
+      idle.begin();
+      idle.end();
+      heap += 4096;
+      idle.check();
+      expect(idle.check()).toBe(false);
+    }
+    // A burst leaves 30 MB more: the next quiet check collects it.
+    idle.begin();
+    idle.end();
+    heap += 30 * 2 ** 20;
+    expect([idle.check(), idle.check()]).toEqual([false, true]);
+    expect(runs).toBe(2);
   });
 
   test("When the process lacks --expose-gc, then the collector does nothing", () => {
