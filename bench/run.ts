@@ -13,6 +13,7 @@ import { Agent, request } from "undici";
 import { loadConfig } from "../src/config";
 import { type Database, migrate, openPglite, openPostgres } from "../src/db";
 import { createApiKey, createUser } from "../src/identity";
+import { QUIET_MS } from "../src/idle-collector";
 import { collectionName } from "../src/memory";
 import { EmbeddedMemoryStore } from "../src/memory/embedded-store";
 import { ProviderKeys } from "../src/provider-keys";
@@ -37,8 +38,8 @@ const ROOT = join(__dirname, "..");
 const DURATION = Number(process.env.BENCH_SECONDS ?? 10);
 const USER_MEMORIES = Number(process.env.BENCH_USER_MEMORIES ?? 100_000);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-/** Long enough for the server's idle collection: two of its 2 s checks and the collection itself. */
-const QUIET_MS = 6_000;
+/** Long enough for the server's idle collection: its quiet spell, one more check period and the collection. */
+const QUIET_SPELL_MS = QUIET_MS + 8_000;
 
 function spawnNode(args: string[], env: Record<string, string>): { child: ChildProcess; output: () => string } {
   const { NODE_OPTIONS: _ignored, ...inherited } = process.env;
@@ -196,7 +197,7 @@ async function main() {
     children.push(server.child);
     await waitForHealth(`http://127.0.0.1:${port}/health`, server.output);
     // Idle: started (the store's log replayed) and left quiet long enough for its idle collection.
-    await sleep(QUIET_MS);
+    await sleep(QUIET_SPELL_MS);
     const idle = rssMb(server.child.pid!);
     const perpetual = `http://127.0.0.1:${port}/v1/chat/completions`;
     const direct = `${upstreamUrl}/chat/completions`;
@@ -296,7 +297,7 @@ async function main() {
     const memory = rssMb(server.child.pid!);
     const heap = await serverHeap(`http://127.0.0.1:${port}/metrics`);
     // Then quiet: what a server gives back once the traffic stops (src/idle-collector.ts).
-    await sleep(QUIET_MS);
+    await sleep(QUIET_SPELL_MS);
     const quiet = rssMb(server.child.pid!);
     const results = {
       date: new Date().toISOString(),
