@@ -30,7 +30,7 @@ export interface Services {
   counters: CounterStore;
   chat: ChatPipeline;
   metrics: Metrics;
-  /** Counts requests begun and in flight; start() (the server process) collects the heap once they stop. */
+  /** Counts requests begun and in flight; start() (the server process) collects the heap once they stay stopped. */
   idle: IdleCollector;
   /** Recall, write-back outbox and the memory API. start() opens the store; stop() on shutdown. */
   memory: MemoryService;

@@ -22,7 +22,7 @@ export async function start(config: Config, telemetry: Telemetry | undefined): P
   await startServices(services);
   const app = createApp({ config, db, logger, services });
   const running = await listen(app, { ...config.http });
-  // With --expose-gc (npm start, the image): the heap is collected and given back once a busy spell is over.
+  // With --expose-gc (npm start, the image): the heap is collected and given back after ~30 s of quiet.
   services.idle.start();
   let stopCli = async () => {};
   // Installed before the server says it listens: a SIGTERM from the moment the port is open drains, never kills.

@@ -20,7 +20,7 @@ export type ThreadReply =
 
 /**
  * The thread's side of ThreadClient: answers each call with what `run` returns (or throws), in arrival order, and
- * collects the thread's heap once calls stop coming (IdleCollector).
+ * collects the thread's heap once calls have stopped coming for a while (IdleCollector).
  */
 export function serveCalls<Call extends { id: number }>(run: (call: Call) => unknown | Promise<unknown>): void {
   const port = parentPort!;
