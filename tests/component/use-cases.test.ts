@@ -7,12 +7,15 @@ import { type FakeOpenAiUpstream, startFakeOpenAiUpstream } from "../fakes/opena
 import { type FakeQdrant, startFakeQdrant } from "../fakes/qdrant-server";
 import { startTestApp, type TestApp, testConfig } from "../helpers/app";
 import { TestClock } from "../helpers/clock";
+import { eventually } from "../helpers/eventually";
 import { jsonClient } from "../helpers/http";
 import { createTestDatabase } from "../helpers/postgres";
 
 /**
  * The account use cases (src/app) own their cross-replica announcement: a change made through one replica is in
- * force on every other at once, not after AUTH_CACHE_TTL_SECONDS (set long here so only the announcement can do it).
+ * force on every other within moments, not after AUTH_CACHE_TTL_SECONDS (set to 300 s here so only the announcement
+ * can do it). Within moments, not before the call returns: Redis answers the publisher before it has necessarily
+ * written to the subscribers, so on a busy machine the next request can reach the other replica first.
  */
 describe("Use cases across replicas sharing Redis, on PostgreSQL 15", () => {
   let database: { url: string; drop: () => Promise<void> };
@@ -68,8 +71,10 @@ describe("Use cases across replicas sharing Redis, on PostgreSQL 15", () => {
   const ask = (client: OpenAI) =>
     client.chat.completions.create({ model: "gpt-4o", messages: [{ role: "user", content: "hi" }] });
   const lastKeySent = () => upstream.received.at(-1)?.authorization?.replace(/^Bearer /, "");
+  /** Well within the 300 s cache TTL: only the announcement can make the check hold this soon. */
+  const soon = (check: () => Promise<boolean>, what: string) => eventually(check, { timeoutMs: 5_000, what });
 
-  test("When a provider key is replaced or removed through one replica, then the other uses the change at once", async () => {
+  test("When a provider key is replaced or removed through one replica, then the other uses the change within moments", async () => {
     const user = await caller(`swap-${randomBytes(3).toString("hex")}@example.com`);
     const api = jsonClient(a.baseUrl);
     const first = `sk-proj-first-${randomBytes(8).toString("hex")}`;
@@ -86,16 +91,19 @@ describe("Use cases across replicas sharing Redis, on PostgreSQL 15", () => {
     expect(lastKeySent()).toBe(first); // b now caches the sealed key for 300 s
 
     await api.call("POST", "/v1/provider-keys/add", { token: user.key, body: { provider: "openai", api_key: second } });
-    await ask(user.on(b));
-    expect(lastKeySent()).toBe(second);
+    await soon(async () => {
+      await ask(user.on(b));
+      return lastKeySent() === second;
+    }, "b to send the new key");
 
     expect((await api.call("DELETE", "/v1/provider-keys/openai", { token: user.key })).status).toBe(200);
-    const error = await ask(user.on(b)).catch((e: unknown) => e);
-    expect(error).toBeInstanceOf(OpenAI.BadRequestError);
-    expect((error as InstanceType<typeof OpenAI.BadRequestError>).code).toBe("provider_key_missing");
+    await soon(async () => {
+      const error = await ask(user.on(b)).catch((e: unknown) => e);
+      return error instanceof OpenAI.BadRequestError && error.code === "provider_key_missing";
+    }, "b to find no provider key");
   });
 
-  test("When an API key is revoked through one replica, then the other refuses it at once", async () => {
+  test("When an API key is revoked through one replica, then the other refuses it within moments", async () => {
     const user = await caller(`revoke-${randomBytes(3).toString("hex")}@example.com`);
     const created = await jsonClient(a.baseUrl).call("POST", "/v1/api-keys", { token: user.key, body: { name: "ci" } });
     const extra = created.body.key as string;
@@ -103,7 +111,7 @@ describe("Use cases across replicas sharing Redis, on PostgreSQL 15", () => {
     expect((await me(b)).status).toBe(200); // cached on b
     const revoked = await jsonClient(a.baseUrl).call("DELETE", `/v1/api-keys/${created.body.id}`, { token: user.key });
     expect(revoked.status).toBe(200);
-    expect((await me(b)).status).toBe(401);
+    await soon(async () => (await me(b)).status === 401, "b to refuse the revoked key");
   });
 
   test("When account flows run, then each writes one audit line naming the actor, never a secret", async () => {
