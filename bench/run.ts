@@ -13,7 +13,7 @@ import { Agent, request } from "undici";
 import { loadConfig } from "../src/config";
 import { type Database, migrate, openPglite, openPostgres } from "../src/db";
 import { createApiKey, createUser } from "../src/identity";
-import { QUIET_MS } from "../src/idle-collector";
+import { COLLECTED_WITHIN_QUIET_MS } from "../src/idle-collector";
 import { collectionName } from "../src/memory";
 import { EmbeddedMemoryStore } from "../src/memory/embedded-store";
 import { ProviderKeys } from "../src/provider-keys";
@@ -38,8 +38,8 @@ const ROOT = join(__dirname, "..");
 const DURATION = Number(process.env.BENCH_SECONDS ?? 10);
 const USER_MEMORIES = Number(process.env.BENCH_USER_MEMORIES ?? 100_000);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-/** Long enough for the server's idle collection: its quiet spell, one more check period and the collection. */
-const QUIET_SPELL_MS = QUIET_MS + 8_000;
+/** Long enough for the server's idle collection to have run (and the collection itself a few seconds). */
+const QUIET_SPELL_MS = COLLECTED_WITHIN_QUIET_MS + 3_000;
 
 function spawnNode(args: string[], env: Record<string, string>): { child: ChildProcess; output: () => string } {
   const { NODE_OPTIONS: _ignored, ...inherited } = process.env;

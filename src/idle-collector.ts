@@ -85,7 +85,8 @@ export class IdleCollector {
   }
 }
 
-/** How long a thread must stay quiet before it is collected (up to one check period more). */
-export const QUIET_MS = CHECK_PERIOD_MS * QUIET_CHECKS;
+/** A thread quiet this long has had its collection started: QUIET_CHECKS quiet checks, and the period before the
+ * first of them. */
+export const COLLECTED_WITHIN_QUIET_MS = CHECK_PERIOD_MS * (QUIET_CHECKS + 1);
 
 const exposedGc = () => (globalThis as { gc?: CollectGarbage }).gc;

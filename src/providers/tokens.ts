@@ -37,7 +37,8 @@ export function countTokens(texts: readonly string[], tokenize: (text: string) =
     const from = Math.round(k * step);
     sampled += tokenize(all.slice(from, from + width));
   }
-  return Math.round((sampled / EXACT_CHARS) * all.length);
+  // Scaled to the texts' own characters (the joining newlines are only there to sample across boundaries).
+  return Math.round((sampled / EXACT_CHARS) * chars);
 }
 
 const o200k = (text: string) => encode(text).length;
