@@ -1,10 +1,19 @@
 import { Redis } from "ioredis";
 import type { CounterStore, LimitName, Limits, Usage, Windows } from "./types";
 
-// One round trip checks the user's four limits and the key's two and, if none is exceeded, counts the request
-// and reserves tokens. A limit of -1 is not checked (and a key without limits is not counted). Keys share the
-// user's hash tag so the script also runs on Redis Cluster.
+// One round trip settles what earlier requests of the user really used in these windows (ARGV[10], as ADJUST),
+// checks the user's four limits and the key's two and, if none is exceeded, counts the request and reserves tokens.
+// A limit of -1 is not checked (and a key without limits is not counted). Keys share the user's hash tag so the
+// script also runs on Redis Cluster.
 const TAKE = `
+local settled = tonumber(ARGV[10])
+if settled ~= 0 then
+  for i = 3, 4 do
+    if redis.call('EXISTS', KEYS[i]) == 1 then
+      if redis.call('INCRBY', KEYS[i], settled) < 0 then redis.call('SET', KEYS[i], 0, 'KEEPTTL') end
+    end
+  end
+end
 local function num(key) return tonumber(redis.call('GET', key) or '0') end
 local rm, rd, tm, td, krm, krd = num(KEYS[1]), num(KEYS[2]), num(KEYS[3]), num(KEYS[4]), num(KEYS[5]), num(KEYS[6])
 local est = tonumber(ARGV[5])
@@ -51,14 +60,36 @@ const keysFor = (subject: string, w: Windows, keyId = "-") => [
   `rl:{${subject}}:k:${keyId}:rd:${w.day}`,
 ];
 
+/** How long a settlement may wait to ride on its user's next check before it is sent on its own. */
+export const SETTLEMENT_WAIT_MS = 50;
+
+/** Token settlements of one user in one pair of windows, summed until they are sent. */
+interface PendingSettlement {
+  subject: string;
+  windows: Windows;
+  delta: number;
+  waiting: Array<{ resolve: () => void; reject: (error: unknown) => void }>;
+}
+
+const settlementId = (subject: string, w: Windows) => `${subject}|${w.minute}|${w.day}`;
+
 type Scripts = {
   perpetualTake(...args: Array<string | number>): Promise<[string, number, number, number, number, number, number]>;
   perpetualAdjust(...args: Array<string | number>): Promise<number>;
 };
 
-/** Counters in Redis, shared by every replica. Commands fail fast while disconnected (no offline queue). */
+/**
+ * Counters in Redis, shared by every replica. Commands fail fast while disconnected (no offline queue).
+ *
+ * Settlements are summed per user and windows and sent with that user's next check, in the same script, so a busy
+ * user costs one round trip per request instead of two; those of a user who sends nothing more go out on their own
+ * within SETTLEMENT_WAIT_MS. Other replicas see a settlement that much later at most; this one never checks a
+ * user's limits without applying its own pending settlements first.
+ */
 export class RedisCounters implements CounterStore {
   readonly redis: Redis;
+  private readonly pending = new Map<string, PendingSettlement>();
+  private sendTimer: NodeJS.Timeout | undefined;
 
   constructor(url: string, onError: (error: Error) => void) {
     this.redis = new Redis(url, {
@@ -81,18 +112,30 @@ export class RedisCounters implements CounterStore {
   async take(subject: string, limits: Limits, estimate: number, windows: Windows) {
     const scripts = this.redis as unknown as Scripts;
     const { key } = limits;
-    const [blocked, rm, rd, tm, td, krm, krd] = await scripts.perpetualTake(
-      ...keysFor(subject, windows, key?.id),
-      limits.requestsPerMinute,
-      limits.requestsPerDay,
-      limits.tokensPerMinute ?? -1,
-      limits.tokensPerDay ?? -1,
-      estimate,
-      120,
-      2 * 86_400,
-      key?.requestsPerMinute ?? -1,
-      key?.requestsPerDay ?? -1,
-    );
+    const id = settlementId(subject, windows);
+    const settling = this.pending.get(id);
+    this.pending.delete(id);
+    let answer: Awaited<ReturnType<Scripts["perpetualTake"]>>;
+    try {
+      answer = await scripts.perpetualTake(
+        ...keysFor(subject, windows, key?.id),
+        limits.requestsPerMinute,
+        limits.requestsPerDay,
+        limits.tokensPerMinute ?? -1,
+        limits.tokensPerDay ?? -1,
+        estimate,
+        120,
+        2 * 86_400,
+        key?.requestsPerMinute ?? -1,
+        key?.requestsPerDay ?? -1,
+        settling?.delta ?? 0,
+      );
+    } catch (error) {
+      for (const waiter of settling?.waiting ?? []) waiter.reject(error);
+      throw error;
+    }
+    for (const waiter of settling?.waiting ?? []) waiter.resolve();
+    const [blocked, rm, rd, tm, td, krm, krd] = answer;
     return {
       blocked: (blocked || null) as LimitName | null,
       usage: {
@@ -107,7 +150,10 @@ export class RedisCounters implements CounterStore {
   }
 
   async peek(subject: string, keyId: string | undefined, windows: Windows): Promise<Usage> {
+    // Pending settlements go first: one connection runs commands in the order they were sent.
+    const sent = this.sendPending();
     const [rm, rd, tm, td, krm, krd] = (await this.redis.mget(...keysFor(subject, windows, keyId ?? "-"))).map(Number);
+    await sent;
     return {
       requestsMinute: rm ?? 0,
       requestsDay: rd ?? 0,
@@ -118,10 +164,39 @@ export class RedisCounters implements CounterStore {
     };
   }
 
-  async adjustTokens(subject: string, windows: Windows, delta: number) {
-    if (delta === 0) return;
-    const [, , tokMinute, tokDay] = keysFor(subject, windows);
-    await (this.redis as unknown as Scripts).perpetualAdjust(tokMinute!, tokDay!, delta);
+  adjustTokens(subject: string, windows: Windows, delta: number): Promise<void> {
+    if (delta === 0) return Promise.resolve();
+    const id = settlementId(subject, windows);
+    let settlement = this.pending.get(id);
+    if (!settlement) {
+      settlement = { subject, windows, delta: 0, waiting: [] };
+      this.pending.set(id, settlement);
+    }
+    settlement.delta += delta;
+    this.sendTimer ??= setTimeout(() => void this.sendPending(), SETTLEMENT_WAIT_MS).unref();
+    const waiting = settlement.waiting;
+    return new Promise((resolve, reject) => waiting.push({ resolve, reject }));
+  }
+
+  /** Sends every pending settlement on its own (each user's in one script call). */
+  private async sendPending(): Promise<void> {
+    clearTimeout(this.sendTimer);
+    this.sendTimer = undefined;
+    if (this.pending.size === 0) return;
+    const settlements = [...this.pending.values()];
+    this.pending.clear();
+    const scripts = this.redis as unknown as Scripts;
+    await Promise.all(
+      settlements.map(async ({ subject, windows, delta, waiting }) => {
+        const [, , tokensMinute, tokensDay] = keysFor(subject, windows);
+        try {
+          if (delta !== 0) await scripts.perpetualAdjust(tokensMinute!, tokensDay!, delta);
+          for (const waiter of waiting) waiter.resolve();
+        } catch (error) {
+          for (const waiter of waiting) waiter.reject(error);
+        }
+      }),
+    );
   }
 
   async ready(timeoutMs: number): Promise<void> {
@@ -137,6 +212,7 @@ export class RedisCounters implements CounterStore {
   }
 
   async close() {
+    await this.sendPending();
     this.redis.disconnect();
   }
 }

@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
 import { type CounterStore, InProcessCounters, RateLimiter, RedisCounters } from "../../src/limits";
 import { testConfig } from "../helpers/app";
+import { eventually } from "../helpers/eventually";
 import { captureLogger } from "../helpers/logs";
 
 function testRedisUrl(): string {
@@ -96,6 +97,24 @@ describe.each(STORES)("The rate-limit contract, counters %s", (_name, openStore)
   });
 });
 
+/** The rate-limit scripts Redis runs on one user's counters, as Redis's MONITOR reports them. */
+async function commandsAbout(userId: string) {
+  const client = new Redis(testRedisUrl());
+  const monitor = await client.monitor();
+  const commands: string[] = [];
+  monitor.on("monitor", (_time: string, args: string[]) => {
+    if (!/^evalsha$|^eval$/i.test(args[0] ?? "") || !args.some((a) => a.includes(userId))) return;
+    commands.push(args[2] === "6" ? "take" : "settle");
+  });
+  return {
+    commands,
+    stop: () => {
+      monitor.disconnect();
+      client.disconnect();
+    },
+  };
+}
+
 describe("Redis counters", () => {
   test("When a window key has expired before its reservation settles, then settling does not recreate it without a TTL", async () => {
     const store = new RedisCounters(testRedisUrl(), () => {});
@@ -116,6 +135,75 @@ describe("Redis counters", () => {
     } finally {
       redis.disconnect();
       await store.close();
+    }
+  });
+
+  test("When a busy user's requests settle, then each settlement rides on the user's next check: one script call per request", async () => {
+    const store = new RedisCounters(testRedisUrl(), () => {});
+    const redis = new Redis(testRedisUrl());
+    await store.ready(3_000);
+    const userId = randomUUID();
+    const sent = await commandsAbout(userId);
+    try {
+      const windows = { minute: Math.floor(NOON / MINUTE), day: Math.floor(NOON / 86_400_000) };
+      const limits = { requestsPerMinute: 100, requestsPerDay: 1_000, tokensPerMinute: 10_000, tokensPerDay: 100_000 };
+      const settled: Array<Promise<void>> = [];
+      for (let i = 0; i < 5; i++) {
+        const { usage } = await store.take(userId, limits, 100, windows);
+        // Each check sees the settlements before it: 100 reserved now, 40 used by each earlier request.
+        expect(usage.tokensMinute).toBe(40 * i + 100);
+        settled.push(store.adjustTokens(userId, windows, 40 - 100));
+      }
+      await store.take(userId, limits, 100, windows);
+      await Promise.all(settled);
+      // Six checks, each one script call; no settlement of its own.
+      await eventually(() => sent.commands.length >= 6);
+      expect(sent.commands).toEqual(Array(6).fill("take"));
+      expect(Number(await redis.get(`rl:{${userId}}:tm:${windows.minute}`))).toBe(5 * 40 + 100);
+      expect(Number(await redis.get(`rl:{${userId}}:td:${windows.day}`))).toBe(5 * 40 + 100);
+    } finally {
+      redis.disconnect();
+      await store.close();
+      sent.stop();
+    }
+  });
+
+  test("When a user sends nothing after their settlements, then they reach the other replicas on their own, summed in one call", async () => {
+    const store = new RedisCounters(testRedisUrl(), () => {});
+    const otherReplica = new RedisCounters(testRedisUrl(), () => {});
+    await Promise.all([store.ready(3_000), otherReplica.ready(3_000)]);
+    const userId = randomUUID();
+    const sent = await commandsAbout(userId);
+    try {
+      const windows = { minute: Math.floor(NOON / MINUTE), day: Math.floor(NOON / 86_400_000) };
+      const limits = { requestsPerMinute: 100, requestsPerDay: 1_000, tokensPerMinute: 10_000, tokensPerDay: 100_000 };
+      for (let i = 0; i < 3; i++) await store.take(userId, limits, 100, windows);
+      await Promise.all([0, 1, 2].map(() => store.adjustTokens(userId, windows, 20 - 100)));
+      await eventually(() => sent.commands.length >= 4);
+      expect(sent.commands).toEqual(["take", "take", "take", "settle"]);
+      const seen = await otherReplica.peek(userId, undefined, windows);
+      expect([seen.tokensMinute, seen.tokensDay]).toEqual([60, 60]);
+    } finally {
+      await Promise.all([store.close(), otherReplica.close()]);
+      sent.stop();
+    }
+  });
+
+  test("When a replica closes with settlements pending, then it sends them before disconnecting", async () => {
+    const store = new RedisCounters(testRedisUrl(), () => {});
+    const redis = new Redis(testRedisUrl());
+    await store.ready(3_000);
+    try {
+      const userId = randomUUID();
+      const windows = { minute: Math.floor(NOON / MINUTE), day: Math.floor(NOON / 86_400_000) };
+      const limits = { requestsPerMinute: 100, requestsPerDay: 1_000, tokensPerMinute: 10_000, tokensPerDay: 100_000 };
+      await store.take(userId, limits, 100, windows);
+      const settled = store.adjustTokens(userId, windows, 250);
+      await store.close();
+      await settled;
+      expect(Number(await redis.get(`rl:{${userId}}:tm:${windows.minute}`))).toBe(350);
+    } finally {
+      redis.disconnect();
     }
   });
 
