@@ -417,9 +417,24 @@ async function pacedLoad(url: string, headers: Record<string, string>, body: str
 }
 const ratio = (a: number, b: number) => Math.round((a / b) * 1000) / 1000;
 
-/** A 9 MB memory-on chat request, with /health asked every 10 ms meanwhile: the slowest /health answer. */
+/**
+ * A 9 MB memory-on chat request, three times, with /health asked every 10 ms meanwhile: the slowest /health answer.
+ * The body is serialized before the probes start, so they time the server, not this process's own JSON.stringify.
+ */
 async function healthDuringHugeRequest(url: string, headers: Record<string, string>, health: string) {
   const content = "lorem ipsum dolor sit amet ".repeat(350_000); // ≈ 9.4 MB
+  const requestBody = Buffer.from(JSON.stringify({ model: "gpt-4o", messages: [{ role: "user", content }] }));
+  const tries = [];
+  for (let i = 0; i < 3; i++) tries.push(await probedRequest(url, headers, requestBody, health));
+  return {
+    status: Math.max(...tries.map((t) => t.status)),
+    request_ms: Math.max(...tries.map((t) => t.requestMs)),
+    health_probes: tries.reduce((n, t) => n + t.probes, 0),
+    slowest_health_ms: round(Math.max(...tries.map((t) => t.slowestHealthMs))),
+  };
+}
+
+async function probedRequest(url: string, headers: Record<string, string>, requestBody: Buffer, health: string) {
   let done = false;
   let slowestHealthMs = 0;
   let probes = 0;
@@ -436,19 +451,14 @@ async function healthDuringHugeRequest(url: string, headers: Record<string, stri
   const res = await fetch(url, {
     method: "POST",
     headers: { ...headers, "content-type": "application/json" },
-    body: JSON.stringify({ model: "gpt-4o", messages: [{ role: "user", content }] }),
+    body: requestBody,
   });
   await res.arrayBuffer();
-  const requestMs = performance.now() - started;
+  const requestMs = Math.round(performance.now() - started);
   await sleep(1_000); // the write-back of the exchange happens after the answer
   done = true;
   await probe;
-  return {
-    status: res.status,
-    request_ms: Math.round(requestMs),
-    health_probes: probes,
-    slowest_health_ms: round(slowestHealthMs),
-  };
+  return { status: res.status, requestMs, probes, slowestHealthMs };
 }
 
 main().catch((error) => {
