@@ -45,4 +45,4 @@ HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
 # SHUTDOWN_TIMEOUT_SECONDS, flushes usage and exits.
 STOPSIGNAL SIGTERM
 # The V8 flags are scripts/node-runtime.js SERVER_NODE_FLAGS (a test keeps them equal).
-ENTRYPOINT ["node", "--max-semi-space-size=16", "--expose-gc", "dist/main.js"]
+ENTRYPOINT ["node", "--max-semi-space-size=16", "--heap-growing-percent=100", "--expose-gc", "dist/main.js"]
