@@ -116,14 +116,15 @@ async function commandsAbout(userId: string) {
 }
 
 describe("Redis counters", () => {
+  const windows = { minute: Math.floor(NOON / MINUTE), day: Math.floor(NOON / 86_400_000) };
+  const limits = { requestsPerMinute: 100, requestsPerDay: 1_000, tokensPerMinute: 10_000, tokensPerDay: 100_000 };
+
   test("When a window key has expired before its reservation settles, then settling does not recreate it without a TTL", async () => {
     const store = new RedisCounters(testRedisUrl(), () => {});
     const redis = new Redis(testRedisUrl());
     await store.ready(3_000);
     try {
       const userId = randomUUID();
-      const windows = { minute: Math.floor(NOON / MINUTE), day: Math.floor(NOON / 86_400_000) };
-      const limits = { requestsPerMinute: 10, requestsPerDay: 100, tokensPerMinute: 1_000, tokensPerDay: 10_000 };
       await store.take(userId, limits, 50, windows);
       const minuteKey = `rl:{${userId}}:tm:${windows.minute}`;
       const dayKey = `rl:{${userId}}:td:${windows.day}`;
@@ -145,8 +146,6 @@ describe("Redis counters", () => {
     const userId = randomUUID();
     const sent = await commandsAbout(userId);
     try {
-      const windows = { minute: Math.floor(NOON / MINUTE), day: Math.floor(NOON / 86_400_000) };
-      const limits = { requestsPerMinute: 100, requestsPerDay: 1_000, tokensPerMinute: 10_000, tokensPerDay: 100_000 };
       const settled: Array<Promise<void>> = [];
       for (let i = 0; i < 5; i++) {
         const { usage } = await store.take(userId, limits, 100, windows);
@@ -175,8 +174,6 @@ describe("Redis counters", () => {
     const userId = randomUUID();
     const sent = await commandsAbout(userId);
     try {
-      const windows = { minute: Math.floor(NOON / MINUTE), day: Math.floor(NOON / 86_400_000) };
-      const limits = { requestsPerMinute: 100, requestsPerDay: 1_000, tokensPerMinute: 10_000, tokensPerDay: 100_000 };
       for (let i = 0; i < 3; i++) await store.take(userId, limits, 100, windows);
       await Promise.all([0, 1, 2].map(() => store.adjustTokens(userId, windows, 20 - 100)));
       await eventually(() => sent.commands.length >= 4);
@@ -195,8 +192,6 @@ describe("Redis counters", () => {
     await store.ready(3_000);
     try {
       const userId = randomUUID();
-      const windows = { minute: Math.floor(NOON / MINUTE), day: Math.floor(NOON / 86_400_000) };
-      const limits = { requestsPerMinute: 100, requestsPerDay: 1_000, tokensPerMinute: 10_000, tokensPerDay: 100_000 };
       await store.take(userId, limits, 100, windows);
       const settled = store.adjustTokens(userId, windows, 250);
       await store.close();
