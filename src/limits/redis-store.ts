@@ -61,7 +61,7 @@ const keysFor = (subject: string, w: Windows, keyId = "-") => [
 ];
 
 /** How long a settlement may wait to ride on its user's next check before it is sent on its own. */
-export const SETTLEMENT_WAIT_MS = 50;
+const SETTLEMENT_WAIT_MS = 50;
 
 /** Token settlements of one user in one pair of windows, summed until they are sent. */
 interface PendingSettlement {
