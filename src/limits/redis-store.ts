@@ -68,7 +68,20 @@ interface PendingSettlement {
   subject: string;
   windows: Windows;
   delta: number;
-  waiting: Array<{ resolve: () => void; reject: (error: unknown) => void }>;
+  /** What every settlement in the sum waits on: the call that carries it. */
+  sent: Promise<void>;
+  resolve: () => void;
+  reject: (error: unknown) => void;
+}
+
+function pendingSettlement(subject: string, windows: Windows): PendingSettlement {
+  let resolve!: () => void;
+  let reject!: (error: unknown) => void;
+  const sent = new Promise<void>((ok, fail) => {
+    resolve = ok;
+    reject = fail;
+  });
+  return { subject, windows, delta: 0, sent, resolve, reject };
 }
 
 const settlementId = (subject: string, w: Windows) => `${subject}|${w.minute}|${w.day}`;
@@ -115,9 +128,8 @@ export class RedisCounters implements CounterStore {
     const id = settlementId(subject, windows);
     const settling = this.pending.get(id);
     this.pending.delete(id);
-    let answer: Awaited<ReturnType<Scripts["perpetualTake"]>>;
-    try {
-      answer = await scripts.perpetualTake(
+    const [blocked, rm, rd, tm, td, krm, krd] = await scripts
+      .perpetualTake(
         ...keysFor(subject, windows, key?.id),
         limits.requestsPerMinute,
         limits.requestsPerDay,
@@ -129,13 +141,12 @@ export class RedisCounters implements CounterStore {
         key?.requestsPerMinute ?? -1,
         key?.requestsPerDay ?? -1,
         settling?.delta ?? 0,
-      );
-    } catch (error) {
-      for (const waiter of settling?.waiting ?? []) waiter.reject(error);
-      throw error;
-    }
-    for (const waiter of settling?.waiting ?? []) waiter.resolve();
-    const [blocked, rm, rd, tm, td, krm, krd] = answer;
+      )
+      .catch((error: unknown) => {
+        settling?.reject(error);
+        throw error;
+      });
+    settling?.resolve();
     return {
       blocked: (blocked || null) as LimitName | null,
       usage: {
@@ -169,13 +180,12 @@ export class RedisCounters implements CounterStore {
     const id = settlementId(subject, windows);
     let settlement = this.pending.get(id);
     if (!settlement) {
-      settlement = { subject, windows, delta: 0, waiting: [] };
+      settlement = pendingSettlement(subject, windows);
       this.pending.set(id, settlement);
     }
     settlement.delta += delta;
     this.sendTimer ??= setTimeout(() => void this.sendPending(), SETTLEMENT_WAIT_MS).unref();
-    const waiting = settlement.waiting;
-    return new Promise((resolve, reject) => waiting.push({ resolve, reject }));
+    return settlement.sent;
   }
 
   /** Sends every pending settlement on its own (each user's in one script call). */
@@ -187,14 +197,10 @@ export class RedisCounters implements CounterStore {
     this.pending.clear();
     const scripts = this.redis as unknown as Scripts;
     await Promise.all(
-      settlements.map(async ({ subject, windows, delta, waiting }) => {
+      settlements.map(({ subject, windows, delta, resolve, reject }) => {
         const [, , tokensMinute, tokensDay] = keysFor(subject, windows);
-        try {
-          if (delta !== 0) await scripts.perpetualAdjust(tokensMinute!, tokensDay!, delta);
-          for (const waiter of waiting) waiter.resolve();
-        } catch (error) {
-          for (const waiter of waiting) waiter.reject(error);
-        }
+        const applied = delta === 0 ? Promise.resolve() : scripts.perpetualAdjust(tokensMinute!, tokensDay!, delta);
+        return applied.then(resolve, reject);
       }),
     );
   }
