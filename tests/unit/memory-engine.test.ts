@@ -102,7 +102,7 @@ describe("Embedded engine: the user index", () => {
     expect(index.neighbours(memories[45]!.id).map((m) => m.text)).toEqual([memories[40]!.text, memories[50]!.text]);
   });
 
-  test("When conversations interleave and memories are written, replaced, deleted and reclaimed, then each memory's neighbours are the nearest live turns of its own conversation in write order", () => {
+  test("When conversations interleave and memories are written, replaced, deleted and reclaimed, then each memory's neighbours are the nearest live turns of its own conversation in write order, and each conversation lists its live memories", () => {
     let seed = 7;
     const random = (n: number) => {
       seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
@@ -129,6 +129,12 @@ describe("Embedded engine: the user index", () => {
         const at = same.indexOf(memory);
         const expected = [same[at - 1], same[at + 1]].filter((m) => m !== undefined).map((m) => m.text);
         expect(index.neighbours(memory.id).map((m) => m.text)).toEqual(expected);
+      }
+      // A conversation's memories are read along the same links.
+      for (const conversationId of ["c0", "c1", "c2"]) {
+        const listed = index.list({ conversationId, limit: 1_000 }).data.map((m) => m.id);
+        const live = written.filter((m) => m.conversationId === conversationId).map((m) => m.id);
+        expect(listed.sort()).toEqual(live.sort());
       }
     }
   });

@@ -188,9 +188,7 @@ export class UserIndex {
 
   /** The live slots of the same conversation written just before and just after this one. */
   private neighbourSlots(slot: number): number[] {
-    const previous = this.previousInConversation[slot]!;
-    const next = this.nextInConversation[slot]!;
-    return previous < 0 ? (next < 0 ? [] : [next]) : next < 0 ? [previous] : [previous, next];
+    return [this.previousInConversation[slot]!, this.nextInConversation[slot]!].filter((other) => other >= 0);
   }
 
   list({ conversationId, limit, after }: { conversationId?: string; limit: number; after?: string }): MemoryPage {
@@ -451,11 +449,16 @@ export class UserIndex {
   }
 
   /** The live slots, or those of one conversation (a conversation-scoped search scans only these). */
+  /** Live slots in write order: the user's, or one conversation's (walked along its list: its size, not the user's). */
   private liveSlots(conversation = -1): number[] {
     const out: number[] = [];
-    for (let slot = 0; slot < this.slots; slot++) {
-      if (this.alive[slot] === 1 && (conversation < 0 || this.conversationOf[slot] === conversation)) out.push(slot);
+    if (conversation >= 0) {
+      for (let slot = this.lastOfConversation[conversation]!; slot >= 0; slot = this.previousInConversation[slot]!) {
+        out.push(slot);
+      }
+      return out.reverse();
     }
+    for (let slot = 0; slot < this.slots; slot++) if (this.alive[slot] === 1) out.push(slot);
     return out;
   }
 
