@@ -154,10 +154,10 @@ export class UserIndex {
       if (known === undefined) return [];
       conversation = known;
     }
-    const dense =
-      conversation < 0 ? this.denseTop(query.dense) : this.denseTopOf(query.dense, this.liveSlots(conversation));
+    const own = conversation < 0 ? undefined : this.liveSlots(conversation);
+    const dense = own ? this.denseTopOf(query.dense, own) : this.denseTop(query.dense);
     const terms = new QueryTerms(query.sparse, query.focus ?? query.sparse);
-    const { ranking, coverWeight, mass } = this.lexical(terms, conversation);
+    const { ranking, coverWeight, mass } = this.lexical(terms, conversation, own);
     const dims = this.dimensions;
     // Evidence first, the memories themselves (read from the log) only for what is returned.
     const scored = [...fuseRankings(dense, ranking)]
@@ -448,7 +448,6 @@ export class UserIndex {
     return undefined;
   }
 
-  /** The live slots, or those of one conversation (a conversation-scoped search scans only these). */
   /** Live slots in write order: the user's, or one conversation's (walked along its list: its size, not the user's). */
   private liveSlots(conversation = -1): number[] {
     const out: number[] = [];
@@ -465,9 +464,10 @@ export class UserIndex {
   /**
    * BM25 over the user's memories (IDF from their own document frequencies), and each query term's weight in the
    * coverage evidence (`coverWeight`, summing to `mass`; see queryCoverage). Small users' stored terms are scanned;
-   * large users' posting lists are walked.
+   * large users' posting lists are walked, except for a conversation-scoped search, which scans that conversation's
+   * stored terms (the posting lists only give the frequencies): its cost follows the conversation, not the user.
    */
-  private lexical(terms: QueryTerms, conversation: number) {
+  private lexical(terms: QueryTerms, conversation: number, conversationSlots?: readonly number[]) {
     if (this.scores.length < this.slots) this.scores = new Float64Array(this.slots + (this.slots >> 2));
     const { scores } = this;
     const count = terms.ids.length;
@@ -476,7 +476,8 @@ export class UserIndex {
     lists?.forEach((list, i) => {
       frequency[i] = list?.live ?? 0;
     });
-    const matches = lists ? undefined : this.scanTerms(terms, frequency);
+    const own = lists ? conversationSlots : undefined;
+    const matches = lists && !own ? undefined : this.scanTerms(terms, own, lists ? undefined : frequency);
     const rankWeight = new Float64Array(count);
     const coverWeight = new Float64Array(count);
     let mass = 0;
@@ -486,11 +487,11 @@ export class UserIndex {
       coverWeight[i] = coverageIdf(this.live, frequency[i]!) * terms.focus[i]!;
       mass += coverWeight[i]!;
     }
-    if (lists) {
+    if (!matches) {
       // The hot loop at 100k memories (posting lists of common words run to tens of thousands): kept flat, one
       // accumulator; the coverage evidence is computed afterwards for the few candidates that are returned.
       for (let i = 0; i < count; i++) {
-        const list: Postings | undefined = lists[i];
+        const list: Postings | undefined = lists![i];
         const rank = rankWeight[i]!;
         if (!list || list.live === 0 || rank === 0) continue;
         const slots: Int32Array = list.slots;
@@ -498,12 +499,20 @@ export class UserIndex {
         for (let j = 0, length = list.length; j < length; j++) scores[slots[j]!]! += rank * weights[j]!;
       }
     } else {
-      for (let k = 0; k < matches!.length; k += 3)
-        scores[matches![k]!]! += rankWeight[matches![k + 1]!]! * matches![k + 2]!;
+      for (let k = 0; k < matches.length; k += 3)
+        scores[matches[k]!]! += rankWeight[matches[k + 1]!]! * matches[k + 2]!;
     }
     // One sequential pass picks the best and zeroes the accumulator for the next search: cheaper than keeping a list
     // of the touched slots (tens of thousands at 100k memories) and visiting them twice at random.
     const top = new TopK(PREFETCH_LIMIT);
+    if (own) {
+      for (const slot of own) {
+        if (scores[slot] === 0) continue;
+        top.offer(slot, scores[slot]!);
+        scores[slot] = 0;
+      }
+      return { ranking: top.slotsBestFirst(), coverWeight, mass };
+    }
     const { alive, conversationOf } = this;
     for (let slot = 0; slot < this.slots; slot++) {
       const score = scores[slot]!;
@@ -524,16 +533,20 @@ export class UserIndex {
     return sum;
   }
 
-  /** Scans the live slots' terms for the query's: (slot, term position, weight) triples, and frequencies. */
-  private scanTerms(terms: QueryTerms, frequency: Float64Array): number[] {
+  /**
+   * Scans stored terms for the query's: (slot, term position, weight) triples, from the given live slots or else all
+   * of them, counting each term's document frequency into `frequency` when given.
+   */
+  private scanTerms(terms: QueryTerms, slots: readonly number[] | undefined, frequency?: Float64Array): number[] {
     const matches: number[] = [];
     const { termIds, termWeights, termStart, alive } = this;
-    for (let slot = 0; slot < this.slots; slot++) {
-      if (alive[slot] !== 1) continue;
+    for (let k = 0, n = slots ? slots.length : this.slots; k < n; k++) {
+      const slot = slots ? slots[k]! : k;
+      if (!slots && alive[slot] !== 1) continue;
       for (let j = termStart[slot]!, end = termStart[slot + 1]!; j < end; j++) {
         const i = terms.indexOf(termIds[j]!);
         if (i < 0) continue;
-        frequency[i]!++;
+        if (frequency) frequency[i]!++;
         matches.push(slot, i, termWeights[j]!);
       }
     }
