@@ -190,7 +190,7 @@ export const envSchema = z.object({
     z.enum(["user", "conversation"], { message: 'must be "user" or "conversation"' }).default("user"),
   ),
   MEMORY_TOKEN_BUDGET: integer(1000, 50, 32_000),
-  MEMORY_MIN_RELEVANCE: decimal(1.1, 0, 2),
+  MEMORY_MIN_RELEVANCE: decimal(1.75, 0, 3),
   MEMORY_RECALL_TIMEOUT_MS: integer(300, 10, 10_000),
   MEMORY_CHUNK_TOKENS: integer(200, 20, 2_000),
   EMBEDDING_PROVIDER: z.preprocess(

@@ -6,7 +6,7 @@ import type { Metrics } from "../metrics";
 import { EmbeddedMemoryStore } from "./embedded-store";
 import { OpenAiCompatibleEmbedder } from "./embedders/openai-compatible";
 import type { Embedder } from "./embedders/types";
-import { WordVectorEmbedder } from "./embedders/word-vectors";
+import { WordVectorEmbedder, wordVectors } from "./embedders/word-vectors";
 import { QdrantMemoryStore } from "./qdrant-store";
 import { MemoryService } from "./service";
 import type { MemoryStore } from "./store";
@@ -49,6 +49,9 @@ export function createMemory(
   clock: Clock,
 ): MemoryService {
   const embedder = createEmbedder(config);
+  // Recall's related-word coverage reads the built-in word vectors whatever the embedder: loaded now, not by the
+  // first recall (reading them holds the event loop for ~100 ms).
+  wordVectors();
   const store = createMemoryStore(config, collectionName(config, embedder), embedder.dimensions);
   return new MemoryService({
     store,

@@ -8,7 +8,7 @@ import type { Logger } from "../log";
 import type { Metrics } from "../metrics";
 import type { Embedder } from "./embedders/types";
 import { MemoryOutbox, memoryId } from "./outbox";
-import { type ChatTurn, candidateFloor, memoryMessage, recallQuery, selectMemories } from "./recall";
+import { type ChatTurn, memoryMessage, recallQuery, searchFloor, searchGate, selectMemories } from "./recall";
 import { bm25Query } from "./sparse";
 import type { MemoryDeletion, MemoryPage, MemoryStore, ScoredMemory } from "./store";
 
@@ -286,8 +286,8 @@ export class MemoryService {
       {
         focus: query.focus,
         limit: CANDIDATES,
-        minRelevance: candidateFloor(minRelevance),
-        contextFrom: minRelevance,
+        minRelevance: searchFloor(minRelevance),
+        contextFrom: searchGate(minRelevance),
         ...(conversationId !== undefined && { conversationId }),
       },
       signal,

@@ -2,7 +2,9 @@ import { loadConfig } from "../../src/config";
 import { ApiError } from "../../src/errors";
 import { KERNELS_WASM } from "../../src/memory/embedded/kernels-wasm";
 import { SignCodes } from "../../src/memory/embedded/sign-codes";
-import { memoryMessage, recallQuery, selectMemories } from "../../src/memory/recall";
+import { wordVectors } from "../../src/memory/embedders/word-vectors";
+import { memoryMessage, recallQuery, searchFloor, searchGate, selectMemories } from "../../src/memory/recall";
+import { relatedCoverage } from "../../src/memory/related-words";
 import { memoryControls } from "../../src/memory/service";
 import { contextHits, type Memory, type ScoredMemory, withNeighbours } from "../../src/memory/store";
 import { approximateTokens } from "../../src/memory/text";
@@ -85,6 +87,24 @@ describe("Recall selection", () => {
     expect(pick([], [], 1_000, now)).toEqual({ chosen: [], tokens: 0, irrelevant: false });
     // The gate is the configured one: 0 lets everything through.
     expect(selectMemories(candidates, [], { budgetTokens: 1_000, minRelevance: 0, now }).chosen).toHaveLength(2);
+  });
+
+  test("When a memory says the question in other words, then its related-word coverage lifts it over the gate; an unrelated one stays out", () => {
+    // The same weak search evidence for both: neither shares a word with the question.
+    const weak = { lexical: 0, dense: 0.6 };
+    const candidates = [
+      scored("Her dog and her cat sleep all day", 0.5, at(3), "c1", weak),
+      scored("The bond market rallied after the announcement", 0.5, at(4), "c2", weak),
+    ];
+    const sent = [{ role: "user", content: "Which pets does she have?" }];
+    const gate = 1.1;
+    const { chosen } = selectMemories(candidates, sent, { budgetTokens: 1_000, minRelevance: gate, now });
+    expect(chosen.map((m) => m.text)).toEqual(["Her dog and her cat sleep all day"]);
+    // Without the question's words to relate to, the same search evidence does not clear the gate.
+    expect(selectMemories(candidates, [], { budgetTokens: 1_000, minRelevance: gate, now }).irrelevant).toBe(true);
+    // What the store is asked for bounds what related words can add (at most 1), so none of these is cut there.
+    expect(searchFloor(gate)).toBeLessThanOrEqual(weak.lexical + weak.dense);
+    expect(searchGate(gate)).toBeCloseTo(gate - 1);
   });
 
   test("When the query clears the gate, then only memories near the gate join the fill, and the budget is a ceiling", () => {
@@ -238,5 +258,64 @@ describe("Binary codes for large users", () => {
   test("When the kernels are compiled from kernels.wat, then they are the bytes the store loads", async () => {
     const { compileKernels } = require("../../scripts/build-kernels") as { compileKernels(): Promise<string> };
     expect(await compileKernels()).toBe(KERNELS_WASM);
+  });
+});
+
+describe("Related-word coverage", () => {
+  test("When a text holds the question's words, says them in other words, or neither, then it covers all, part or none of it", () => {
+    const [same, related, unrelated, empty] = relatedCoverage("Which pets does she have?", [
+      "She has two pets at home.",
+      "Her dog and her cat sleep all day.",
+      "The bond market rallied after the announcement.",
+      "",
+    ]);
+    expect(same).toBeCloseTo(1, 3);
+    expect(related).toBeGreaterThan(0.3);
+    expect(related).toBeLessThan(1);
+    expect(unrelated).toBe(0);
+    expect(empty).toBe(0);
+  });
+
+  test("When texts share words, then each coverage is what the word vectors' cosines say (the WebAssembly kernel checked against a plain sum)", () => {
+    const vectors = wordVectors();
+    const rowOf = (word: string) => vectors.index.get(word)!;
+    const cosine = (a: number, b: number) => {
+      let dot = 0;
+      for (let d = 0; d < vectors.dimensions; d++) {
+        dot += vectors.vectors[a * vectors.dimensions + d]! * vectors.vectors[b * vectors.dimensions + d]!;
+      }
+      return Math.min(1, dot / (vectors.scale * vectors.scale));
+    };
+    const query = "garden tomatoes harvest";
+    const texts = [
+      "We picked tomatoes and peppers from the garden",
+      "The harvest festival had pumpkins",
+      "My sister repairs old bicycles",
+      "tomatoes tomatoes tomatoes",
+    ];
+    const queryWords = ["garden", "tomatoes", "harvest"];
+    const mass = queryWords.reduce((sum, w) => sum + vectors.weights[rowOf(w)]!, 0);
+    const expected = texts.map((text) => {
+      const own = text
+        .toLowerCase()
+        .split(" ")
+        .filter((w) => vectors.index.has(w) && !["we", "and", "the", "from", "had", "my"].includes(w));
+      let covered = 0;
+      for (const q of queryWords) {
+        const best = Math.max(0, ...own.map((w) => cosine(rowOf(q), rowOf(w))));
+        if (best >= 0.3) covered += vectors.weights[rowOf(q)]! * best;
+      }
+      return covered / mass;
+    });
+    const got = relatedCoverage(query, texts);
+    got.forEach((value, i) => {
+      expect(value).toBeCloseTo(expected[i]!, 6);
+    });
+    expect(got[0]).toBeGreaterThan(got[2]!);
+  });
+
+  test("When the question has only stop words or words outside the vocabulary, then nothing is covered", () => {
+    expect(relatedCoverage("what was it?", ["it was what it was"])).toEqual([0]);
+    expect(relatedCoverage("zqxjv blorptang", ["zqxjv blorptang"])).toEqual([0]);
   });
 });

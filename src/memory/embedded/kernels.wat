@@ -1,6 +1,7 @@
-;; The embedded store's scan kernels, in WebAssembly with 128-bit SIMD: the two loops of a large user's dense
-;; search (src/memory/embedded/sign-codes.ts). Compiled by `npm run build:kernels` into kernels-wasm.ts; a unit test
-;; keeps the two equal. All offsets are byte offsets into the module's memory, 16-byte aligned.
+;; The memory engine's kernels, in WebAssembly with 128-bit SIMD: the two loops of a large user's dense search
+;; (src/memory/embedded/sign-codes.ts) and recall's related-word cosines (src/memory/related-words.ts). Compiled by
+;; `npm run build:kernels` into kernels-wasm.ts; a unit test keeps the two equal. All offsets are byte offsets into
+;; the module's memory, 16-byte aligned.
 (module
   (memory (export "memory") 1)
 
@@ -101,4 +102,41 @@
             (i32.add (i32x4.extract_lane 0 (local.get $acc)) (i32x4.extract_lane 1 (local.get $acc)))
             (i32.add (i32x4.extract_lane 2 (local.get $acc)) (i32x4.extract_lane 3 (local.get $acc)))))
         (local.set $i (i32.add (local.get $i) (i32.const 1)))
-        (br $each)))))
+        (br $each))))
+
+  ;; Dot products of `count` int16 rows (`width` bytes apart, a multiple of 16, from `rows`) with `queries` int16
+  ;; query rows (the same width, from `query`): i32 per (row, query) pair, row by row into `out`. For unit vectors
+  ;; scaled to at most 32,767 every partial sum stays within 32 bits (Cauchy–Schwarz bounds it by 32,767²).
+  ;; Related-word coverage (src/memory/related-words.ts) over the built-in word vectors.
+  (func (export "dots16")
+    (param $rows i32) (param $count i32) (param $width i32) (param $query i32) (param $queries i32) (param $out i32)
+    (local $i i32) (local $j i32) (local $k i32) (local $row i32) (local $q i32) (local $acc v128)
+    (block $done
+      (loop $each_row
+        (br_if $done (i32.ge_u (local.get $i) (local.get $count)))
+        (local.set $row (i32.add (local.get $rows) (i32.mul (local.get $i) (local.get $width))))
+        (local.set $q (local.get $query))
+        (local.set $j (i32.const 0))
+        (block $row_done
+          (loop $each_query
+            (br_if $row_done (i32.ge_u (local.get $j) (local.get $queries)))
+            (local.set $acc (v128.const i64x2 0 0))
+            (local.set $k (i32.const 0))
+            (loop $chunks
+              (local.set $acc
+                (i32x4.add (local.get $acc)
+                  (i32x4.dot_i16x8_s
+                    (v128.load (i32.add (local.get $row) (local.get $k)))
+                    (v128.load (i32.add (local.get $q) (local.get $k))))))
+              (local.set $k (i32.add (local.get $k) (i32.const 16)))
+              (br_if $chunks (i32.lt_u (local.get $k) (local.get $width))))
+            (i32.store (local.get $out)
+              (i32.add
+                (i32.add (i32x4.extract_lane 0 (local.get $acc)) (i32x4.extract_lane 1 (local.get $acc)))
+                (i32.add (i32x4.extract_lane 2 (local.get $acc)) (i32x4.extract_lane 3 (local.get $acc)))))
+            (local.set $out (i32.add (local.get $out) (i32.const 4)))
+            (local.set $q (i32.add (local.get $q) (local.get $width)))
+            (local.set $j (i32.add (local.get $j) (i32.const 1)))
+            (br $each_query)))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $each_row)))))

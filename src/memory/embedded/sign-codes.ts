@@ -1,36 +1,8 @@
-import { KERNELS_WASM } from "./kernels-wasm";
+import { instantiateKernels, type Kernels, reserve } from "./kernels";
 import { TopK } from "./top-k";
-
-/** The part of the WebAssembly API used here (Node's global; TypeScript declares it only with the DOM library). */
-interface WebAssemblyApi {
-  Module: new (bytes: Uint8Array) => object;
-  Instance: new (module: object) => { exports: unknown };
-}
-const { Module, Instance } = (globalThis as unknown as { WebAssembly: WebAssemblyApi }).WebAssembly;
-
-/** The scan kernels (kernels.wat), compiled once per thread; each SignCodes has its own instance and memory. */
-const KERNELS = new Module(Buffer.from(KERNELS_WASM, "base64"));
-const instantiate = () => new Instance(KERNELS).exports as Kernels;
-
-interface Kernels {
-  memory: { buffer: ArrayBuffer; grow(pages: number): number };
-  hamming(
-    codes: number,
-    count: number,
-    stride: number,
-    query: number,
-    alive: number,
-    dead: number,
-    out: number,
-    histogram: number,
-  ): void;
-  select(distances: number, count: number, cutoff: number, atCutoff: number, out: number): number;
-  dots(vectors: number, width: number, slots: number, count: number, query: number, out: number): void;
-}
 
 /** Query components are scaled to int16 within ±QUERY_SCALE for the dot kernel (see kernels.wat on overflow). */
 const QUERY_SCALE = 8_191;
-const PAGE = 65_536;
 const align16 = (bytes: number) => Math.ceil(bytes / 16) * 16;
 
 /**
@@ -66,7 +38,7 @@ export class SignCodes {
     this.chunks = Math.ceil(dimensions / 128);
     this.width = align16(dimensions);
     this.mean = new Float32Array(dimensions);
-    this.kernels = instantiate();
+    this.kernels = instantiateKernels();
   }
 
   /** Takes the mean of the live vectors (int8, `dimensions` per slot) and encodes every slot. */
@@ -160,9 +132,8 @@ export class SignCodes {
     };
     const codesAt = take(capacity * this.chunks * 16);
     const vectorsAt = take(capacity * this.width);
-    const kernels = this.capacity === 0 ? this.kernels : instantiate();
-    const pages = Math.ceil(at / PAGE) - kernels.memory.buffer.byteLength / PAGE;
-    if (pages > 0) kernels.memory.grow(pages);
+    const kernels = this.capacity === 0 ? this.kernels : instantiateKernels();
+    reserve(kernels, at);
     if (this.capacity > 0) {
       const from = new Uint8Array(this.kernels.memory.buffer);
       const to = new Uint8Array(kernels.memory.buffer);

@@ -25,17 +25,21 @@ const CACHE_FILE = join(
   `word-vectors-sg100d-${VOCABULARY}.bin`,
 );
 
-interface WordVectors {
+/** The vocabulary and its vectors, loaded once per thread and shared by the embedder and related-word matching. */
+export interface WordVectors {
   dimensions: number;
+  /** Word → its row (frequency rank). */
   index: Map<string, number>;
-  /** Row i is word i's unit vector × 32,767, rounded: half of float32's memory (20 MB, not 40). A text's vector is
+  /** Row i is word i's unit vector × `scale`, rounded: half of float32's memory (20 MB, not 40). A text's vector is
    * a weighted sum of rows, normalised, so the common scale falls out, and 16 bits keep bench:memory unchanged to
    * the third decimal (8 bits cost it 0.2 points). */
   vectors: Int16Array;
+  scale: number;
   /** SIF weight of word i. */
   weights: Float32Array;
 }
 
+const SCALE = 32_767;
 let loaded: WordVectors | undefined;
 
 /** Builds the binary cache from the package if it is missing; returns its path. */
@@ -72,7 +76,8 @@ export function ensureWordVectorCache(): string {
   return CACHE_FILE;
 }
 
-function load(): WordVectors {
+/** The built-in word vectors (read from the binary cache, built first if missing, on the first call). */
+export function wordVectors(): WordVectors {
   if (loaded) return loaded;
   // Read in parts, the vectors a megabyte at a time into their int16 array: reading the whole file and copying the
   // vectors out left a dead 40 MB buffer resident until the next full garbage collection.
@@ -94,7 +99,7 @@ function load(): WordVectors {
     for (let at = 0; at < vectors.length; at += part.length) {
       const values = part.subarray(0, Math.min(part.length, vectors.length - at));
       readExactly(fd, new Uint8Array(values.buffer, 0, values.byteLength), 12 + wordBlock.length + at * 4);
-      for (let k = 0; k < values.length; k++) vectors[at + k] = Math.round(values[k]! * 32_767);
+      for (let k = 0; k < values.length; k++) vectors[at + k] = Math.round(values[k]! * SCALE);
     }
   } finally {
     closeSync(fd);
@@ -103,7 +108,7 @@ function load(): WordVectors {
   const harmonic = Math.log(1.78 * count);
   const weights = new Float32Array(count);
   for (let r = 0; r < count; r++) weights[r] = SIF_A / (SIF_A + 1 / ((r + 1) * harmonic));
-  loaded = { dimensions, index: new Map(list.map((w, i) => [w, i])), vectors, weights };
+  loaded = { dimensions, index: new Map(list.map((w, i) => [w, i])), vectors, scale: SCALE, weights };
   return loaded;
 }
 
@@ -121,7 +126,7 @@ export class WordVectorEmbedder implements Embedder {
   readonly dimensions = 100;
 
   constructor() {
-    load();
+    wordVectors();
   }
 
   async embed(texts: string[]): Promise<Float32Array[]> {
@@ -129,7 +134,7 @@ export class WordVectorEmbedder implements Embedder {
   }
 
   embedOne(text: string): Float32Array {
-    const { dimensions, index, vectors, weights } = load();
+    const { dimensions, index, vectors, weights } = wordVectors();
     const out = new Float32Array(dimensions);
     for (const word of words(text)) {
       const i = index.get(word);
