@@ -23,23 +23,28 @@ const MAX_QUERY_WORDS = 256;
  */
 export function relatedCoverage(query: string, texts: readonly string[]): number[] {
   const vectors = wordVectors();
-  const queryRows = [...new Set(contentRows(vectors, query))].slice(0, MAX_QUERY_WORDS);
-  let mass = 0;
+  const asked = contentWords(vectors, query);
+  const queryRows = [...new Set(asked.rows)].slice(0, MAX_QUERY_WORDS);
+  // Words outside the vocabulary (names, rare terms) are BM25's to match, except in a question made only of them
+  // ("Who is Ottilie?"): then they count as the rarest words do, matched by themselves. Counting them always cost
+  // 3 points of LoCoMo recall at the same off-topic abstention: a question's rare word is often not in its answer.
+  const queryUnknown = queryRows.length > 0 ? [] : [...new Set(asked.unknown)].slice(0, MAX_QUERY_WORDS);
+  let mass = queryUnknown.length * UNKNOWN_WEIGHT;
   for (const row of queryRows) mass += vectors.weights[row]!;
   if (mass === 0) return texts.map(() => 0);
 
   // Each text as positions in the list of distinct rows, so each row's cosines are computed once.
   if (positionOf.length < vectors.weights.length) positionOf = new Int32Array(vectors.weights.length).fill(-1);
   const distinct: number[] = [];
-  const textRows = texts.map((text) => contentRows(vectors, text));
-  for (const rows of textRows) {
+  const said = texts.map((text) => contentWords(vectors, text));
+  for (const { rows } of said) {
     for (const row of rows) if (positionOf[row] === -1) positionOf[row] = distinct.push(row) - 1;
   }
   const dots = dotsOf(vectors, distinct, queryRows);
   const scale = 1 / (vectors.scale * vectors.scale);
   const threshold = RELATED_COSINE / scale;
   const best = new Int32Array(queryRows.length);
-  const coverage = textRows.map((rows) => {
+  const coverage = said.map(({ rows, unknown }) => {
     best.fill(0);
     for (const row of rows) {
       const at = positionOf[row]! * queryRows.length;
@@ -49,37 +54,50 @@ export function relatedCoverage(query: string, texts: readonly string[]): number
     for (let k = 0; k < queryRows.length; k++) {
       if (best[k]! >= threshold) covered += vectors.weights[queryRows[k]!]! * Math.min(1, best[k]! * scale);
     }
+    for (const word of queryUnknown) if (unknown.includes(word)) covered += UNKNOWN_WEIGHT;
     return covered / mass;
   });
   for (const row of distinct) positionOf[row] = -1;
   return coverage;
 }
 
+/** The SIF weight of the vocabulary's rarest words, for words outside it. */
+const UNKNOWN_WEIGHT = 1;
+
 /** A vocabulary row's position in the current call's list of distinct rows (-1 between calls). */
 let positionOf = new Int32Array(0);
 
-/**
- * The vocabulary rows of a text's content words, in order (stop words and unknown words dropped). Remembered for
- * recently seen texts: a user's strong matches come back as candidates question after question, and tokenizing
- * 200 of them was half of this function's cost. Bounded in characters, whatever the memories' sizes.
- */
-function contentRows(vectors: WordVectors, text: string): Int32Array {
-  let rows = recentRows.get(text);
-  if (rows) return rows;
-  const found: number[] = [];
-  for (const word of words(text)) {
-    const row = isStopWord(word) ? undefined : vectors.index.get(word);
-    if (row !== undefined) found.push(row);
-  }
-  rows = Int32Array.from(found);
-  recentRows.set(text, rows);
-  return rows;
+/** A text's content words (stop words dropped): the vocabulary's rows, in order, and the words outside it. */
+interface ContentWords {
+  rows: Int32Array;
+  unknown: string[];
 }
 
-/** ~2 MB of texts (UTF-16) and their rows. */
-const recentRows = new LRUCache<string, Int32Array>({
+/**
+ * A text's content words, remembered for recently seen texts: a user's strong matches come back as candidates
+ * question after question, and tokenizing 200 of them was half of this function's cost. Bounded in characters,
+ * whatever the memories' sizes.
+ */
+function contentWords(vectors: WordVectors, text: string): ContentWords {
+  let found = recentWords.get(text);
+  if (found) return found;
+  const rows: number[] = [];
+  const unknown: string[] = [];
+  for (const word of words(text)) {
+    if (isStopWord(word)) continue;
+    const row = vectors.index.get(word);
+    if (row !== undefined) rows.push(row);
+    else unknown.push(word);
+  }
+  found = { rows: Int32Array.from(rows), unknown };
+  recentWords.set(text, found);
+  return found;
+}
+
+/** ~2 MB of texts (UTF-16) and their words. */
+const recentWords = new LRUCache<string, ContentWords>({
   maxSize: 1 << 20,
-  sizeCalculation: (rows, text) => text.length + rows.length * 2 + 32,
+  sizeCalculation: ({ rows, unknown }, text) => text.length + rows.length * 2 + unknown.join("").length + 48,
 });
 
 let kernels: Kernels | undefined;

@@ -314,8 +314,12 @@ describe("Related-word coverage", () => {
     expect(got[0]).toBeGreaterThan(got[2]!);
   });
 
-  test("When the question has only stop words or words outside the vocabulary, then nothing is covered", () => {
+  test("When the question has only stop words, then nothing is covered; when only names outside the vocabulary, they match themselves", () => {
     expect(relatedCoverage("what was it?", ["it was what it was"])).toEqual([0]);
-    expect(relatedCoverage("zqxjv blorptang", ["zqxjv blorptang"])).toEqual([0]);
+    expect(relatedCoverage("Who is Ottilie Zqxjv?", ["Ottilie Zqxjv teaches", "ottilie", "Olga teaches"])).toEqual([
+      1, 0.5, 0,
+    ]);
+    // With a word of the vocabulary beside it, the name is left to BM25's coverage.
+    expect(relatedCoverage("Where does Ottilie teach?", ["Ottilie"])).toEqual([0]);
   });
 });
