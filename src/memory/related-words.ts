@@ -1,6 +1,5 @@
 import { LRUCache } from "lru-cache";
-import { instantiateKernels, type Kernels, reserve } from "./embedded/kernels";
-import { type WordVectors, wordVectors } from "./embedders/word-vectors";
+import { SCRATCH_BYTES, type WordVectors, wordVectors } from "./embedders/word-vectors";
 import { isStopWord, words } from "./text";
 
 /**
@@ -100,29 +99,25 @@ const recentWords = new LRUCache<string, ContentWords>({
   sizeCalculation: ({ rows, unknown }, text) => text.length + rows.length * 2 + unknown.join("").length + 48,
 });
 
-let kernels: Kernels | undefined;
-
 /**
  * Dot products of each of `rows` with each of `queryRows` (row-major, rows × queryRows; the rows' scale squared is
- * a cosine of 1), by the dots16 kernel. A view of the kernel's memory, valid until the next call.
+ * a cosine of 1), by the dots16 kernel over the vectors where they are, in its memory: only row numbers go in.
  */
 function dotsOf(vectors: WordVectors, rows: readonly number[], queryRows: readonly number[]): Int32Array {
-  const { dimensions } = vectors;
-  // Rows padded to whole 16-byte chunks; the padding stays zero.
-  const width = Math.ceil((dimensions * 2) / 16) * 16;
-  const rowsAt = queryRows.length * width;
-  const outAt = rowsAt + rows.length * width;
-  kernels ??= instantiateKernels();
-  reserve(kernels, outAt + rows.length * queryRows.length * 4);
-  const memory = new Int16Array(kernels.memory.buffer, 0, outAt / 2);
-  const source = vectors.vectors;
-  const copy = (row: number, at: number) => {
-    const from = row * dimensions;
-    for (let d = 0; d < dimensions; d++) memory[at + d] = source[from + d]!;
-    for (let d = dimensions; d < width / 2; d++) memory[at + d] = 0;
-  };
-  for (const [k, row] of queryRows.entries()) copy(row, (k * width) / 2);
-  for (const [i, row] of rows.entries()) copy(row, (rowsAt + i * width) / 2);
-  kernels.dots16(rowsAt, rows.length, width, 0, queryRows.length, outAt);
-  return new Int32Array(kernels.memory.buffer, outAt, rows.length * queryRows.length);
+  const { kernels, stride } = vectors;
+  const tableBytes = vectors.vectors.byteLength;
+  const queries = queryRows.length;
+  const out = new Int32Array(rows.length * queries);
+  // In batches that fit the scratch after the table: the query's row numbers, a batch's, and its products.
+  const batch = Math.max(1, Math.floor((SCRATCH_BYTES / 4 - queries) / (1 + queries)));
+  const scratch = new Int32Array(kernels.memory.buffer, tableBytes, SCRATCH_BYTES / 4);
+  scratch.set(queryRows, 0);
+  for (let from = 0; from < rows.length; from += batch) {
+    const count = Math.min(batch, rows.length - from);
+    for (let i = 0; i < count; i++) scratch[queries + i] = rows[from + i]!;
+    const outAt = queries + count;
+    kernels.dots16(0, stride * 2, tableBytes + queries * 4, count, tableBytes, queries, tableBytes + outAt * 4);
+    out.set(scratch.subarray(outAt, outAt + count * queries), from * queries);
+  }
+  return out;
 }

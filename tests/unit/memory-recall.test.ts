@@ -282,7 +282,7 @@ describe("Related-word coverage", () => {
     const cosine = (a: number, b: number) => {
       let dot = 0;
       for (let d = 0; d < vectors.dimensions; d++) {
-        dot += vectors.vectors[a * vectors.dimensions + d]! * vectors.vectors[b * vectors.dimensions + d]!;
+        dot += vectors.vectors[a * vectors.stride + d]! * vectors.vectors[b * vectors.stride + d]!;
       }
       return Math.min(1, dot / (vectors.scale * vectors.scale));
     };

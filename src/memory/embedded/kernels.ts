@@ -22,7 +22,7 @@ export interface Kernels {
   ): void;
   select(distances: number, count: number, cutoff: number, atCutoff: number, out: number): number;
   dots(vectors: number, width: number, slots: number, count: number, query: number, out: number): void;
-  dots16(rows: number, count: number, width: number, query: number, queries: number, out: number): void;
+  dots16(table: number, width: number, rows: number, count: number, query: number, queries: number, out: number): void;
 }
 
 /** Compiled once per thread; each caller gets its own instance, so its own memory. */

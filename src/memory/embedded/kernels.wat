@@ -104,22 +104,29 @@
         (local.set $i (i32.add (local.get $i) (i32.const 1)))
         (br $each))))
 
-  ;; Dot products of `count` int16 rows (`width` bytes apart, a multiple of 16, from `rows`) with `queries` int16
-  ;; query rows (the same width, from `query`): i32 per (row, query) pair, row by row into `out`. For unit vectors
-  ;; scaled to at most 32,767 every partial sum stays within 32 bits (Cauchy–Schwarz bounds it by 32,767²).
-  ;; Related-word coverage (src/memory/related-words.ts) over the built-in word vectors.
+  ;; Dot products of int16 rows of a table (`width` bytes apart, a multiple of 16, from `table`): each of the `count`
+  ;; rows listed (i32 row numbers) at `rows` with each of the `queries` rows listed at `query`, i32 per pair, row by
+  ;; row into `out`. For unit vectors scaled to at most 32,767 every partial sum stays within 32 bits (Cauchy–Schwarz
+  ;; bounds it by 32,767²). Related-word coverage (src/memory/related-words.ts) over the built-in word vectors.
   (func (export "dots16")
-    (param $rows i32) (param $count i32) (param $width i32) (param $query i32) (param $queries i32) (param $out i32)
+    (param $table i32) (param $width i32) (param $rows i32) (param $count i32) (param $query i32) (param $queries i32)
+    (param $out i32)
     (local $i i32) (local $j i32) (local $k i32) (local $row i32) (local $q i32) (local $acc v128)
     (block $done
       (loop $each_row
         (br_if $done (i32.ge_u (local.get $i) (local.get $count)))
-        (local.set $row (i32.add (local.get $rows) (i32.mul (local.get $i) (local.get $width))))
-        (local.set $q (local.get $query))
+        (local.set $row
+          (i32.add (local.get $table)
+            (i32.mul (i32.load (i32.add (local.get $rows) (i32.shl (local.get $i) (i32.const 2)))) (local.get $width))))
         (local.set $j (i32.const 0))
         (block $row_done
           (loop $each_query
             (br_if $row_done (i32.ge_u (local.get $j) (local.get $queries)))
+            (local.set $q
+              (i32.add (local.get $table)
+                (i32.mul
+                  (i32.load (i32.add (local.get $query) (i32.shl (local.get $j) (i32.const 2))))
+                  (local.get $width))))
             (local.set $acc (v128.const i64x2 0 0))
             (local.set $k (i32.const 0))
             (loop $chunks
@@ -135,7 +142,6 @@
                 (i32.add (i32x4.extract_lane 0 (local.get $acc)) (i32x4.extract_lane 1 (local.get $acc)))
                 (i32.add (i32x4.extract_lane 2 (local.get $acc)) (i32x4.extract_lane 3 (local.get $acc)))))
             (local.set $out (i32.add (local.get $out) (i32.const 4)))
-            (local.set $q (i32.add (local.get $q) (local.get $width)))
             (local.set $j (i32.add (local.get $j) (i32.const 1)))
             (br $each_query)))
         (local.set $i (i32.add (local.get $i) (i32.const 1)))

@@ -1,5 +1,6 @@
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, renameSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
+import { instantiateKernels, type Kernels, reserve } from "../embedded/kernels";
 import { words } from "../text";
 import type { Embedder } from "./types";
 
@@ -30,14 +31,22 @@ export interface WordVectors {
   dimensions: number;
   /** Word → its row (frequency rank). */
   index: Map<string, number>;
-  /** Row i is word i's unit vector × `scale`, rounded: half of float32's memory (20 MB, not 40). A text's vector is
-   * a weighted sum of rows, normalised, so the common scale falls out, and 16 bits keep bench:memory unchanged to
-   * the third decimal (8 bits cost it 0.2 points). */
+  /** Row i (elements i × stride to i × stride + dimensions) is word i's unit vector × `scale`, rounded: half of
+   * float32's memory (20 MB, not 40). A text's vector is a weighted sum of rows, normalised, so the common scale
+   * falls out, and 16 bits keep bench:memory unchanged to the third decimal (8 bits cost it 0.2 points). */
   vectors: Int16Array;
+  /** Elements from one row to the next: the dimensions padded with zeros to whole 16-byte chunks (SIMD). */
+  stride: number;
   scale: number;
   /** SIF weight of word i. */
   weights: Float32Array;
+  /** The SIMD kernels whose memory holds `vectors` from byte 0, then SCRATCH_BYTES free for their callers. */
+  kernels: Kernels;
 }
+
+/** Room after the vectors in the kernels' memory for what a caller passes them: it never grows, so the vectors'
+ * view stays valid. */
+export const SCRATCH_BYTES = 1 << 20;
 
 const SCALE = 32_767;
 let loaded: WordVectors | undefined;
@@ -86,6 +95,8 @@ export function wordVectors(): WordVectors {
   let vectors: Int16Array;
   let count: number;
   let dimensions: number;
+  let stride: number;
+  let kernels: Kernels;
   try {
     const header = Buffer.alloc(12);
     readExactly(fd, header, 0);
@@ -94,12 +105,24 @@ export function wordVectors(): WordVectors {
     const wordBlock = Buffer.alloc(header.readUInt32LE(8));
     readExactly(fd, wordBlock, 12);
     list = wordBlock.toString("utf8").split("\n");
-    vectors = new Int16Array(count * dimensions);
+    stride = Math.ceil((dimensions * 2) / 16) * 8;
+    kernels = instantiateKernels();
+    reserve(kernels, count * stride * 2 + SCRATCH_BYTES);
+    vectors = new Int16Array(kernels.memory.buffer, 0, count * stride);
     const part = new Float32Array(1 << 18);
-    for (let at = 0; at < vectors.length; at += part.length) {
-      const values = part.subarray(0, Math.min(part.length, vectors.length - at));
+    const total = count * dimensions;
+    let row = 0;
+    let column = 0;
+    for (let at = 0; at < total; at += part.length) {
+      const values = part.subarray(0, Math.min(part.length, total - at));
       readExactly(fd, new Uint8Array(values.buffer, 0, values.byteLength), 12 + wordBlock.length + at * 4);
-      for (let k = 0; k < values.length; k++) vectors[at + k] = Math.round(values[k]! * SCALE);
+      for (let k = 0; k < values.length; k++) {
+        vectors[row * stride + column] = Math.round(values[k]! * SCALE);
+        if (++column === dimensions) {
+          column = 0;
+          row++;
+        }
+      }
     }
   } finally {
     closeSync(fd);
@@ -108,7 +131,7 @@ export function wordVectors(): WordVectors {
   const harmonic = Math.log(1.78 * count);
   const weights = new Float32Array(count);
   for (let r = 0; r < count; r++) weights[r] = SIF_A / (SIF_A + 1 / ((r + 1) * harmonic));
-  loaded = { dimensions, index: new Map(list.map((w, i) => [w, i])), vectors, scale: SCALE, weights };
+  loaded = { dimensions, index: new Map(list.map((w, i) => [w, i])), vectors, stride, scale: SCALE, weights, kernels };
   return loaded;
 }
 
@@ -134,13 +157,13 @@ export class WordVectorEmbedder implements Embedder {
   }
 
   embedOne(text: string): Float32Array {
-    const { dimensions, index, vectors, weights } = wordVectors();
+    const { dimensions, index, vectors, stride, weights } = wordVectors();
     const out = new Float32Array(dimensions);
     for (const word of words(text)) {
       const i = index.get(word);
       if (i === undefined) continue;
       const w = weights[i]!;
-      const base = i * dimensions;
+      const base = i * stride;
       for (let d = 0; d < dimensions; d++) out[d]! += w * vectors[base + d]!;
     }
     let norm = 0;
