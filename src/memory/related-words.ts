@@ -1,4 +1,3 @@
-import { LRUCache } from "lru-cache";
 import { SCRATCH_BYTES, type WordVectors, wordVectors } from "./embedders/word-vectors";
 import { isStopWord, words } from "./text";
 
@@ -7,8 +6,11 @@ import { isStopWord, words } from "./text";
  * Measured on LoCoMo conversations 0–4: 0.3 and 0.4 gave the same recall.
  */
 const RELATED_COSINE = 0.3;
-/** The query's first this many distinct content words are weighed (a recall query is at most 2,000 characters). */
-const MAX_QUERY_WORDS = 256;
+/**
+ * At most this many of the query's distinct content words are weighed, the rarest first (the most weight): a
+ * question has a few, but a recall query may be 2,000 characters, and the work grows with each word weighed.
+ */
+const MAX_QUERY_WORDS = 12;
 
 /**
  * Related-word coverage of each text: the share of the query's content words (stop words dropped, each weighted by
@@ -23,7 +25,7 @@ const MAX_QUERY_WORDS = 256;
 export function relatedCoverage(query: string, texts: readonly string[]): number[] {
   const vectors = wordVectors();
   const asked = contentWords(vectors, query);
-  const queryRows = [...new Set(asked.rows)].slice(0, MAX_QUERY_WORDS);
+  const queryRows = [...new Set(asked.rows)].sort((a, b) => b - a).slice(0, MAX_QUERY_WORDS);
   // Words outside the vocabulary (names, rare terms) are BM25's to match, except in a question made only of them
   // ("Who is Ottilie?"): then they count as the rarest words do, matched by themselves. Counting them always cost
   // 3 points of LoCoMo recall at the same off-topic abstention: a question's rare word is often not in its answer.
@@ -68,18 +70,32 @@ let positionOf = new Int32Array(0);
 
 /** A text's content words (stop words dropped): the vocabulary's rows, in order, and the words outside it. */
 interface ContentWords {
-  rows: Int32Array;
+  rows: number[];
   unknown: string[];
 }
 
 /**
  * A text's content words, remembered for recently seen texts: a user's strong matches come back as candidates
- * question after question, and tokenizing 200 of them was half of this function's cost. Bounded in characters,
- * whatever the memories' sizes.
+ * question after question, and tokenizing 200 of them was half of this function's cost. Two generations instead of
+ * an LRU (when the recent one is full it becomes the older one, and what recurs is copied back on use): an LRU's
+ * bookkeeping on each miss cost more than tokenizing when 200 candidates were new. Bounded in characters.
  */
 function contentWords(vectors: WordVectors, text: string): ContentWords {
   let found = recentWords.get(text);
   if (found) return found;
+  found = olderWords.get(text) ?? tokenize(vectors, text);
+  if (recentChars >= RECENT_CHARS) {
+    olderWords = recentWords;
+    recentWords = new Map();
+    recentChars = 0;
+  }
+  recentWords.set(text, found);
+  recentChars += text.length;
+  return found;
+}
+
+/** A text's content words, read. */
+function tokenize(vectors: WordVectors, text: string): ContentWords {
   const rows: number[] = [];
   const unknown: string[] = [];
   for (const word of words(text)) {
@@ -88,16 +104,15 @@ function contentWords(vectors: WordVectors, text: string): ContentWords {
     if (row !== undefined) rows.push(row);
     else unknown.push(word);
   }
-  found = { rows: Int32Array.from(rows), unknown };
-  recentWords.set(text, found);
-  return found;
+  // A plain array: allocating a typed array per text cost a quarter of tokenizing 200 new texts.
+  return { rows, unknown };
 }
 
-/** ~2 MB of texts (UTF-16) and their words. */
-const recentWords = new LRUCache<string, ContentWords>({
-  maxSize: 1 << 20,
-  sizeCalculation: ({ rows, unknown }, text) => text.length + rows.length * 2 + unknown.join("").length + 48,
-});
+/** Texts seen lately and their words: two generations of up to this many characters each (~4 MB in all). */
+const RECENT_CHARS = 1 << 20;
+let recentWords = new Map<string, ContentWords>();
+let olderWords = new Map<string, ContentWords>();
+let recentChars = 0;
 
 /**
  * Dot products of each of `rows` with each of `queryRows` (row-major, rows × queryRows; the rows' scale squared is
