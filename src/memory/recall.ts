@@ -91,10 +91,21 @@ export interface Selection {
 export function selectMemories(
   candidates: readonly ScoredMemory[],
   sent: readonly ChatTurn[],
-  { budgetTokens, minRelevance, now = Date.now() }: { budgetTokens: number; minRelevance: number; now?: number },
+  {
+    budgetTokens,
+    minRelevance,
+    focus,
+    now = Date.now(),
+  }: {
+    budgetTokens: number;
+    minRelevance: number;
+    /** What relevance is judged against: the recall query's `focus` (recallQuery), computed once by the caller. */
+    focus: string;
+    now?: number;
+  },
 ): Selection {
   const related = relatedCoverage(
-    recallQuery(sent).focus,
+    focus,
     candidates.map((c) => c.memory.text),
   );
   const relevances = candidates.map((c, i) => relevanceOf(c.evidence) + related[i]!);

@@ -229,6 +229,7 @@ export class MemoryService {
       const { chosen, tokens, irrelevant } = selectMemories(result, messages, {
         budgetTokens: controls.budgetTokens,
         minRelevance: settings.minRelevance,
+        focus: query.focus,
       });
       const outcome = chosen.length > 0 ? "ok" : irrelevant ? "irrelevant" : "empty";
       metrics.memoryRecalls.inc({ outcome });

@@ -25,7 +25,7 @@ const pick = (
   sent: { role: string; content: string }[],
   budgetTokens: number,
   now: number,
-) => selectMemories(candidates, sent, { budgetTokens, minRelevance: 1.05, now });
+) => selectMemories(candidates, sent, { budgetTokens, minRelevance: 1.05, focus: recallQuery(sent).focus, now });
 
 describe("Recall selection", () => {
   const now = Date.parse(at(20));
@@ -86,7 +86,9 @@ describe("Recall selection", () => {
     // No candidates at all is not "irrelevant": there was nothing to judge.
     expect(pick([], [], 1_000, now)).toEqual({ chosen: [], tokens: 0, irrelevant: false });
     // The gate is the configured one: 0 lets everything through.
-    expect(selectMemories(candidates, [], { budgetTokens: 1_000, minRelevance: 0, now }).chosen).toHaveLength(2);
+    expect(
+      selectMemories(candidates, [], { budgetTokens: 1_000, minRelevance: 0, focus: "", now }).chosen,
+    ).toHaveLength(2);
   });
 
   test("When a memory says the question in other words, then its related-word coverage lifts it over the gate; an unrelated one stays out", () => {
@@ -98,10 +100,17 @@ describe("Recall selection", () => {
     ];
     const sent = [{ role: "user", content: "Which pets does she have?" }];
     const gate = 1.1;
-    const { chosen } = selectMemories(candidates, sent, { budgetTokens: 1_000, minRelevance: gate, now });
+    const { chosen } = selectMemories(candidates, sent, {
+      budgetTokens: 1_000,
+      minRelevance: gate,
+      focus: recallQuery(sent).focus,
+      now,
+    });
     expect(chosen.map((m) => m.text)).toEqual(["Her dog and her cat sleep all day"]);
     // Without the question's words to relate to, the same search evidence does not clear the gate.
-    expect(selectMemories(candidates, [], { budgetTokens: 1_000, minRelevance: gate, now }).irrelevant).toBe(true);
+    expect(selectMemories(candidates, [], { budgetTokens: 1_000, minRelevance: gate, focus: "", now }).irrelevant).toBe(
+      true,
+    );
     // What the store is asked for bounds what related words can add (at most 1), so none of these is cut there.
     expect(searchFloor(gate)).toBeLessThanOrEqual(weak.lexical + weak.dense);
     expect(searchGate(gate)).toBeCloseTo(gate - 1);

@@ -29,7 +29,7 @@ export interface Kernels {
 const KERNELS = new Module(Buffer.from(KERNELS_WASM, "base64"));
 export const instantiateKernels = () => new Instance(KERNELS).exports as Kernels;
 
-export const WASM_PAGE = 65_536;
+const WASM_PAGE = 65_536;
 
 /** Grows the instance's memory to at least `bytes` (views over the old buffer are then detached). */
 export function reserve(kernels: Kernels, bytes: number): void {
