@@ -1,6 +1,7 @@
 import { join } from "node:path";
 import { ThreadClient } from "../threads";
-import type { EngineCall } from "./embedded/protocol";
+import type { EngineCall, EngineSettings } from "./embedded/protocol";
+import { shareWordVectors } from "./embedders/word-vectors";
 import {
   InvalidCursorError,
   type Memory,
@@ -20,11 +21,13 @@ export class EmbeddedMemoryStore implements MemoryStore {
   readonly kind = "embedded" as const;
   private readonly thread: ThreadClient;
   private opened = false;
+  private readonly wordVectors = shareWordVectors();
 
   constructor(dataDir: string, collection: string, dimensions: number) {
+    const settings: EngineSettings = { dataDir, collection, dimensions, wordVectors: this.wordVectors.shared };
     this.thread = new ThreadClient({
       modulePath: join(__dirname, "embedded", "worker"),
-      workerData: { dataDir, collection, dimensions },
+      workerData: settings,
       // The index lives in typed arrays, not on the thread's heap, and a search allocates little: Node's default
       // young generation (up to 48 MB, grown during the log's replay and never given back) was a tenth of the
       // store's resident memory at a million memories. Replay takes ~15 % longer with 8 MB.
@@ -65,6 +68,7 @@ export class EmbeddedMemoryStore implements MemoryStore {
     await this.call({ op: "close" }).catch(() => {});
     this.opened = false;
     await this.thread.terminate();
+    this.wordVectors.release();
   }
 
   private call(call: EngineCall): Promise<unknown> {

@@ -49,8 +49,9 @@ export function createMemory(
   clock: Clock,
 ): MemoryService {
   const embedder = createEmbedder(config);
-  // Recall's related-word coverage reads the built-in word vectors whatever the embedder: loaded now, not by the
-  // first recall (reading them holds the event loop for ~100 ms).
+  // Recall's related-word coverage reads the built-in word vectors whatever the embedder (in the embedded store's
+  // thread, which shares this process's copy): loaded now, not by the first recall (reading them holds the event
+  // loop for ~200 ms).
   wordVectors();
   const store = createMemoryStore(config, collectionName(config, embedder), embedder.dimensions);
   return new MemoryService({

@@ -1,5 +1,6 @@
 import type { QdrantClient } from "@qdrant/js-client-rest";
-import type { SparseVector } from "./sparse";
+import { relatedCoverage } from "./related-words";
+import { bm25Document, type SparseVector } from "./sparse";
 import {
   contextHits,
   coverageIdf,
@@ -12,7 +13,6 @@ import {
   type MemorySearch,
   type MemoryStore,
   type NewMemory,
-  NO_EVIDENCE,
   PREFETCH_LIMIT,
   pageOf,
   queryCoverage,
@@ -168,28 +168,37 @@ export class QdrantMemoryStore implements MemoryStore {
           dense!.points.map((p) => String(p.id)),
           sparse.points.map((p) => String(p.id)),
         );
-        const queryIdf = candidateIdf(query.focus ?? query.sparse, [...termsOf.values()]);
-        const ranked = [...fused]
-          .sort((a, b) => b[1] - a[1])
-          .slice(0, query.limit)
-          .map(([id, score]) => {
-            const memory = found.get(id)!;
-            return {
-              memory,
-              score,
-              evidence: {
-                lexical: queryCoverage(queryIdf, termsOf.get(id)!),
-                // Outside the dense top PREFETCH_LIMIT: below its last cosine; 0 leaves the gate to the lexical side.
-                dense: cosine.get(id) ?? 0,
-              },
-            };
-          });
+        const focus = query.focus ?? query.sparse;
+        const queryIdf = candidateIdf(focus, [...termsOf.values()]);
+        const top = [...fused].sort((a, b) => b[1] - a[1]).slice(0, query.limit);
+        const related = relatedCoverage(
+          focus.indices,
+          top.map(([id]) => termsOf.get(id)!),
+        );
+        const ranked = top.map(([id, score], i) => ({
+          memory: found.get(id)!,
+          score,
+          evidence: {
+            lexical: queryCoverage(queryIdf, termsOf.get(id)!),
+            // Outside the dense top PREFETCH_LIMIT: below its last cosine; 0 leaves the gate to the other evidence.
+            dense: cosine.get(id) ?? 0,
+            related: related[i]!,
+          },
+        }));
         const kept = relevantOnly(ranked, query.minRelevance);
         const hits = query.contextFrom === undefined ? [] : contextHits(kept, query.contextFrom);
         if (hits.length === 0) return kept;
         // The context around the best hits: a second call, only when a hit clears the gate.
         const around = await neighbours(hits.map((h) => h.memory));
-        const scored = around.map((ms) => ms.map((memory) => ({ memory, score: 0, evidence: NO_EVIDENCE })));
+        // Their terms from their text: four short turns, not worth a second vector fetch.
+        const aroundRelated = relatedCoverage(
+          focus.indices,
+          around.flat().map((memory) => bm25Document(memory.text).indices),
+        );
+        let at = 0;
+        const scored = around.map((ms) =>
+          ms.map((memory) => ({ memory, score: 0, evidence: { lexical: 0, dense: 0, related: aroundRelated[at++]! } })),
+        );
         return withNeighbours(kept, hits, scored, (r) => r.memory.id);
       },
       neighbours,

@@ -1,6 +1,5 @@
 import { textParts } from "../providers";
 import type { OutboxMessage } from "./outbox";
-import { relatedCoverage } from "./related-words";
 import { type Memory, relevanceOf, type ScoredMemory } from "./store";
 import { approximateTokens, clip } from "./text";
 
@@ -81,8 +80,8 @@ export interface Selection {
 }
 
 /**
- * Picks what goes into the prompt. A candidate's relevance is its search evidence (BM25 coverage + cosine) plus its
- * related-word coverage of the latest turn (0 to 3). Nothing when no candidate clears `minRelevance` (a question
+ * Picks what goes into the prompt. A candidate's relevance is its evidence (BM25 coverage + cosine + related-word
+ * coverage of the latest turn, 0 to 3: relevanceOf). Nothing when no candidate clears `minRelevance` (a question
  * about something never discussed gets no memory at all); otherwise it drops memories whose text the client already
  * sent in this request, re-ranks with a mild recency factor and a boost for groups (conversation + day) of strong
  * matches, fills the budget best first (skipping what does not fit) with those that clear the gate, and returns them
@@ -91,28 +90,13 @@ export interface Selection {
 export function selectMemories(
   candidates: readonly ScoredMemory[],
   sent: readonly ChatTurn[],
-  {
-    budgetTokens,
-    minRelevance,
-    focus,
-    now = Date.now(),
-  }: {
-    budgetTokens: number;
-    minRelevance: number;
-    /** What relevance is judged against: the recall query's `focus` (recallQuery), computed once by the caller. */
-    focus: string;
-    now?: number;
-  },
+  { budgetTokens, minRelevance, now = Date.now() }: { budgetTokens: number; minRelevance: number; now?: number },
 ): Selection {
-  const related = relatedCoverage(
-    focus,
-    candidates.map((c) => c.memory.text),
-  );
-  const relevances = candidates.map((c, i) => relevanceOf(c.evidence) + related[i]!);
+  const relevances = candidates.map((c) => relevanceOf(c.evidence));
   if (!relevances.some((relevance) => relevance >= minRelevance)) {
     return { chosen: [], tokens: 0, irrelevant: candidates.length > 0 };
   }
-  const floor = minRelevance * MEMBER_SHARE;
+  const floor = memberFloor(minRelevance);
   const sentText = normalize(clip(sent.map((m) => textOf(m.content)).join("\n"), SENT_TEXT_CHARS, "end"));
   const ranked: Ranked[] = [];
   for (const [i, { memory }] of candidates.entries()) {
@@ -142,17 +126,8 @@ export function selectMemories(
  * questions often shares few of their words). */
 const MEMBER_SHARE = 0.7;
 
-/** Related-word coverage is added after the search, and is at most this: the store can only bound relevance. */
-const MAX_RELATED = 1;
-
-/** The least search relevance (coverage + cosine) a candidate needs to matter at this gate: the store need not
- * return the others. */
-export const searchFloor = (minRelevance: number) => Math.max(0, minRelevance * MEMBER_SHARE - MAX_RELATED);
-
-/** The least search relevance of a hit that may clear this gate: the store brings the turns around the two most
- * relevant such hits (`MemorySearch.contextFrom`). Measured against the gate itself (0.753) and its member floor
- * (0.749) in bench:memory: 0.754. */
-export const searchGate = (minRelevance: number) => Math.max(0, minRelevance - MAX_RELATED);
+/** The least relevance a candidate needs to join the fill at this gate: the store need not return the others. */
+export const memberFloor = (minRelevance: number) => minRelevance * MEMBER_SHARE;
 
 const HEADER =
   "Excerpts from earlier conversations with this user, oldest first, grouped by conversation and day (UTC). " +

@@ -8,7 +8,7 @@ import type { Logger } from "../log";
 import type { Metrics } from "../metrics";
 import type { Embedder } from "./embedders/types";
 import { MemoryOutbox, memoryId } from "./outbox";
-import { type ChatTurn, memoryMessage, recallQuery, searchFloor, searchGate, selectMemories } from "./recall";
+import { type ChatTurn, memberFloor, memoryMessage, recallQuery, selectMemories } from "./recall";
 import { bm25Query } from "./sparse";
 import type { MemoryDeletion, MemoryPage, MemoryStore, ScoredMemory } from "./store";
 
@@ -229,7 +229,6 @@ export class MemoryService {
       const { chosen, tokens, irrelevant } = selectMemories(result, messages, {
         budgetTokens: controls.budgetTokens,
         minRelevance: settings.minRelevance,
-        focus: query.focus,
       });
       const outcome = chosen.length > 0 ? "ok" : irrelevant ? "irrelevant" : "empty";
       metrics.memoryRecalls.inc({ outcome });
@@ -287,8 +286,8 @@ export class MemoryService {
       {
         focus: query.focus,
         limit: CANDIDATES,
-        minRelevance: searchFloor(minRelevance),
-        contextFrom: searchGate(minRelevance),
+        minRelevance: memberFloor(minRelevance),
+        contextFrom: minRelevance,
         ...(conversationId !== undefined && { conversationId }),
       },
       signal,

@@ -20,7 +20,7 @@ export interface NewMemory extends Memory {
 export interface MemorySearch {
   dense: Float32Array;
   sparse: SparseVector;
-  /** The terms each result's `evidence.lexical` is measured against (default: `sparse`'s). */
+  /** The terms each result's `evidence.lexical` and `evidence.related` are measured against (default: `sparse`'s). */
   focus?: SparseVector;
   /** Fused results wanted. */
   limit: number;
@@ -53,6 +53,8 @@ export interface Evidence {
   lexical: number;
   /** Cosine similarity of the query's and the memory's dense vectors. */
   dense: number;
+  /** The share of the query's content words the memory says or says in other words, 0 to 1 (relatedCoverage). */
+  related: number;
 }
 
 export interface MemoryPage {
@@ -145,12 +147,11 @@ export function queryCoverage(queryIdf: ReadonlyMap<number, number>, memoryTerms
 }
 
 /**
- * A memory's relevance to the query on an absolute scale (not relative to the other results): the share of the
- * query's IDF mass it covers plus the dense cosine. Calibrated with the built-in embedder on LoCoMo conversations 0-4
- * and the off-topic questions in bench/: at the default gate (MEMORY_MIN_RELEVANCE 1.1) the best candidate of 94.5 %
- * of LoCoMo questions clears it and that of 93 % of off-topic questions does not.
+ * A memory's relevance to the query on an absolute scale (not relative to the other results), 0 to 3: the share of
+ * the query's IDF mass it covers, plus the dense cosine, plus its related-word coverage. Calibrated with the built-in
+ * embedder on LoCoMo conversations 0-4 and the off-topic questions in bench/ (MEMORY_MIN_RELEVANCE; docs/MEMORY.md).
  */
-export const relevanceOf = (e: Evidence) => e.lexical + e.dense;
+export const relevanceOf = (e: Evidence) => e.lexical + e.dense + e.related;
 
 /** A search's results filtered by its `minRelevance` (see MemorySearch), in their order. */
 export function relevantOnly<T extends { evidence: Evidence }>(results: T[], minRelevance: number | undefined): T[] {
@@ -162,11 +163,8 @@ export function relevantOnly<T extends { evidence: Evidence }>(results: T[], min
 
 /** How many of the most relevant hits bring the turns written just before and after them into the results. */
 const CONTEXT_HITS = 2;
-/** A neighbour ranks just after its hit: the hit's evidence, scaled by this. */
+/** A neighbour ranks just after its hit: the hit's search evidence, scaled by this. */
 const NEIGHBOUR_SHARE = 0.85;
-
-/** The evidence of a memory that matched nothing (a neighbour before withNeighbours gives it its hit's). */
-export const NO_EVIDENCE: Evidence = Object.freeze({ lexical: 0, dense: 0 });
 
 interface Ranked {
   score: number;
@@ -182,9 +180,11 @@ export function contextHits<T extends Ranked>(results: readonly T[], minRelevanc
 }
 
 /**
- * The results plus each hit's neighbours (aligned with `hits`; their own score and evidence are ignored), each taking
- * its hit's score and a share of its evidence, so it ranks just after it: the answer to a question is often the turn
- * after the one that matches it (+3 points of LoCoMo evidence at 1,000 tokens). `keyOf` identifies an item.
+ * The results plus each hit's neighbours (aligned with `hits`; only their own `evidence.related` is read), each
+ * taking its hit's score and a share of its search evidence (coverage and cosine), so it ranks just after it: the
+ * answer to a question is often the turn after the one that matches it (+3 points of LoCoMo evidence at 1,000
+ * tokens). Its related-word coverage stays its own: the answer says the question in other words more often than in
+ * its words (a share of the hit's instead cost 0.8 points). `keyOf` identifies an item.
  */
 export function withNeighbours<T extends Ranked>(
   results: readonly T[],
@@ -195,7 +195,11 @@ export function withNeighbours<T extends Ranked>(
   const byKey = new Map(results.map((r) => [keyOf(r), r]));
   hits.forEach((hit, i) => {
     for (const neighbour of neighbours[i] ?? []) {
-      const evidence = { lexical: hit.evidence.lexical * NEIGHBOUR_SHARE, dense: hit.evidence.dense * NEIGHBOUR_SHARE };
+      const evidence = {
+        lexical: hit.evidence.lexical * NEIGHBOUR_SHARE,
+        dense: hit.evidence.dense * NEIGHBOUR_SHARE,
+        related: neighbour.evidence.related,
+      };
       const known = byKey.get(keyOf(neighbour));
       if (known && relevanceOf(known.evidence) >= relevanceOf(evidence)) continue;
       byKey.set(keyOf(neighbour), { ...neighbour, score: hit.score, evidence });

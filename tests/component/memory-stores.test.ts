@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { EmbeddedMemoryStore } from "../../src/memory/embedded-store";
 import { memoryId } from "../../src/memory/outbox";
 import { QdrantMemoryStore } from "../../src/memory/qdrant-store";
-import { InvalidCursorError, type MemoryStore } from "../../src/memory/store";
+import { InvalidCursorError, type MemoryStore, relevanceOf, type ScoredMemory } from "../../src/memory/store";
 import { type FakeQdrant, startFakeQdrant } from "../fakes/qdrant-server";
 import { embedder, memoryChunk, searchFor } from "../helpers/memory";
 
@@ -109,6 +109,22 @@ describe.each(stores)("Memory store contract: %s", (_kind, open) => {
     expect(partial!.evidence.lexical).toBeLessThan(0.7);
   });
 
+  test("When a memory says the question in other words, then its evidence carries related-word coverage; an unrelated one has none", async () => {
+    const alice = store.forUser(ALICE);
+    await alice.upsert([
+      memory("Her dog and her cat sleep all day", "w1"),
+      memory("The bond market rallied after the announcement", "w1", { index: 1 }),
+      memory("She has two pets at home", "w1", { index: 2 }),
+    ]);
+    const hits = await alice.search(search("Which pets does she have?"));
+    const of = (start: string) => hits.find((h) => h.memory.text.startsWith(start))!.evidence;
+    expect(of("She has two pets").related).toBeCloseTo(1, 3);
+    expect(of("Her dog").lexical).toBe(0);
+    expect(of("Her dog").related).toBeGreaterThan(0.3);
+    expect(of("Her dog").related).toBeLessThan(1);
+    expect(of("The bond market").related).toBe(0);
+  });
+
   test("When a search sets minRelevance, then only results that reach it come back, but always the most relevant one", async () => {
     const alice = store.forUser(ALICE);
     await alice.upsert([
@@ -116,8 +132,7 @@ describe.each(stores)("Memory store contract: %s", (_kind, open) => {
       memory("We watched the football final at my brother's flat", "m1", { index: 1 }),
       memory("The cobalt glaze cracked in the kiln", "m1", { index: 2 }),
     ]);
-    const relevance = (hit: { evidence: { lexical: number; dense: number } }) =>
-      hit.evidence.lexical + hit.evidence.dense;
+    const relevance = (hit: ScoredMemory) => relevanceOf(hit.evidence);
     const all = await alice.search(search("cobalt glaze pottery"));
     expect(all).toHaveLength(3);
     const relevant = await alice.search({ ...search("cobalt glaze pottery"), minRelevance: 1 });
@@ -178,8 +193,7 @@ describe.each(stores)("Memory store contract: %s", (_kind, open) => {
     await store
       .forUser(BOB)
       .upsert([memory("Bob's reply in his s1", "bob", { conversationId: "s1", createdAt: at(2) })]);
-    const relevance = (hit: { evidence: { lexical: number; dense: number } }) =>
-      hit.evidence.lexical + hit.evidence.dense;
+    const relevance = (hit: ScoredMemory) => relevanceOf(hit.evidence);
     const [hit] = await alice.search(search("hiking boots"));
     expect(hit!.memory.text).toBe("Which hiking boots did you buy?");
     const gate = relevance(hit!);
@@ -189,7 +203,11 @@ describe.each(stores)("Memory store contract: %s", (_kind, open) => {
       "The leather ones from the outlet",
     ]);
     expect(widened[1]!.score).toBe(hit!.score);
-    expect(relevance(widened[1]!)).toBeCloseTo(0.85 * gate, 6);
+    // A share of its hit's search evidence, and its own related-word coverage ("leather" ~ "boots").
+    expect(widened[1]!.evidence.lexical).toBeCloseTo(0.85 * hit!.evidence.lexical, 6);
+    expect(widened[1]!.evidence.dense).toBeCloseTo(0.85 * hit!.evidence.dense, 6);
+    const [own] = (await alice.search(search("hiking boots"))).filter((r) => r.memory.text.startsWith("The leather"));
+    expect(widened[1]!.evidence.related).toBeCloseTo(own!.evidence.related, 6);
     // No hit reaches the context gate: the results alone.
     const alone = await alice.search({ ...search("hiking boots"), minRelevance: gate, contextFrom: gate + 0.01 });
     expect(alone.map((r) => r.memory.text)).toEqual(["Which hiking boots did you buy?"]);

@@ -1,13 +1,14 @@
 import { loadConfig } from "../../src/config";
 import { ApiError } from "../../src/errors";
-import { KERNELS_WASM } from "../../src/memory/embedded/kernels-wasm";
+import { KERNELS_WASM, SHARED_KERNELS_WASM } from "../../src/memory/embedded/kernels-wasm";
 import { SignCodes } from "../../src/memory/embedded/sign-codes";
-import { wordVectors } from "../../src/memory/embedders/word-vectors";
-import { memoryMessage, recallQuery, searchFloor, searchGate, selectMemories } from "../../src/memory/recall";
+import { shareWordVectors, wordVectors } from "../../src/memory/embedders/word-vectors";
+import { memberFloor, memoryMessage, recallQuery, selectMemories } from "../../src/memory/recall";
 import { relatedCoverage } from "../../src/memory/related-words";
 import { memoryControls } from "../../src/memory/service";
-import { contextHits, type Memory, type ScoredMemory, withNeighbours } from "../../src/memory/store";
-import { approximateTokens } from "../../src/memory/text";
+import { bm25Document, bm25Query, termId } from "../../src/memory/sparse";
+import { contextHits, type Memory, relevanceOf, type ScoredMemory, withNeighbours } from "../../src/memory/store";
+import { approximateTokens, terms } from "../../src/memory/text";
 
 const at = (day: number, minute = 0) => new Date(Date.UTC(2026, 0, day, 9, minute)).toISOString();
 function scored(
@@ -15,7 +16,7 @@ function scored(
   score: number,
   createdAt: string,
   conversationId = "c1",
-  evidence = { lexical: 1, dense: 0.9 },
+  evidence = { lexical: 1, dense: 0.9, related: 0 },
 ): ScoredMemory {
   const memory: Memory = { id: text, conversationId, role: "user", text, createdAt, model: null, requestId: text };
   return { memory, score, evidence };
@@ -25,7 +26,7 @@ const pick = (
   sent: { role: string; content: string }[],
   budgetTokens: number,
   now: number,
-) => selectMemories(candidates, sent, { budgetTokens, minRelevance: 1.05, focus: recallQuery(sent).focus, now });
+) => selectMemories(candidates, sent, { budgetTokens, minRelevance: 1.05, now });
 
 describe("Recall selection", () => {
   const now = Date.parse(at(20));
@@ -77,7 +78,7 @@ describe("Recall selection", () => {
   });
 
   test("When no candidate clears the relevance gate, then nothing is chosen and the selection says it was irrelevant", () => {
-    const weak = { lexical: 0.1, dense: 0.7 };
+    const weak = { lexical: 0.1, dense: 0.7, related: 0 };
     const candidates = [
       scored("I painted a sunrise", 0.9, at(3), "c1", weak),
       scored("We went camping", 0.8, at(4), "c1", weak),
@@ -86,41 +87,31 @@ describe("Recall selection", () => {
     // No candidates at all is not "irrelevant": there was nothing to judge.
     expect(pick([], [], 1_000, now)).toEqual({ chosen: [], tokens: 0, irrelevant: false });
     // The gate is the configured one: 0 lets everything through.
-    expect(
-      selectMemories(candidates, [], { budgetTokens: 1_000, minRelevance: 0, focus: "", now }).chosen,
-    ).toHaveLength(2);
+    expect(selectMemories(candidates, [], { budgetTokens: 1_000, minRelevance: 0, now }).chosen).toHaveLength(2);
   });
 
   test("When a memory says the question in other words, then its related-word coverage lifts it over the gate; an unrelated one stays out", () => {
-    // The same weak search evidence for both: neither shares a word with the question.
-    const weak = { lexical: 0, dense: 0.6 };
+    // The same search evidence for both: neither shares a word with the question; only one relates to it.
     const candidates = [
-      scored("Her dog and her cat sleep all day", 0.5, at(3), "c1", weak),
-      scored("The bond market rallied after the announcement", 0.5, at(4), "c2", weak),
+      scored("Her dog and her cat sleep all day", 0.5, at(3), "c1", { lexical: 0, dense: 0.6, related: 0.74 }),
+      scored("The bond market rallied after the announcement", 0.5, at(4), "c2", {
+        lexical: 0,
+        dense: 0.6,
+        related: 0,
+      }),
     ];
-    const sent = [{ role: "user", content: "Which pets does she have?" }];
     const gate = 1.1;
-    const { chosen } = selectMemories(candidates, sent, {
-      budgetTokens: 1_000,
-      minRelevance: gate,
-      focus: recallQuery(sent).focus,
-      now,
-    });
+    const { chosen } = selectMemories(candidates, [], { budgetTokens: 1_000, minRelevance: gate, now });
     expect(chosen.map((m) => m.text)).toEqual(["Her dog and her cat sleep all day"]);
-    // Without the question's words to relate to, the same search evidence does not clear the gate.
-    expect(selectMemories(candidates, [], { budgetTokens: 1_000, minRelevance: gate, focus: "", now }).irrelevant).toBe(
-      true,
-    );
-    // What the store is asked for bounds what related words can add (at most 1), so none of these is cut there.
-    expect(searchFloor(gate)).toBeLessThanOrEqual(weak.lexical + weak.dense);
-    expect(searchGate(gate)).toBeCloseTo(gate - 1);
+    // What the store is asked for: the member floor, below the gate.
+    expect(memberFloor(gate)).toBeCloseTo(gate * 0.7);
   });
 
   test("When the query clears the gate, then only memories near the gate join the fill, and the budget is a ceiling", () => {
     const candidates = [
-      scored("Caroline went to the LGBTQ support group", 0.9, at(3), "c1", { lexical: 0.8, dense: 0.9 }),
-      scored("Caroline felt accepted there", 0.5, at(3, 1), "c1", { lexical: 0.1, dense: 0.85 }),
-      scored("unrelated chatter about the weather", 0.4, at(5), "c2", { lexical: 0.05, dense: 0.6 }),
+      scored("Caroline went to the LGBTQ support group", 0.9, at(3), "c1", { lexical: 0.8, dense: 0.9, related: 0 }),
+      scored("Caroline felt accepted there", 0.5, at(3, 1), "c1", { lexical: 0.1, dense: 0.85, related: 0 }),
+      scored("unrelated chatter about the weather", 0.4, at(5), "c2", { lexical: 0.05, dense: 0.6, related: 0 }),
     ];
     const selection = pick(candidates, [], 1_000, now);
     expect(selection.chosen.map((m) => m.text)).toEqual([
@@ -132,18 +123,26 @@ describe("Recall selection", () => {
   });
 
   test("When hits clear the gate, then the turns around the best two join the candidates just after their hit", () => {
-    const strong = { lexical: 0.9, dense: 0.9 };
+    const strong = { lexical: 0.9, dense: 0.9, related: 0.5 };
     const candidates = [
       scored("Where do you keep the spare key?", 0.9, at(3, 1), "c1", strong),
-      scored("A weaker match", 0.5, at(4), "c2", { lexical: 0.2, dense: 0.8 }),
+      scored("A weaker match", 0.5, at(4), "c2", { lexical: 0.2, dense: 0.8, related: 0 }),
     ];
     const hits = contextHits(candidates, 1.1);
     expect(hits.map((h) => h.memory.text)).toEqual(["Where do you keep the spare key?"]);
-    const answer = scored("Under the blue flowerpot by the door", 0, at(3, 2));
+    const answer = scored("Under the blue flowerpot by the door", 0, at(3, 2), "c1", {
+      lexical: 0,
+      dense: 0,
+      related: 0.3,
+    });
     const widened = withNeighbours(candidates, hits, [[answer]], (c) => c.memory.id);
-    const order = [...widened].sort(
-      (a, b) => b.evidence.lexical + b.evidence.dense - (a.evidence.lexical + a.evidence.dense),
-    );
+    const order = [...widened].sort((a, b) => relevanceOf(b.evidence) - relevanceOf(a.evidence));
+    // A neighbour takes a share of its hit's search evidence and keeps its own related-word coverage.
+    expect(widened.find((c) => c.memory === answer.memory)!.evidence).toEqual({
+      lexical: 0.9 * 0.85,
+      dense: 0.9 * 0.85,
+      related: 0.3,
+    });
     expect(order.map((c) => c.memory.text)).toEqual([
       "Where do you keep the spare key?",
       "Under the blue flowerpot by the door",
@@ -265,14 +264,24 @@ describe("Binary codes for large users", () => {
   });
 
   test("When the kernels are compiled from kernels.wat, then they are the bytes the store loads", async () => {
-    const { compileKernels } = require("../../scripts/build-kernels") as { compileKernels(): Promise<string> };
+    const { compileKernels } = require("../../scripts/build-kernels") as {
+      compileKernels(options?: { shared: boolean }): Promise<string>;
+    };
     expect(await compileKernels()).toBe(KERNELS_WASM);
+    expect(await compileKernels({ shared: true })).toBe(SHARED_KERNELS_WASM);
   });
 });
 
+/** Related-word coverage of texts, from their BM25 terms as the stores keep them. */
+const coverageOf = (query: string, texts: string[]) =>
+  relatedCoverage(
+    bm25Query(query).indices,
+    texts.map((text) => bm25Document(text).indices),
+  );
+
 describe("Related-word coverage", () => {
   test("When a text holds the question's words, says them in other words, or neither, then it covers all, part or none of it", () => {
-    const [same, related, unrelated, empty] = relatedCoverage("Which pets does she have?", [
+    const [same, related, unrelated, empty] = coverageOf("Which pets does she have?", [
       "She has two pets at home.",
       "Her dog and her cat sleep all day.",
       "The bond market rallied after the announcement.",
@@ -287,7 +296,8 @@ describe("Related-word coverage", () => {
 
   test("When texts share words, then each coverage is what the word vectors' cosines say (the WebAssembly kernel checked against a plain sum)", () => {
     const vectors = wordVectors();
-    const rowOf = (word: string) => vectors.vocabulary.rowOf(word);
+    // Each term stands for its stem's most frequent word.
+    const rowsOf = (text: string) => terms(text).map((term) => vectors.termRows.rowOf(termId(term)));
     const cosine = (a: number, b: number) => {
       let dot = 0;
       for (let d = 0; d < vectors.dimensions; d++) {
@@ -302,33 +312,47 @@ describe("Related-word coverage", () => {
       "My sister repairs old bicycles",
       "tomatoes tomatoes tomatoes",
     ];
-    const queryWords = ["garden", "tomatoes", "harvest"];
-    const mass = queryWords.reduce((sum, w) => sum + vectors.weights[rowOf(w)]!, 0);
+    const queryRows = rowsOf(query);
+    expect(queryRows.every((row) => row >= 0)).toBe(true);
+    const mass = queryRows.reduce((sum, row) => sum + vectors.weights[row]!, 0);
     const expected = texts.map((text) => {
-      const own = text
-        .toLowerCase()
-        .split(" ")
-        .filter((w) => vectors.vocabulary.rowOf(w) >= 0 && !["we", "and", "the", "from", "had", "my"].includes(w));
+      const own = rowsOf(text).filter((row) => row >= 0);
       let covered = 0;
-      for (const q of queryWords) {
-        const best = Math.max(0, ...own.map((w) => cosine(rowOf(q), rowOf(w))));
-        if (best >= 0.3) covered += vectors.weights[rowOf(q)]! * best;
+      for (const q of queryRows) {
+        const best = Math.max(0, ...own.map((row) => cosine(q, row)));
+        if (best >= 0.3) covered += vectors.weights[q]! * best;
       }
       return covered / mass;
     });
-    const got = relatedCoverage(query, texts);
+    const got = coverageOf(query, texts);
     got.forEach((value, i) => {
       expect(value).toBeCloseTo(expected[i]!, 6);
     });
     expect(got[0]).toBeGreaterThan(got[2]!);
   });
 
+  test("When threads share the word vectors, then each gets a scratch region of its own, given back when released", () => {
+    const own = wordVectors().scratch;
+    const first = shareWordVectors();
+    const second = shareWordVectors();
+    const scratches = [own, first.shared.scratch, second.shared.scratch];
+    expect(new Set(scratches).size).toBe(3);
+    // The same memory and tables: nothing is copied for the other thread.
+    expect(first.shared.memory).toBe(wordVectors().kernels.memory);
+    expect(first.shared.termRows).toBe(wordVectors().termRows.slots);
+    first.release();
+    const third = shareWordVectors();
+    expect(third.shared.scratch).toBe(first.shared.scratch);
+    second.release();
+    third.release();
+  });
+
   test("When the question has only stop words, then nothing is covered; when only names outside the vocabulary, they match themselves", () => {
-    expect(relatedCoverage("what was it?", ["it was what it was"])).toEqual([0]);
-    expect(relatedCoverage("Who is Ottilie Zqxjv?", ["Ottilie Zqxjv teaches", "ottilie", "Olga teaches"])).toEqual([
+    expect(coverageOf("what was it?", ["it was what it was"])).toEqual([0]);
+    expect(coverageOf("Who is Ottilie Zqxjv?", ["Ottilie Zqxjv teaches", "ottilie", "Olga teaches"])).toEqual([
       1, 0.5, 0,
     ]);
     // With a word of the vocabulary beside it, the name is left to BM25's coverage.
-    expect(relatedCoverage("Where does Ottilie teach?", ["Ottilie"])).toEqual([0]);
+    expect(coverageOf("Where does Ottilie teach?", ["Ottilie"])).toEqual([0]);
   });
 });

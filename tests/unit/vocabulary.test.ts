@@ -20,7 +20,7 @@ function expected(list: readonly string[], text: string): Array<[number, string 
 
 describe("Vocabulary: words looked up straight from a text's characters", () => {
   const list = ["the", "don't", "dont", "its", "rock", "n", "roll", "2024", "café", "hello", "x1", "dog", "dog"];
-  const vocabulary = new Vocabulary(list);
+  const vocabulary = Vocabulary.of(list);
 
   test("When texts mix case, digits, straight and curly apostrophes, punctuation and non-ASCII letters, then each word and its row are what words() and a Map give", () => {
     const texts = [

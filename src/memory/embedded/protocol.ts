@@ -1,3 +1,4 @@
+import type { SharedWordVectors } from "../embedders/word-vectors";
 import type { Memory, MemoryDeletion, MemorySearch, NewMemory, UserMemories } from "../store";
 
 /** What the embedded store's thread is started with. */
@@ -5,6 +6,8 @@ export interface EngineSettings {
   dataDir: string;
   collection: string;
   dimensions: number;
+  /** The process's word vectors, for related-word coverage where the candidates are. */
+  wordVectors: SharedWordVectors;
 }
 
 /** One call to the store's thread; each names its user (the tenant filter travels with every read and delete). */

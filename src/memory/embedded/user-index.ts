@@ -1,3 +1,4 @@
+import { relatedCoverage } from "../related-words";
 import { type SparseVector, termId } from "../sparse";
 import {
   contextHits,
@@ -11,7 +12,6 @@ import {
   type MemoryDeletion,
   type MemoryPage,
   type MemorySearch,
-  NO_EVIDENCE,
   PREFETCH_LIMIT,
   pageOf,
   relevantOnly,
@@ -160,24 +160,38 @@ export class UserIndex {
     const { ranking, coverWeight, mass } = this.lexical(terms, conversation, own);
     const dims = this.dimensions;
     // Evidence first, the memories themselves (read from the log) only for what is returned.
-    const scored = [...fuseRankings(dense, ranking)]
-      .sort((a, b) => b[1] - a[1])
-      .slice(0, query.limit)
-      .map(([slot, score]) => {
-        // Recomputed rather than looked up in the dense ranking: 200 dot products cost less than the lookups.
-        const cosine = dot(this.vectors, slot * dims, query.dense, dims);
-        const lexical = mass > 0 ? this.coverage(slot, terms, coverWeight) / mass : 0;
-        return { slot, score, evidence: { lexical, dense: cosine / QUANTIZATION_SCALE } };
-      });
+    const fused = [...fuseRankings(dense, ranking)].sort((a, b) => b[1] - a[1]).slice(0, query.limit);
+    const focus = (query.focus ?? query.sparse).indices;
+    const related = relatedCoverage(
+      focus,
+      fused.map(([slot]) => this.termsOf(slot)),
+    );
+    const scored = fused.map(([slot, score], i) => {
+      // Recomputed rather than looked up in the dense ranking: 200 dot products cost less than the lookups.
+      const cosine = dot(this.vectors, slot * dims, query.dense, dims);
+      const lexical = mass > 0 ? this.coverage(slot, terms, coverWeight) / mass : 0;
+      return { slot, score, evidence: { lexical, dense: cosine / QUANTIZATION_SCALE, related: related[i]! } };
+    });
     let kept = relevantOnly(scored, query.minRelevance);
     if (query.contextFrom !== undefined) {
       const hits = contextHits(kept, query.contextFrom);
-      const around = hits.map((hit) =>
-        this.neighbourSlots(hit.slot).map((slot) => ({ slot, score: 0, evidence: NO_EVIDENCE })),
+      const around = hits.map((hit) => this.neighbourSlots(hit.slot));
+      const aroundRelated = relatedCoverage(
+        focus,
+        around.flat().map((slot) => this.termsOf(slot)),
       );
-      kept = withNeighbours(kept, hits, around, (r) => r.slot);
+      let at = 0;
+      const neighbours = around.map((slots) =>
+        slots.map((slot) => ({ slot, score: 0, evidence: { lexical: 0, dense: 0, related: aroundRelated[at++]! } })),
+      );
+      kept = withNeighbours(kept, hits, neighbours, (r) => r.slot);
     }
     return kept.map(({ slot, score, evidence }) => ({ memoryJson: this.read(this.placeOf(slot)), score, evidence }));
+  }
+
+  /** A slot's BM25 term ids. */
+  private termsOf(slot: number): Int32Array {
+    return this.termIds.subarray(this.termStart[slot]!, this.termStart[slot + 1]!);
   }
 
   /** The live memories written just before and just after this one in its conversation. */

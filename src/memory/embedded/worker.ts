@@ -1,10 +1,12 @@
 import { workerData } from "node:worker_threads";
 import { serveCalls } from "../../threads";
+import { adoptWordVectors } from "../embedders/word-vectors";
 import { EmbeddedEngine } from "./engine";
 import type { EngineRequest, EngineSettings } from "./protocol";
 
 /** The embedded store's thread: opens (replays) the log once, then answers calls in the order they arrive. */
 const settings = workerData as EngineSettings;
+adoptWordVectors(settings.wordVectors);
 const engine = new EmbeddedEngine(settings.dataDir, settings.collection, settings.dimensions);
 const opened = engine.open();
 // An open that fails is reported on every call (the store answers "unavailable"), not as an unhandled rejection.

@@ -1,44 +1,62 @@
 import { words } from "../text";
 
+/** A vocabulary's tables, in shared buffers: another thread adopts them as they are. */
+export interface VocabularyTables {
+  /** Open addressing, a power of two of slots at most half full: slot i is its word's hash at 2i and its row + 1 at
+   * 2i + 1 (0: empty), so a probe reads one cache line. */
+  slots: Int32Array;
+  /** Row → where its word's UTF-16 code units start in `units` (and end: the next row's start). */
+  starts: Int32Array;
+  units: Uint16Array;
+}
+
 /**
  * A fixed word list (the word vectors' 100,000 words) looked up straight from a text's characters: for a text of
  * ASCII letters, digits and apostrophes, each word is hashed and found as it is scanned, with no string made for it.
  * Splitting 200 recall candidates into words and looking each up in a Map was two thirds of related-word matching
  * (~800 ns a word); this is ~10× less. Texts with other characters take words() and the same table (the same words,
- * found the slow way). The table is typed arrays, off the JavaScript heap: a Map of the words held ~8 MB of it.
+ * found the slow way). The tables are typed arrays, off the JavaScript heap (a Map of the words held ~8 MB of it),
+ * in shared buffers, so the embedded store's thread uses the same ones.
  */
 export class Vocabulary {
-  /** Open addressing, a power of two of slots at most half full: slot i is its word's hash at 2i and its row + 1 at
-   * 2i + 1 (0: empty), so a probe reads one cache line. */
   private readonly slots: Int32Array;
   private readonly mask: number;
-  /** Row → where its word's UTF-16 code units start in `units` (and end: the next row's start). */
   private readonly starts: Int32Array;
   private readonly units: Uint16Array;
 
+  constructor(readonly tables: VocabularyTables) {
+    ({ slots: this.slots, starts: this.starts, units: this.units } = tables);
+    this.mask = this.slots.length / 2 - 1;
+  }
+
   /** Row i is word i; of repeated words the last row counts (as a Map built from the list would). */
-  constructor(list: readonly string[]) {
+  static of(list: readonly string[]): Vocabulary {
     let size = 1;
     while (size < list.length * 2) size *= 2;
-    this.slots = new Int32Array(size * 2);
-    this.mask = size - 1;
-    this.starts = new Int32Array(list.length + 1);
     let total = 0;
     for (const word of list) total += word.length;
-    this.units = new Uint16Array(total);
+    const shared = <T>(View: { new (buffer: SharedArrayBuffer): T; BYTES_PER_ELEMENT: number }, length: number) =>
+      new View(new SharedArrayBuffer(length * View.BYTES_PER_ELEMENT));
+    const vocabulary = new Vocabulary({
+      slots: shared(Int32Array, size * 2),
+      starts: shared(Int32Array, list.length + 1),
+      units: shared(Uint16Array, total),
+    });
+    const { slots, starts, units } = vocabulary;
     let at = 0;
     list.forEach((word, row) => {
-      this.starts[row] = at;
-      for (let k = 0; k < word.length; k++) this.units[at++] = word.charCodeAt(k);
+      starts[row] = at;
+      for (let k = 0; k < word.length; k++) units[at++] = word.charCodeAt(k);
       const hash = hashOf(word);
-      let slot = hash & this.mask;
-      while (this.slots[2 * slot + 1] !== 0 && !this.isRow(this.slots[2 * slot + 1]! - 1, word)) {
-        slot = (slot + 1) & this.mask;
+      let slot = hash & vocabulary.mask;
+      while (slots[2 * slot + 1] !== 0 && !vocabulary.isRow(slots[2 * slot + 1]! - 1, word)) {
+        slot = (slot + 1) & vocabulary.mask;
       }
-      this.slots[2 * slot] = hash;
-      this.slots[2 * slot + 1] = row + 1;
+      slots[2 * slot] = hash;
+      slots[2 * slot + 1] = row + 1;
     });
-    this.starts[list.length] = at;
+    starts[list.length] = at;
+    return vocabulary;
   }
 
   /** A (lower-cased, as words() gives it) word's row, or -1 outside the list. */
@@ -52,7 +70,7 @@ export class Vocabulary {
   }
 
   /**
-   * Each word of `text`, in order and exactly as words() splits it: `visit(row, -1)`s row, or -1 and the word itself
+   * Each word of `text`, in order and exactly as words() splits it: `visit(row)` with its row, or -1 and the word itself
    * when it is outside the list (names, typos: few, so only they become strings).
    */
   forEachWord(text: string, visit: (row: number, unknown: string | undefined) => void): void {
