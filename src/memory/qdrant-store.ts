@@ -1,5 +1,4 @@
 import type { QdrantClient } from "@qdrant/js-client-rest";
-import { relatedCoverage } from "./related-words";
 import { bm25Document, type SparseVector } from "./sparse";
 import {
   contextHits,
@@ -20,6 +19,7 @@ import {
   type ScoredMemory,
   type UserMemories,
   withNeighbours,
+  withRelatedWords,
 } from "./store";
 
 type Filter = { must: object[] };
@@ -170,36 +170,32 @@ export class QdrantMemoryStore implements MemoryStore {
         );
         const focus = query.focus ?? query.sparse;
         const queryIdf = candidateIdf(focus, [...termsOf.values()]);
-        const top = [...fused].sort((a, b) => b[1] - a[1]).slice(0, query.limit);
-        const related = relatedCoverage(
-          focus.indices,
-          top.map(([id]) => termsOf.get(id)!),
-        );
-        const ranked = top.map(([id, score], i) => ({
-          memory: found.get(id)!,
-          score,
-          evidence: {
-            lexical: queryCoverage(queryIdf, termsOf.get(id)!),
-            // Outside the dense top PREFETCH_LIMIT: below its last cosine; 0 leaves the gate to the other evidence.
-            dense: cosine.get(id) ?? 0,
-            related: related[i]!,
-          },
-        }));
+        const searched = [...fused]
+          .sort((a, b) => b[1] - a[1])
+          .slice(0, query.limit)
+          .map(([id, score]) => ({
+            memory: found.get(id)!,
+            score,
+            evidence: {
+              lexical: queryCoverage(queryIdf, termsOf.get(id)!),
+              // Outside the dense top PREFETCH_LIMIT: below its last cosine; 0 leaves the gate to the other evidence.
+              dense: cosine.get(id) ?? 0,
+            },
+          }));
+        const ranked = withRelatedWords(searched, focus.indices, (r) => termsOf.get(r.memory.id)!, query.minRelevance);
         const kept = relevantOnly(ranked, query.minRelevance);
         const hits = query.contextFrom === undefined ? [] : contextHits(kept, query.contextFrom);
         if (hits.length === 0) return kept;
-        // The context around the best hits: a second call, only when a hit clears the gate.
-        const around = await neighbours(hits.map((h) => h.memory));
-        // Their terms from their text: four short turns, not worth a second vector fetch.
-        const aroundRelated = relatedCoverage(
-          focus.indices,
-          around.flat().map((memory) => bm25Document(memory.text).indices),
+        // The context around the best hits: a second call, only when a hit reaches it. Their terms from their text:
+        // four short turns, not worth fetching their vectors.
+        const around = (await neighbours(hits.map((h) => h.memory))).map((ms) =>
+          withRelatedWords(
+            ms.map((memory) => ({ memory, score: 0, evidence: { lexical: 0, dense: 0 } })),
+            focus.indices,
+            (r) => bm25Document(r.memory.text).indices,
+          ),
         );
-        let at = 0;
-        const scored = around.map((ms) =>
-          ms.map((memory) => ({ memory, score: 0, evidence: { lexical: 0, dense: 0, related: aroundRelated[at++]! } })),
-        );
-        return withNeighbours(kept, hits, scored, (r) => r.memory.id);
+        return withNeighbours(kept, hits, around, (r) => r.memory.id);
       },
       neighbours,
       list: async ({ conversationId, limit, after }): Promise<MemoryPage> => {

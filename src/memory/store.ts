@@ -1,3 +1,4 @@
+import { relatedCoverage } from "./related-words";
 import type { SparseVector } from "./sparse";
 
 /** One stored chunk of a past exchange. */
@@ -152,6 +153,26 @@ export function queryCoverage(queryIdf: ReadonlyMap<number, number>, memoryTerms
  * embedder on LoCoMo conversations 0-4 and the off-topic questions in bench/ (MEMORY_MIN_RELEVANCE; docs/MEMORY.md).
  */
 export const relevanceOf = (e: Evidence) => e.lexical + e.dense + e.related;
+
+/** Related-word coverage is at most this, so a result whose search evidence is further below a gate cannot reach it. */
+const MAX_RELATED = 1;
+
+/**
+ * Search evidence (coverage and cosine) made whole: each result's related-word coverage of the query's `focus` terms,
+ * from its stored terms (`termsOf`), the costliest part of a search's evidence, so computed only for results that
+ * may reach `minRelevance` with it (the others keep 0: they cannot reach it anyway).
+ */
+export function withRelatedWords<T extends { evidence: Omit<Evidence, "related"> }>(
+  results: readonly T[],
+  focus: ArrayLike<number>,
+  termsOf: (result: T) => ArrayLike<number>,
+  minRelevance = 0,
+): (T & { evidence: Evidence })[] {
+  const weighed = results.filter((r) => r.evidence.lexical + r.evidence.dense + MAX_RELATED >= minRelevance);
+  const coverage = new Map<T, number>();
+  relatedCoverage(focus, weighed.map(termsOf)).forEach((related, i) => coverage.set(weighed[i]!, related));
+  return results.map((r) => ({ ...r, evidence: { ...r.evidence, related: coverage.get(r) ?? 0 } }));
+}
 
 /** A search's results filtered by its `minRelevance` (see MemorySearch), in their order. */
 export function relevantOnly<T extends { evidence: Evidence }>(results: T[], minRelevance: number | undefined): T[] {

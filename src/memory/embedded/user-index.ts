@@ -1,4 +1,3 @@
-import { relatedCoverage } from "../related-words";
 import { type SparseVector, termId } from "../sparse";
 import {
   contextHits,
@@ -16,6 +15,7 @@ import {
   pageOf,
   relevantOnly,
   withNeighbours,
+  withRelatedWords,
 } from "../store";
 import { SignCodes } from "./sign-codes";
 import { Postings, QueryTerms, quantizeWeight, resized, termKey, WEIGHT_SCALE } from "./terms";
@@ -162,36 +162,27 @@ export class UserIndex {
     // Evidence first, the memories themselves (read from the log) only for what is returned.
     const fused = [...fuseRankings(dense, ranking)].sort((a, b) => b[1] - a[1]).slice(0, query.limit);
     const focus = (query.focus ?? query.sparse).indices;
-    const related = relatedCoverage(
-      focus,
-      fused.map(([slot]) => this.termsOf(slot)),
-    );
-    const scored = fused.map(([slot, score], i) => {
+    const termsOf = ({ slot }: { slot: number }) =>
+      this.termIds.subarray(this.termStart[slot]!, this.termStart[slot + 1]!);
+    const searched = fused.map(([slot, score]) => {
       // Recomputed rather than looked up in the dense ranking: 200 dot products cost less than the lookups.
       const cosine = dot(this.vectors, slot * dims, query.dense, dims);
       const lexical = mass > 0 ? this.coverage(slot, terms, coverWeight) / mass : 0;
-      return { slot, score, evidence: { lexical, dense: cosine / QUANTIZATION_SCALE, related: related[i]! } };
+      return { slot, score, evidence: { lexical, dense: cosine / QUANTIZATION_SCALE } };
     });
-    let kept = relevantOnly(scored, query.minRelevance);
+    let kept = relevantOnly(withRelatedWords(searched, focus, termsOf, query.minRelevance), query.minRelevance);
     if (query.contextFrom !== undefined) {
       const hits = contextHits(kept, query.contextFrom);
-      const around = hits.map((hit) => this.neighbourSlots(hit.slot));
-      const aroundRelated = relatedCoverage(
-        focus,
-        around.flat().map((slot) => this.termsOf(slot)),
+      const around = hits.map((hit) =>
+        withRelatedWords(
+          this.neighbourSlots(hit.slot).map((slot) => ({ slot, score: 0, evidence: { lexical: 0, dense: 0 } })),
+          focus,
+          termsOf,
+        ),
       );
-      let at = 0;
-      const neighbours = around.map((slots) =>
-        slots.map((slot) => ({ slot, score: 0, evidence: { lexical: 0, dense: 0, related: aroundRelated[at++]! } })),
-      );
-      kept = withNeighbours(kept, hits, neighbours, (r) => r.slot);
+      kept = withNeighbours(kept, hits, around, (r) => r.slot);
     }
     return kept.map(({ slot, score, evidence }) => ({ memoryJson: this.read(this.placeOf(slot)), score, evidence }));
-  }
-
-  /** A slot's BM25 term ids. */
-  private termsOf(slot: number): Int32Array {
-    return this.termIds.subarray(this.termStart[slot]!, this.termStart[slot + 1]!);
   }
 
   /** The live memories written just before and just after this one in its conversation. */
