@@ -169,8 +169,8 @@ export function withRelatedWords<T extends { evidence: Omit<Evidence, "related">
   minRelevance = 0,
 ): (T & { evidence: Evidence })[] {
   const weighed = results.filter((r) => r.evidence.lexical + r.evidence.dense + MAX_RELATED >= minRelevance);
-  const coverage = new Map<T, number>();
-  relatedCoverage(focus, weighed.map(termsOf)).forEach((related, i) => coverage.set(weighed[i]!, related));
+  const related = relatedCoverage(focus, weighed.map(termsOf));
+  const coverage = new Map(weighed.map((r, i) => [r, related[i]!]));
   return results.map((r) => ({ ...r, evidence: { ...r.evidence, related: coverage.get(r) ?? 0 } }));
 }
 
