@@ -7,7 +7,14 @@ import { memberFloor, memoryMessage, recallQuery, selectMemories } from "../../s
 import { relatedCoverage } from "../../src/memory/related-words";
 import { memoryControls } from "../../src/memory/service";
 import { bm25Document, bm25Query, termId } from "../../src/memory/sparse";
-import { contextHits, type Memory, relevanceOf, type ScoredMemory, withNeighbours } from "../../src/memory/store";
+import {
+  contextHits,
+  type Memory,
+  relevanceOf,
+  type ScoredMemory,
+  withNeighbours,
+  withRelatedWords,
+} from "../../src/memory/store";
 import { approximateTokens, terms } from "../../src/memory/text";
 
 const at = (day: number, minute = 0) => new Date(Date.UTC(2026, 0, day, 9, minute)).toISOString();
@@ -329,6 +336,27 @@ describe("Related-word coverage", () => {
       expect(value).toBeCloseTo(expected[i]!, 6);
     });
     expect(got[0]).toBeGreaterThan(got[2]!);
+  });
+
+  test("When a search has a gate, then only results whose search evidence may reach it with related words are weighed", () => {
+    const query = bm25Query("Which pets does she have?").indices;
+    const text = { far: "Her dog and her cat sleep all day", near: "Her dog and her cat sleep all day long" };
+    const results = [
+      { id: "far", evidence: { lexical: 0.2, dense: 0.2 } },
+      { id: "near", evidence: { lexical: 0.3, dense: 0.3 } },
+    ];
+    const read: string[] = [];
+    const termsOf = (r: { id: string }) => {
+      read.push(r.id);
+      return bm25Document(text[r.id as "far" | "near"]).indices;
+    };
+    const [far, near] = withRelatedWords(results, query, termsOf, 1.5);
+    // 0.4 + at most 1 cannot reach 1.5: not weighed, and it keeps 0.
+    expect(read).toEqual(["near"]);
+    expect(far!.evidence).toEqual({ lexical: 0.2, dense: 0.2, related: 0 });
+    expect(near!.evidence.related).toBeGreaterThan(0.3);
+    // Without a gate, every result is weighed.
+    expect(withRelatedWords(results, query, termsOf)[0]!.evidence.related).toBeCloseTo(near!.evidence.related, 6);
   });
 
   test("When threads share the word vectors, then each gets a scratch region of its own, given back when released", () => {
