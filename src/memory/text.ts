@@ -5,7 +5,7 @@ import { stemmer } from "stemmer";
  * dropped, Porter-stemmed (the `stemmer` package) so "hiking" finds "hiked".
  */
 
-export const STOP_WORDS: ReadonlySet<string> = new Set(
+const STOP_WORDS = new Set(
   (
     "a about above after again against all am an and any are as at be because been before being below between both " +
     "but by can could did do does doing down during each few for from further had has have having he her here hers " +

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { EmbeddedMemoryStore } from "../../src/memory/embedded-store";
 import { memoryId } from "../../src/memory/outbox";
 import { QdrantMemoryStore } from "../../src/memory/qdrant-store";
-import { InvalidCursorError, type MemoryStore, relevanceOf, type ScoredMemory } from "../../src/memory/store";
+import { InvalidCursorError, type MemoryStore, relevanceOf } from "../../src/memory/store";
 import { type FakeQdrant, startFakeQdrant } from "../fakes/qdrant-server";
 import { embedder, memoryChunk, searchFor } from "../helpers/memory";
 
@@ -132,13 +132,12 @@ describe.each(stores)("Memory store contract: %s", (_kind, open) => {
       memory("We watched the football final at my brother's flat", "m1", { index: 1 }),
       memory("The cobalt glaze cracked in the kiln", "m1", { index: 2 }),
     ]);
-    const relevance = (hit: ScoredMemory) => relevanceOf(hit.evidence);
     const all = await alice.search(search("cobalt glaze pottery"));
     expect(all).toHaveLength(3);
     const relevant = await alice.search({ ...search("cobalt glaze pottery"), minRelevance: 1 });
     expect(relevant.map((h) => h.memory.text).sort()).toEqual(
       all
-        .filter((h) => relevance(h) >= 1)
+        .filter((h) => relevanceOf(h.evidence) >= 1)
         .map((h) => h.memory.text)
         .sort(),
     );
@@ -146,9 +145,9 @@ describe.each(stores)("Memory store contract: %s", (_kind, open) => {
     // Nothing reaches it: the single most relevant comes back, so "nothing relevant" differs from "nothing stored".
     const offTopic = await alice.search({ ...search("capital of Australia"), minRelevance: 1.5 });
     expect(offTopic).toHaveLength(1);
-    expect(relevance(offTopic[0]!)).toBeLessThan(1.5);
+    expect(relevanceOf(offTopic[0]!.evidence)).toBeLessThan(1.5);
     const best = (await alice.search(search("capital of Australia"))).reduce((a, b) =>
-      relevance(b) > relevance(a) ? b : a,
+      relevanceOf(b.evidence) > relevanceOf(a.evidence) ? b : a,
     );
     expect(offTopic[0]!.memory.id).toBe(best.memory.id);
   });
@@ -193,10 +192,9 @@ describe.each(stores)("Memory store contract: %s", (_kind, open) => {
     await store
       .forUser(BOB)
       .upsert([memory("Bob's reply in his s1", "bob", { conversationId: "s1", createdAt: at(2) })]);
-    const relevance = (hit: ScoredMemory) => relevanceOf(hit.evidence);
     const [hit] = await alice.search(search("hiking boots"));
     expect(hit!.memory.text).toBe("Which hiking boots did you buy?");
-    const gate = relevance(hit!);
+    const gate = relevanceOf(hit!.evidence);
     const widened = await alice.search({ ...search("hiking boots"), minRelevance: gate, contextFrom: gate });
     expect(widened.map((r) => r.memory.text)).toEqual([
       "Which hiking boots did you buy?",

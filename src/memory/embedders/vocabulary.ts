@@ -1,3 +1,4 @@
+import { termId } from "../sparse";
 import { words } from "../text";
 
 /** A vocabulary's tables, in shared buffers: another thread adopts them as they are. */
@@ -141,14 +142,10 @@ export class Vocabulary {
 const NOT_SCANNABLE = /[\u0080-\u2018\u201a-\uffff]/;
 const APOSTROPHES = /['’]/g;
 
+/** termId's FNV-1a (sparse.ts), which the scanner computes as it reads a word. */
 const FNV_OFFSET = 0x811c9dc5 | 0;
 const FNV_PRIME = 0x01000193;
-
-function hashOf(word: string): number {
-  let hash = FNV_OFFSET;
-  for (let k = 0; k < word.length; k++) hash = Math.imul(hash ^ word.charCodeAt(k), FNV_PRIME);
-  return hash;
-}
+const hashOf = (word: string) => termId(word) | 0;
 
 const isUpper = (code: number) => code >= 0x41 && code <= 0x5a;
 const isLetter = (code: number) => (code | 32) >= 0x61 && (code | 32) <= 0x7a;
