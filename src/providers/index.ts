@@ -18,7 +18,7 @@ export type {
   EmbeddingResponse,
   TextCompletion,
 } from "./wire";
-export { jsonTextOf, textParts } from "./wire";
+export { jsonTextOf, textParts, withWireText } from "./wire";
 
 const adapters: Record<ProviderSettings["kind"], ProviderAdapter> = {
   openai: openAiAdapter(),

@@ -31,9 +31,13 @@ const wireTexts = new WeakMap<object, string>();
  * rejects with a SyntaxError when it is not JSON.
  */
 export async function parseWire<T>(text: string): Promise<T> {
-  const value: unknown = await parseJson(text);
+  return withWireText(await parseJson(text), text) as T;
+}
+
+/** A value parsed from a provider's text (a JSON answer, a stream's event), remembered with that text. */
+export function withWireText<T>(value: T, text: string): T {
   if (typeof value === "object" && value !== null) wireTexts.set(value, text);
-  return value as T;
+  return value;
 }
 
 /** The JSON text to send for an answer: the provider's own when it came unchanged, else serialized. */

@@ -112,6 +112,23 @@ describe("OpenAI-compatible proxy with the official openai SDK, on PostgreSQL 15
     expect(row!.time_to_first_token_ms).not.toBeNull();
   });
 
+  test("When completions are streamed one after another, then they reuse one upstream connection", async () => {
+    const stream = async () => {
+      const chunks = await alice.client.chat.completions.create({
+        model: "gpt-4o",
+        messages: [{ role: "user", content: "hello again" }],
+        stream: true,
+      });
+      let text = "";
+      for await (const chunk of chunks) text += chunk.choices[0]?.delta.content ?? "";
+      return text;
+    };
+    expect(await stream()).toBe("Echo: hello again");
+    const before = upstream.acceptedConnections();
+    for (let i = 0; i < 3; i++) expect(await stream()).toBe("Echo: hello again");
+    expect(upstream.acceptedConnections()).toBe(before);
+  });
+
   test("When a legacy text completion is created, streamed or not, then it reaches the provider's /completions and usage is recorded", async () => {
     const { data, response } = await alice.client.completions
       .create({ model: "gpt-3.5-turbo-instruct", prompt: "Once upon a time", max_tokens: 20 })

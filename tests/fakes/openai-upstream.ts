@@ -25,6 +25,8 @@ export interface FakeOpenAiUpstream {
   acceptedKeys: Set<string> | undefined;
   /** Sockets currently open from Perpetual. */
   openConnections(): number;
+  /** Sockets Perpetual has opened since the start. */
+  acceptedConnections(): number;
   /** Streamed responses whose reader went away before the end (Perpetual aborted the call). */
   abortedStreams(): number;
   close(): Promise<void>;
@@ -185,6 +187,7 @@ export async function startFakeOpenAiUpstream(
   const record = options.record ?? true;
   const received: ReceivedRequest[] = [];
   const sockets = new Set<import("node:net").Socket>();
+  let accepted = 0;
   const state: { acceptedKeys: Set<string> | undefined } = { acceptedKeys: undefined };
   let aborted = 0;
 
@@ -365,6 +368,7 @@ export async function startFakeOpenAiUpstream(
     res.end("data: [DONE]\n\n");
   });
   server.on("connection", (socket) => {
+    accepted++;
     sockets.add(socket);
     socket.on("close", () => sockets.delete(socket));
   });
@@ -382,6 +386,7 @@ export async function startFakeOpenAiUpstream(
       state.acceptedKeys = keys;
     },
     openConnections: () => sockets.size,
+    acceptedConnections: () => accepted,
     abortedStreams: () => aborted,
     close: () =>
       new Promise<void>((resolve) => {

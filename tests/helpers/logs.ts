@@ -1,5 +1,5 @@
 import { Writable } from "node:stream";
-import { createLogger, type Logger } from "../../src/log";
+import { createLogger, flushRequestLines, type Logger } from "../../src/log";
 
 /** A real logger whose output lines are kept in memory, so tests can assert on what would be printed. */
 export function captureLogger(level = "debug"): { logger: Logger; lines: string[]; text: () => string } {
@@ -11,5 +11,10 @@ export function captureLogger(level = "debug"): { logger: Logger; lines: string[
     },
   });
   const logger = createLogger({ level, format: "json", stream });
-  return { logger, lines, text: () => lines.join("\n") };
+  // What would be printed by now: request lines still waiting to be written together included.
+  const text = () => {
+    flushRequestLines();
+    return lines.join("\n");
+  };
+  return { logger, lines, text };
 }

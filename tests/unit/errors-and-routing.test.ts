@@ -1,6 +1,6 @@
 import { once } from "node:events";
 import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import express, { type RequestHandler } from "express";
 import { z } from "zod";
 import type { ProviderSettings } from "../../src/config";
@@ -18,7 +18,7 @@ import { ApiRouter, type Guards } from "../../src/http/api-router";
 import { anthropicErrorBody, errorHandler, notFoundHandler, toApiError } from "../../src/http/error-handler";
 import { SseWriter } from "../../src/http/sse";
 import { formatReset } from "../../src/limits";
-import { routeModel, UpstreamError } from "../../src/providers";
+import { routeModel, UpstreamError, withWireText } from "../../src/providers";
 import { idParams } from "../../src/validation";
 import { captureLogger } from "../helpers/logs";
 
@@ -298,6 +298,96 @@ describe("The SSE writer", () => {
     }
   });
 
+  test("When a provider's event is relayed unchanged, then it goes as the provider wrote it", async () => {
+    const app = express();
+    app.get("/s", async (_req, res) => {
+      const sse = new SseWriter(res);
+      sse.open();
+      await sse.data(withWireText({ id: "c1", usage: null }, '{"id": "c1",  "usage": null}'));
+      await sse.data({ ...withWireText({ id: "c2" }, '{"id":  "c2"}'), changed: true }); // a copy: serialized
+      sse.end();
+    });
+    const { url, close } = await serve(app);
+    try {
+      expect(await (await fetch(`${url}/s`)).text()).toBe(
+        'data: {"id": "c1",  "usage": null}\n\ndata: {"id":"c2","changed":true}\n\n',
+      );
+    } finally {
+      close();
+    }
+  });
+
+  /** Counts a response's socket writes (each one a syscall): Writable's `_write` and `_writev`. */
+  function countWrites(socket: Socket): () => number {
+    let writes = 0;
+    const target = socket as unknown as Record<"_write" | "_writev", (...args: unknown[]) => unknown>;
+    for (const method of ["_write", "_writev"] as const) {
+      const original = target[method].bind(socket);
+      target[method] = (...args: unknown[]) => {
+        writes++;
+        return original(...args);
+      };
+    }
+    return () => writes;
+  }
+
+  test("When several events arrive together, then the headers and the events leave in one socket write", async () => {
+    // As the relay reads a provider's answer: its headers and several events parsed from the one packet.
+    async function* onePacket() {
+      for (let n = 0; n < 5; n++) yield { n };
+    }
+    let writes = () => 0;
+    const app = express();
+    app.get("/s", async (_req, res) => {
+      writes = countWrites(res.socket!);
+      const sse = new SseWriter(res);
+      sse.open();
+      for await (const event of onePacket()) await sse.data(event);
+      sse.end("data: [DONE]\n\n");
+    });
+    const { url, close } = await serve(app);
+    try {
+      const res = await fetch(`${url}/s`);
+      expect(res.headers.get("content-type")).toMatch(/text\/event-stream/);
+      expect(await res.text()).toBe(`${[0, 1, 2, 3, 4].map((n) => `data: {"n":${n}}\n\n`).join("")}data: [DONE]\n\n`);
+      expect(writes()).toBe(1);
+    } finally {
+      close();
+    }
+  });
+
+  test("When events come in separate turns, then each turn's events are sent before the next turn waits", async () => {
+    let release = () => {};
+    const later = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let writes = () => 0;
+    const app = express();
+    app.get("/s", async (_req, res) => {
+      writes = countWrites(res.socket!);
+      const sse = new SseWriter(res);
+      sse.open();
+      await sse.data({ n: 1 });
+      await later; // the next event waits on I/O (the provider): the first must already be on its way
+      await sse.event("named", { n: 2 });
+      sse.end();
+    });
+    const { url, close } = await serve(app);
+    try {
+      const reader = (await fetch(`${url}/s`)).body!.getReader();
+      const decoder = new TextDecoder();
+      expect(decoder.decode((await reader.read()).value)).toBe('data: {"n":1}\n\n');
+      release();
+      let rest = "";
+      for (let piece = await reader.read(); !piece.done; piece = await reader.read())
+        rest += decoder.decode(piece.value);
+      expect(rest).toBe('event: named\ndata: {"n":2}\n\n');
+      expect(writes()).toBe(2);
+    } finally {
+      close();
+    }
+  });
+
   test("When the client stops reading, then writes wait for it (back-pressure) and end once it is gone", async () => {
     let writes = 0;
     let settled!: () => void;
@@ -310,7 +400,7 @@ describe("The SSE writer", () => {
       sse.open();
       const big = "x".repeat(64 * 1024);
       while (!sse.closed && writes < 10_000) {
-        await sse.data(big);
+        await sse.data({ big });
         writes++;
       }
       settled();

@@ -185,7 +185,7 @@ export function openAiRoutes({ targets, chat, memory, logger }: OpenAiRoutesDeps
 
 /** Relays OpenAI-style chunks as SSE, ending with `data: [DONE]`; an error after the headers becomes one data event
  * (the SDKs raise it as an APIError), then the end. */
-async function relay(res: Response, chunks: AsyncIterable<unknown>, signal: AbortSignal, logger: Logger) {
+async function relay(res: Response, chunks: AsyncIterable<object>, signal: AbortSignal, logger: Logger) {
   const sse = new SseWriter(res);
   sse.open();
   try {

@@ -2,7 +2,7 @@ import { Agent, type Dispatcher, errors } from "undici";
 import { brokenStream, cleanUpstreamText, unreadableAnswer, upstreamTimeout, upstreamUnreachable } from "../errors";
 import { jsonBody } from "../json-body";
 import { type CallOptions, type CallTarget, UpstreamError } from "../types";
-import { parseWire } from "../wire";
+import { parseWire, withWireText } from "../wire";
 
 /**
  * The OpenAI wire protocol over undici's pooled `request`: one keep-alive pool per upstream origin, the user's key in
@@ -122,8 +122,10 @@ async function* events<T>(target: CallTarget, body: Dispatcher.ResponseData["bod
   body.setEncoding("utf8");
   let pending = "";
   let data: string[] = [];
+  let done = false;
   try {
-    for await (const piece of body as AsyncIterable<string>) {
+    // Not destroyed on return: leaving at [DONE] must not cost an AbortError (and its stack trace) per stream.
+    for await (const piece of body.iterator({ destroyOnReturn: false }) as AsyncIterable<string>) {
       pending += piece;
       let newline = pending.indexOf("\n");
       while (newline >= 0) {
@@ -135,7 +137,10 @@ async function* events<T>(target: CallTarget, body: Dispatcher.ResponseData["bod
           if (data.length === 0) continue;
           const payload = data.join("\n");
           data = [];
-          if (payload === "[DONE]") return;
+          if (payload === "[DONE]") {
+            done = true;
+            return;
+          }
           yield parseEvent<T>(target, payload);
         } else if (line.startsWith("data:")) {
           data.push(line.charCodeAt(5) === 32 ? line.slice(6) : line.slice(5));
@@ -147,8 +152,16 @@ async function* events<T>(target: CallTarget, body: Dispatcher.ResponseData["bod
     if (options.signal.aborted) return;
     throw failure(target, error, options, "stream");
   } finally {
-    // Stopped early (the caller left, or [DONE]): release the connection rather than read the rest.
-    if (!body.destroyed) body.destroy();
+    // Whatever the body reports from here on is moot: the stream is over for its reader.
+    body.on("error", () => {});
+    if (done && !body.readableEnded) {
+      // What follows [DONE] is the response's end: read it so the connection goes back to the pool (a provider that
+      // stays open after it is cut by the body timeout, a caller who left by the signal).
+      body.resume();
+    } else if (!body.destroyed) {
+      // Stopped early (the caller left, or the pipeline failed): release the connection rather than read the rest.
+      body.destroy();
+    }
   }
   if (options.signal.aborted) return;
   // Ended without [DONE]: whatever complete event is left, then done (as the SDK path did).
@@ -167,7 +180,8 @@ function parseEvent<T>(target: CallTarget, payload: string): T {
   }
   const error = (event as { error?: { message?: unknown } } | null)?.error;
   if (error) throw brokenStream(target, typeof error.message === "string" ? error.message : JSON.stringify(error));
-  return event as T;
+  // Relayed unchanged (most are), the event is sent as the provider wrote it rather than serialized again.
+  return withWireText(event as T, payload);
 }
 
 /**
