@@ -53,12 +53,14 @@ export class SseWriter {
    * second); idle, it sends at once.
    */
   private batch(): void {
-    if (this.corked) return;
+    // The socket is corked, not the response: Node 22 drops what end() writes while the response itself is corked.
+    const socket = this.res.socket;
+    if (this.corked || !socket) return;
     this.corked = true;
-    this.res.cork();
+    socket.cork();
     setImmediate(() => {
       this.corked = false;
-      this.res.uncork();
+      socket.uncork();
     });
   }
 
