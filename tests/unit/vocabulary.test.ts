@@ -1,5 +1,8 @@
+import { mkdtempSync, readdirSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Vocabulary } from "../../src/memory/embedders/vocabulary";
-import { wordVectors } from "../../src/memory/embedders/word-vectors";
+import { removeOtherCaches, wordVectors } from "../../src/memory/embedders/word-vectors";
 import { words } from "../../src/memory/text";
 
 /** What forEachWord reports for a text: each word's row, and the word itself outside the list. */
@@ -65,5 +68,20 @@ describe("Vocabulary: words looked up straight from a text's characters", () => 
     // The rows are the built-in list's: a common word is found near the top, in both directions.
     expect(builtIn.rowOf("the")).toBeGreaterThanOrEqual(0);
     expect(builtIn.rowOf("the")).toBeLessThan(10);
+  });
+});
+
+describe("Word-vector cache files", () => {
+  test("When the cache is built under a new name, then caches of earlier names go and files being written stay", () => {
+    const dir = mkdtempSync(join(tmpdir(), "word-vector-cache-"));
+    const names = [
+      "word-vectors-sg100d-100000.bin",
+      "word-vectors-sg100d-100000-terms.bin",
+      "word-vectors-sg100d-100000-terms.bin.123.partial",
+      "unrelated.bin",
+    ];
+    for (const name of names) writeFileSync(join(dir, name), "x");
+    removeOtherCaches(dir, "word-vectors-sg100d-100000-terms.bin");
+    expect(readdirSync(dir).sort()).toEqual(names.slice(1).sort());
   });
 });

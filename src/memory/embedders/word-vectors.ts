@@ -1,5 +1,16 @@
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, renameSync, writeFileSync } from "node:fs";
-import { dirname, join } from "node:path";
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { basename, dirname, join } from "node:path";
 import { instantiateSharedKernels, type Kernels, reserve, type SharedMemory, sharedMemory } from "../embedded/kernels";
 import { termId } from "../sparse";
 import { terms, words } from "../text";
@@ -119,7 +130,16 @@ export function ensureWordVectorCache(): string {
   const partial = `${CACHE_FILE}.${process.pid}.partial`;
   writeFileSync(partial, Buffer.concat([header, wordBlock, Buffer.from(vectors.buffer), termBlock]));
   renameSync(partial, CACHE_FILE);
+  removeOtherCaches(dirname(CACHE_FILE), basename(CACHE_FILE));
   return CACHE_FILE;
+}
+
+/** Deletes the caches earlier versions built under other names (40 MB each), keeping `current` and any partial file
+ * another process may still be writing. */
+export function removeOtherCaches(dir: string, current: string): void {
+  for (const name of readdirSync(dir)) {
+    if (name !== current && /^word-vectors-[\w-]+\.bin$/.test(name)) rmSync(join(dir, name), { force: true });
+  }
 }
 
 /** The built-in word vectors: this thread's (read from the binary cache, built first if missing, on the first call;
