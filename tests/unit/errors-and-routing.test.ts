@@ -1,6 +1,6 @@
 import { once } from "node:events";
 import { createServer, type Server } from "node:http";
-import type { AddressInfo, Socket } from "node:net";
+import type { AddressInfo } from "node:net";
 import express, { type RequestHandler } from "express";
 import { z } from "zod";
 import type { ProviderSettings } from "../../src/config";
@@ -317,18 +317,22 @@ describe("The SSE writer", () => {
     }
   });
 
-  /** Counts a response's socket writes (each one a syscall): Writable's `_write` and `_writev`. */
-  function countWrites(socket: Socket): () => number {
+  /** Serves one SSE handler at /s, counting its response's socket writes (each one a syscall): `_write`, `_writev`. */
+  async function serveSse(handler: (sse: SseWriter) => Promise<void>) {
     let writes = 0;
-    const target = socket as unknown as Record<"_write" | "_writev", (...args: unknown[]) => unknown>;
-    for (const method of ["_write", "_writev"] as const) {
-      const original = target[method].bind(socket);
-      target[method] = (...args: unknown[]) => {
-        writes++;
-        return original(...args);
-      };
-    }
-    return () => writes;
+    const app = express();
+    app.get("/s", async (_req, res) => {
+      const socket = res.socket as unknown as Record<"_write" | "_writev", (...args: unknown[]) => unknown>;
+      for (const method of ["_write", "_writev"] as const) {
+        const original = socket[method].bind(socket);
+        socket[method] = (...args: unknown[]) => {
+          writes++;
+          return original(...args);
+        };
+      }
+      await handler(new SseWriter(res));
+    });
+    return { ...(await serve(app)), writes: () => writes };
   }
 
   test("When several events arrive together, then the headers and the events leave in one socket write", async () => {
@@ -336,16 +340,11 @@ describe("The SSE writer", () => {
     async function* onePacket() {
       for (let n = 0; n < 5; n++) yield { n };
     }
-    let writes = () => 0;
-    const app = express();
-    app.get("/s", async (_req, res) => {
-      writes = countWrites(res.socket!);
-      const sse = new SseWriter(res);
+    const { url, close, writes } = await serveSse(async (sse) => {
       sse.open();
       for await (const event of onePacket()) await sse.data(event);
       sse.end("data: [DONE]\n\n");
     });
-    const { url, close } = await serve(app);
     try {
       const res = await fetch(`${url}/s`);
       expect(res.headers.get("content-type")).toMatch(/text\/event-stream/);
@@ -361,18 +360,13 @@ describe("The SSE writer", () => {
     const later = new Promise<void>((resolve) => {
       release = resolve;
     });
-    let writes = () => 0;
-    const app = express();
-    app.get("/s", async (_req, res) => {
-      writes = countWrites(res.socket!);
-      const sse = new SseWriter(res);
+    const { url, close, writes } = await serveSse(async (sse) => {
       sse.open();
       await sse.data({ n: 1 });
       await later; // the next event waits on I/O (the provider): the first must already be on its way
       await sse.event("named", { n: 2 });
       sse.end();
     });
-    const { url, close } = await serve(app);
     try {
       const reader = (await fetch(`${url}/s`)).body!.getReader();
       const decoder = new TextDecoder();
