@@ -129,6 +129,20 @@ describe("OpenAI-compatible proxy with the official openai SDK, on PostgreSQL 15
     expect(upstream.acceptedConnections()).toBe(before);
   });
 
+  test("When a provider keeps its response open after [DONE], then the client's stream ends and the upstream connection is cut soon after", async () => {
+    const abortedBefore = upstream.abortedStreams();
+    const chunks = await alice.client.chat.completions.create({
+      model: "openai/linger-after-done",
+      messages: [{ role: "user", content: "and then?" }],
+      stream: true,
+    });
+    let text = "";
+    for await (const chunk of chunks) text += chunk.choices[0]?.delta.content ?? "";
+    expect(text).toBe("Echo: and then?");
+    // Not held until the body timeout: the connection would be lost to the pool for that long.
+    await eventually(() => upstream.abortedStreams() > abortedBefore, { what: "the lingering upstream response cut" });
+  });
+
   test("When a legacy text completion is created, streamed or not, then it reaches the provider's /completions and usage is recorded", async () => {
     const { data, response } = await alice.client.completions
       .create({ model: "gpt-3.5-turbo-instruct", prompt: "Once upon a time", max_tokens: 20 })

@@ -7,7 +7,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
  *   fail-400 | fail-401 | fail-429 (retry-after: 7) | fail-500 | slow-first-byte (300 ms) | slow-stream (40 ms per
  *   chunk) | cut-mid-stream (socket destroyed) | error-mid-stream (a data: {"error"} event) | hang | no-usage |
  *   tool-call | bad-json (200 with a truncated JSON body) | echo-key-401 / echo-key-mid-stream (the caller's key
- *   echoed in an error, before and after the first byte). Anything else echoes the last user message.
+ *   echoed in an error, before and after the first byte) | linger-after-done (the stream's response never ends after
+ *   its [DONE]). Anything else echoes the last user message.
  * Every request is recorded (path, authorization header, body) so tests can assert what left Perpetual.
  */
 export interface ReceivedRequest {
@@ -365,6 +366,8 @@ export async function startFakeOpenAiUpstream(
     const options = body.stream_options as { include_usage?: boolean } | undefined;
     if (options?.include_usage && usage)
       send({ id, object: "chat.completion.chunk", created, model, choices: [], usage });
+    // A provider that keeps the response open after [DONE] (never ends it).
+    if (model === "linger-after-done") return void res.write("data: [DONE]\n\n");
     res.end("data: [DONE]\n\n");
   });
   server.on("connection", (socket) => {

@@ -14,6 +14,9 @@ const dispatcher = new Agent({ keepAliveTimeout: 10_000, connections: 256, pipel
 
 const USER_AGENT = "perpetual";
 
+/** How long a stream's response may take to end after its `[DONE]` before the connection is cut, not reused. */
+const END_AFTER_DONE_MS = 1_000;
+
 interface Exchange {
   target: CallTarget;
   path: string;
@@ -155,8 +158,10 @@ async function* events<T>(target: CallTarget, body: Dispatcher.ResponseData["bod
     // Whatever the body reports from here on is moot: the stream is over for its reader.
     body.on("error", () => {});
     if (done && !body.readableEnded) {
-      // What follows [DONE] is the response's end: read it so the connection goes back to the pool (a provider that
-      // stays open after it is cut by the body timeout, a caller who left by the signal).
+      // What follows [DONE] is the response's end: read it so the connection goes back to the pool. A provider that
+      // keeps the response open after it has the connection cut, so that it does not hold a pool slot.
+      const cut = setTimeout(() => body.destroy(), END_AFTER_DONE_MS).unref();
+      body.once("close", () => clearTimeout(cut));
       body.resume();
     } else if (!body.destroyed) {
       // Stopped early (the caller left, or the pipeline failed): release the connection rather than read the rest.
