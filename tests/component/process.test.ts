@@ -7,6 +7,7 @@ import { readMigrations } from "../../src/db";
 import { startFakeOpenAiUpstream } from "../fakes/openai-upstream";
 import { createTestDatabase } from "../helpers/postgres";
 import { collect, runCli, spawnEntry, waitForOutput } from "../helpers/processes";
+import { streamedText } from "../helpers/streams";
 
 jest.setTimeout(300_000);
 
@@ -145,14 +146,7 @@ describe("A newcomer on embedded defaults", () => {
 
       // The official SDK, pointed at the running server, streams a chat answered with the stored key.
       const client = new OpenAI({ apiKey: key, baseURL: base, maxRetries: 0 });
-      const stream = await client.chat.completions.create({
-        model: "gpt-4o",
-        messages: [{ role: "user", content: "from npm start" }],
-        stream: true,
-      });
-      let text = "";
-      for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? "";
-      expect(text).toBe("Echo: from npm start");
+      expect(await streamedText(client, "gpt-4o", "from npm start")).toBe("Echo: from npm start");
       expect(upstream.received.at(-1)?.authorization).toBe(`Bearer ${providerKey}`);
       expect((await fetch(`${base}/provider-keys/openai`, { method: "DELETE", headers: auth(key) })).status).toBe(200);
 

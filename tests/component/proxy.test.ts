@@ -6,6 +6,7 @@ import { FAKE_USAGE, type FakeOpenAiUpstream, startFakeOpenAiUpstream } from "..
 import { startTestApp, type TestApp, testConfig } from "../helpers/app";
 import { eventually } from "../helpers/eventually";
 import { createTestDatabase } from "../helpers/postgres";
+import { streamedText } from "../helpers/streams";
 
 interface Caller {
   userId: string;
@@ -113,16 +114,7 @@ describe("OpenAI-compatible proxy with the official openai SDK, on PostgreSQL 15
   });
 
   test("When completions are streamed one after another, then they reuse one upstream connection", async () => {
-    const stream = async () => {
-      const chunks = await alice.client.chat.completions.create({
-        model: "gpt-4o",
-        messages: [{ role: "user", content: "hello again" }],
-        stream: true,
-      });
-      let text = "";
-      for await (const chunk of chunks) text += chunk.choices[0]?.delta.content ?? "";
-      return text;
-    };
+    const stream = () => streamedText(alice.client, "gpt-4o", "hello again");
     expect(await stream()).toBe("Echo: hello again");
     const before = upstream.acceptedConnections();
     for (let i = 0; i < 3; i++) expect(await stream()).toBe("Echo: hello again");
@@ -131,14 +123,7 @@ describe("OpenAI-compatible proxy with the official openai SDK, on PostgreSQL 15
 
   test("When a provider keeps its response open after [DONE], then the client's stream ends and the upstream connection is cut soon after", async () => {
     const abortedBefore = upstream.abortedStreams();
-    const chunks = await alice.client.chat.completions.create({
-      model: "openai/linger-after-done",
-      messages: [{ role: "user", content: "and then?" }],
-      stream: true,
-    });
-    let text = "";
-    for await (const chunk of chunks) text += chunk.choices[0]?.delta.content ?? "";
-    expect(text).toBe("Echo: and then?");
+    expect(await streamedText(alice.client, "openai/linger-after-done", "and then?")).toBe("Echo: and then?");
     // Not held until the body timeout: the connection would be lost to the pool for that long.
     await eventually(() => upstream.abortedStreams() > abortedBefore, { what: "the lingering upstream response cut" });
   });
